@@ -1,0 +1,127 @@
+"""Shared pieces of the ``jobq`` command: options with ``JOBQ_*`` twins, values, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
+
+import click
+
+from jobq.config import DEFAULT_HUB
+from jobq.errors import (
+    Conflict,
+    InvalidRequest,
+    JobFailed,
+    JobqError,
+    NotFound,
+    Timeout,
+    Unavailable,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit codes (documented in the README).
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_NOT_FOUND = 4
+EXIT_TIMEOUT = 5
+EXIT_CONFLICT = 6
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def option(*decls: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option whose environment twin is JOBQ_<LONG NAME>, shown in --help."""
+    long = next(d for d in decls if d.startswith("--")).split("/")[0]
+    kwargs.setdefault("envvar", "JOBQ_" + long[2:].upper().replace("-", "_"))
+    kwargs.setdefault("show_envvar", True)
+    return click.option(*decls, **kwargs)
+
+
+def hub_option(f: F) -> F:
+    return option(
+        "--hub",
+        default=DEFAULT_HUB,
+        show_default=True,
+        help="Hub endpoint(s), comma-separated for failover.",
+    )(f)
+
+
+def timeout_option(f: F) -> F:
+    return option(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="Seconds to wait for the hub to answer.",
+    )(f)
+
+
+def parse_value(text: str) -> Any:
+    """``16`` → 16, ``2.5`` → 2.5, ``true`` → True, ``a,b`` → ["a", "b"], else the string."""
+    if "," in text:
+        return [parse_value(part) for part in text.split(",") if part]
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, Any]:
+    """Repeated ``KEY=VALUE`` → a dict of dotted keys; a repeated key collects a list."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+        value = parse_value(raw.strip())
+        if key in out:
+            before = out[key] if isinstance(out[key], list) else [out[key]]
+            out[key] = before + (value if isinstance(value, list) else [value])
+        else:
+            out[key] = value
+    return out
+
+
+def exit_code(exc: JobqError) -> int:
+    if isinstance(exc, Unavailable):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, Timeout):
+        return EXIT_TIMEOUT
+    if isinstance(exc, JobFailed):
+        return EXIT_JOB_FAILED
+    if isinstance(exc, Conflict):
+        return EXIT_CONFLICT
+    if isinstance(exc, InvalidRequest):
+        return EXIT_USAGE
+    return EXIT_JOB_FAILED
+
+
+def run_async(fn: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..., None]:
+    """Run an async command body; jobq errors become a message on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = asyncio.run(fn(*args, **kwargs))
+        except JobqError as exc:
+            click.echo(f"jobq: {exc.message}", err=True)
+            sys.exit(exit_code(exc))
+        except KeyboardInterrupt:
+            sys.exit(130)
+        sys.exit(code or EXIT_OK)
+
+    return wrapper

@@ -1,0 +1,141 @@
+"""A DEALER connection to a hub, shared by the client and the worker SDKs.
+
+Requests carry a ``rid`` and are matched with their replies, so any number may be outstanding.
+Messages the hub sends unasked (events, jobs for a worker) go to ``on_push``. With several hub
+endpoints the connection moves to the next one when asked to (``failover``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+
+import msgspec
+import zmq
+
+from jobq.errors import Unavailable, error_from_code
+from jobq.protocol import native as jqp
+from jobq.protocol.zmqio import AsyncSocket
+
+log = logging.getLogger("jobq.connection")
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def endpoints_of(hub: str | Sequence[str]) -> list[str]:
+    """``"tcp://a:5555,tcp://b:5555"`` or a list → a list of endpoints."""
+    items = hub.split(",") if isinstance(hub, str) else list(hub)
+    found = [item.strip() for item in items if item.strip()]
+    if not found:
+        raise ValueError("no hub endpoint given")
+    return found
+
+
+class Connection:
+    def __init__(
+        self,
+        hub: str | Sequence[str],
+        *,
+        on_push: Callable[[jqp.Outbound], None] | None = None,
+        identity: bytes | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.endpoints = endpoints_of(hub)
+        self.on_push = on_push
+        self.identity = identity
+        self.timeout = timeout
+        self.context = zmq.Context()
+        self._index = 0
+        self._io: AsyncSocket | None = None
+        self._pending: dict[int, asyncio.Future[jqp.Outbound]] = {}
+        self._rids = itertools.count(1)
+        self.malformed = 0
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self._index]
+
+    def open(self) -> None:
+        sock: zmq.Socket[bytes] = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        if self.identity is not None:
+            sock.setsockopt(zmq.IDENTITY, self.identity)
+        sock.connect(self.endpoint)
+        self._io = AsyncSocket(sock, self._on_frames)
+        self._io.start()
+
+    def close(self) -> None:
+        if self._io is not None:
+            self._io.close()
+            self._io = None
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(Unavailable("the connection was closed"))
+        self._pending.clear()
+        self.context.term()
+
+    def failover(self) -> str:
+        """Drop the socket and connect to the next endpoint (outstanding requests fail)."""
+        if self._io is not None:
+            self._io.close()
+            self._io = None
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(Unavailable(f"moved away from {self.endpoint}"))
+        self._pending.clear()
+        self._index = (self._index + 1) % len(self.endpoints)
+        self.open()
+        return self.endpoint
+
+    def next_rid(self) -> int:
+        return next(self._rids)
+
+    def send(self, message: jqp.Inbound) -> None:
+        if self._io is None:
+            raise Unavailable("not connected")
+        self._io.send((jqp.HEADER, _encode(message)))
+
+    async def request(self, message: jqp.Inbound, timeout: float | None = None) -> jqp.Outbound:
+        """Send a request (its ``rid`` already set) and wait for the matching reply."""
+        rid: int = message.rid  # type: ignore[union-attr]
+        future: asyncio.Future[jqp.Outbound] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        try:
+            self.send(message)
+            limit = self.timeout if timeout is None else timeout
+            try:
+                reply = await asyncio.wait_for(future, limit)
+            except TimeoutError:
+                raise Unavailable(f"no answer from the hub at {self.endpoint} within {limit:g}s") from None
+        finally:
+            self._pending.pop(rid, None)
+        if isinstance(reply, jqp.Error):
+            raise error_from_code(reply.code, reply.message)
+        return reply
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        if len(frames) != 2 or frames[0] != jqp.HEADER:
+            self.malformed += 1
+            return
+        try:
+            message = jqp.decode_outbound(frames[1])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.malformed += 1
+            log.warning("dropped a malformed message from the hub")
+            return
+        rid = getattr(message, "rid", None)
+        if rid:
+            future = self._pending.get(rid)
+            if future is not None and not future.done():
+                future.set_result(message)
+            return
+        if isinstance(message, jqp.Error):
+            log.warning("hub reported: %s (%s)", message.message, message.code)
+        if self.on_push is not None:
+            self.on_push(message)

@@ -1,0 +1,193 @@
+"""The job model: what a client submits, what the hub keeps, what a worker receives.
+
+Plain msgspec Structs with no I/O handles. Times are POSIX seconds (floats) passed in by the
+caller; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from jobq.core.states import JobState
+
+Isolation = Literal["strict", "loose", "none"]
+ISOLATIONS: tuple[str, ...] = ("strict", "loose", "none")
+
+#: Payloads are kept as frames: a plain bytes payload is one frame. The Majordomo door needs
+#: frame boundaries kept end to end, so they are first class everywhere.
+Frames = list[bytes]
+
+JSON = "application/json"
+TEXT = "text/plain"
+BINARY = "application/octet-stream"
+
+PRIORITY_MIN = -(2**31)
+PRIORITY_MAX = 2**31 - 1
+
+
+class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """What a client asks for. Everything but ``service`` has a default."""
+
+    service: str
+    payload: Frames = msgspec.field(default_factory=list)
+    content_type: str | None = None
+    priority: int = 0
+    #: Capability requirements, dotted keys (``hardware.gpu_memory_gb``) or nested objects.
+    #: A string must equal (or be one of) the worker's value, a list must all be among the
+    #: worker's values, a number is a minimum.
+    requires: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Workers that have any of these values are excluded.
+    must_not: dict[str, Any] = msgspec.field(default_factory=dict)
+    customer_id: str | None = None
+    isolation: Isolation = "none"
+    max_attempts: int = 3
+    #: Seconds one attempt may run before it is failed (and retried if attempts are left).
+    timeout: float | None = None
+    #: Run no earlier than this POSIX time (``delay`` is relative to the submit).
+    run_at: float | None = None
+    delay: float | None = None
+    #: A second submit with the same key returns the first job instead of a new one.
+    idempotency_key: str | None = None
+    #: Seconds a finished job (and its result) is kept.
+    result_ttl: float | None = None
+    #: First retry delay in seconds; doubles each attempt, with jitter, up to a cap.
+    backoff: float | None = None
+
+
+class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A job as the hub keeps it: the spec plus its life so far."""
+
+    id: int
+    service: str
+    state: JobState
+    #: Position for FIFO within a priority; a released job keeps its place at the front.
+    seq: int
+    submitted_at: float
+    payload: Frames = msgspec.field(default_factory=list)
+    content_type: str | None = None
+    priority: int = 0
+    requires: dict[str, Any] = msgspec.field(default_factory=dict)
+    must_not: dict[str, Any] = msgspec.field(default_factory=dict)
+    customer_id: str | None = None
+    isolation: Isolation = "none"
+    max_attempts: int = 3
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    result_ttl: float | None = None
+    backoff: float | None = None
+    #: Attempts started so far. The running attempt's fencing token is this number.
+    attempts: int = 0
+    worker: str | None = None
+    run_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_expires: float | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    result: Frames | None = None
+    error: str | None = None
+    #: The worker whose attempt failed last; another eligible worker is preferred.
+    avoid_worker: str | None = None
+    #: When a finished job is forgotten.
+    expires_at: float | None = None
+
+    @property
+    def token(self) -> int:
+        """The fencing token of the current (or last) attempt."""
+        return self.attempts
+
+    @property
+    def payload_bytes(self) -> bytes:
+        return b"".join(self.payload)
+
+    @property
+    def result_bytes(self) -> bytes:
+        return b"".join(self.result or ())
+
+
+class Assignment(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=True):
+    """One attempt of a job, as handed to a worker."""
+
+    id: int
+    token: int
+    service: str
+    payload: Frames
+    content_type: str | None = None
+    attempt: int = 1
+    max_attempts: int = 3
+    #: Seconds this attempt may run, if limited.
+    timeout: float | None = None
+    customer_id: str | None = None
+
+
+def assignment_of(job: Job) -> Assignment:
+    return Assignment(
+        id=job.id,
+        token=job.attempts,
+        service=job.service,
+        payload=job.payload,
+        content_type=job.content_type,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        timeout=job.timeout,
+        customer_id=job.customer_id,
+    )
+
+
+class Submitted(msgspec.Struct, kw_only=True, array_like=True):
+    """The answer to one submit: the job, and whether the submit created it."""
+
+    job: Job
+    created: bool = True
+
+
+class JobFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Which jobs a listing returns (newest first)."""
+
+    states: list[JobState] = msgspec.field(default_factory=list)
+    service: str | None = None
+    customer_id: str | None = None
+    worker: str | None = None
+    ids: list[int] = msgspec.field(default_factory=list)
+    limit: int = 100
+    offset: int = 0
+
+    def matches(self, job: Job) -> bool:
+        return (
+            (not self.states or job.state in self.states)
+            and (self.service is None or job.service == self.service)
+            and (self.customer_id is None or job.customer_id == self.customer_id)
+            and (self.worker is None or job.worker == self.worker)
+            and (not self.ids or job.id in self.ids)
+        )
+
+
+class StoreStats(msgspec.Struct, kw_only=True):
+    """Counts of jobs by state, overall and per service."""
+
+    by_state: dict[str, int]
+    by_service: dict[str, dict[str, int]]
+
+
+EventKind = Literal[
+    "submitted", "started", "progress", "completed", "retrying", "requeued", "failed", "cancelled"
+]
+
+
+class JobEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Something that happened to a job, as subscribers see it."""
+
+    id: int
+    kind: EventKind
+    state: JobState
+    at: float
+    service: str = ""
+    worker: str | None = None
+    attempt: int = 0
+    progress: float | None = None
+    message: str | None = None
+    error: str | None = None
+    result: Frames | None = None
+    customer_id: str | None = None

@@ -1,0 +1,65 @@
+"""The job life cycle: every state and every allowed transition, in one table.
+
+Rules
+-----
+- A job starts ``queued`` (runnable now) or ``scheduled`` (``run_at`` in the future).
+- ``scheduled`` becomes ``queued`` when its time comes (a delay, or a retry's backoff).
+- Only a ``queued`` job is handed to a worker; it becomes ``running`` under a lease held by
+  one attempt of one worker.
+- A ``running`` job ends ``completed`` (result), goes back to ``scheduled`` (a failed attempt
+  with attempts left, after backoff) or ``queued`` (released: its worker vanished or gave it
+  back before finishing), or ends ``failed`` (attempts exhausted: a dead letter, kept).
+- Any job not yet ended may be ``cancelled``. Cancellation is final for that run.
+- ``failed`` and ``cancelled`` jobs may be retried by an operator: back to ``queued`` with a
+  fresh attempt budget. ``completed`` is final.
+
+Anything not in ``TRANSITIONS`` is refused with :class:`~jobq.errors.InvalidTransition`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from jobq.errors import InvalidTransition
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+QUEUED = JobState.QUEUED
+SCHEDULED = JobState.SCHEDULED
+RUNNING = JobState.RUNNING
+COMPLETED = JobState.COMPLETED
+FAILED = JobState.FAILED
+CANCELLED = JobState.CANCELLED
+
+TERMINAL: frozenset[JobState] = frozenset({COMPLETED, FAILED, CANCELLED})
+
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    QUEUED: frozenset({RUNNING, CANCELLED}),
+    SCHEDULED: frozenset({QUEUED, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, SCHEDULED, QUEUED, FAILED, CANCELLED}),
+    COMPLETED: frozenset(),
+    FAILED: frozenset({QUEUED}),
+    CANCELLED: frozenset({QUEUED}),
+}
+
+
+def can_transition(current: JobState, target: JobState) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def check_transition(current: JobState, target: JobState) -> None:
+    """Refuse a transition the table does not allow."""
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(f"a {current} job cannot become {target}")

@@ -1,0 +1,60 @@
+"""Checks a submitted job spec against the model's rules and the hub's limits (pure)."""
+
+from __future__ import annotations
+
+import math
+
+from jobq.core.model import ISOLATIONS, PRIORITY_MAX, PRIORITY_MIN, JobSpec
+from jobq.errors import InvalidRequest, PayloadTooLarge
+
+#: Default largest payload (all frames together), in bytes.
+DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+MAX_FRAMES = 1024
+MAX_NAME = 255
+MAX_ATTEMPTS = 1000
+MAX_SECONDS = 366 * 24 * 3600.0
+
+
+def _name(field: str, value: str | None, *, required: bool = False) -> None:
+    if value is None:
+        if required:
+            raise InvalidRequest(f"{field} is required")
+        return
+    if not value or len(value.encode()) > MAX_NAME:
+        raise InvalidRequest(f"{field} must be 1 to {MAX_NAME} bytes long")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise InvalidRequest(f"{field} must not contain control characters")
+
+
+def _seconds(field: str, value: float | None, *, zero_ok: bool = True) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise InvalidRequest(f"{field} must be a {'non-negative' if zero_ok else 'positive'} number")
+    if value > MAX_SECONDS:
+        raise InvalidRequest(f"{field} must be at most {int(MAX_SECONDS)} seconds")
+
+
+def validate_spec(spec: JobSpec, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+    """Raise :class:`InvalidRequest` naming the first field that breaks a rule or a limit."""
+    _name("service", spec.service, required=True)
+    if len(spec.payload) > MAX_FRAMES:
+        raise InvalidRequest(f"payload has more than {MAX_FRAMES} frames")
+    size = sum(len(frame) for frame in spec.payload)
+    if size > max_payload:
+        raise PayloadTooLarge(f"payload is {size} bytes; the limit is {max_payload}")
+    if not PRIORITY_MIN <= spec.priority <= PRIORITY_MAX:
+        raise InvalidRequest(f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}")
+    if not 1 <= spec.max_attempts <= MAX_ATTEMPTS:
+        raise InvalidRequest(f"max_attempts must be between 1 and {MAX_ATTEMPTS}")
+    if spec.isolation not in ISOLATIONS:
+        raise InvalidRequest(f"isolation must be one of {', '.join(ISOLATIONS)}")
+    _name("customer_id", spec.customer_id)
+    _name("idempotency_key", spec.idempotency_key)
+    _name("content_type", spec.content_type)
+    _seconds("timeout", spec.timeout, zero_ok=False)
+    _seconds("delay", spec.delay)
+    _seconds("result_ttl", spec.result_ttl)
+    _seconds("backoff", spec.backoff)
+    if spec.run_at is not None and (not math.isfinite(spec.run_at) or spec.run_at < 0):
+        raise InvalidRequest("run_at must be a POSIX time")

@@ -1,0 +1,298 @@
+"""jobq's own protocol (JQP/1) on the ZeroMQ door: decode, call the hub, encode.
+
+Results, failures and progress are accepted from any connection that presents a valid fencing
+token, known session or not: after a hub restart a worker's queued results still land, and the
+worker is told to say ``hello`` again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from jobq.core.model import Job, JobEvent, assignment_of
+from jobq.errors import InvalidRequest, JobqError
+from jobq.gateways.zmq import ZmqGateway
+from jobq.hub.hub import Hub
+from jobq.protocol import native as jqp
+from jobq.store.base import Completion, WorkerInfo
+
+log = logging.getLogger("jobq.gateways.jqp")
+
+_Handler = Callable[[bytes, Any], Awaitable[None]]
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+class _Link:
+    """A jobq SDK worker on the ZeroMQ door, as the hub sees it."""
+
+    pushes = True
+
+    def __init__(self, door: NativeDoor, identity: bytes) -> None:
+        self.door = door
+        self.identity = identity
+
+    def deliver(self, jobs: Sequence[Job]) -> None:
+        self.door.send(self.identity, jqp.Assign(jobs=[assignment_of(job) for job in jobs]))
+
+    def stop(self, job_ids: Sequence[int]) -> None:
+        self.door.send(self.identity, jqp.CancelJobs(ids=list(job_ids)))
+
+    def disconnect(self, reason: str) -> None:
+        self.door.forget_worker(self.identity)
+        self.door.send(self.identity, jqp.Reconnect(reason=reason))
+
+
+class _Subscriber:
+    """A client that listens for events; forgotten when silent for ``subscriber_ttl``."""
+
+    def __init__(self, door: NativeDoor, identity: bytes) -> None:
+        self.door = door
+        self.identity = identity
+        self.last_seen = time.monotonic()
+
+    def __hash__(self) -> int:
+        return hash(self.identity)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Subscriber) and other.identity == self.identity
+
+    def push(self, events: list[JobEvent]) -> None:
+        self.door.send(self.identity, jqp.Events(events=events))
+
+
+def _strip(job: Job | None, payload: bool) -> Job | None:
+    if job is None or payload or not job.payload:
+        return job
+    return msgspec.structs.replace(job, payload=[])
+
+
+class NativeDoor:
+    def __init__(self, hub: Hub, gateway: ZmqGateway) -> None:
+        self.hub = hub
+        self.gateway = gateway
+        self.workers: dict[bytes, str] = {}
+        self.subscribers: dict[bytes, _Subscriber] = {}
+        self.malformed = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._handlers: dict[type[Any], _Handler] = {
+            jqp.Submit: self._submit,
+            jqp.Get: self._get,
+            jqp.Wait: self._wait,
+            jqp.Cancel: self._cancel,
+            jqp.Retry: self._retry,
+            jqp.ListJobs: self._list,
+            jqp.Subscribe: self._subscribe,
+            jqp.Unsubscribe: self._unsubscribe,
+            jqp.Info: self._info,
+            jqp.Ping: self._ping,
+            jqp.Hello: self._hello,
+            jqp.Heartbeat: self._heartbeat,
+            jqp.SetSlots: self._set_slots,
+            jqp.Done: self._done,
+            jqp.Fail: self._fail,
+            jqp.Progress: self._progress,
+            jqp.Release: self._release,
+            jqp.Bye: self._bye,
+        }
+
+    def install(self) -> None:
+        self.gateway.add_handler(self.handle)
+        self._sweeper = asyncio.get_running_loop().call_later(5.0, self._sweep)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def send(self, identity: bytes, message: jqp.Outbound) -> None:
+        self.gateway.send(identity, (jqp.HEADER, _encode(message)))
+
+    def handle(self, identity: bytes, frames: list[bytes]) -> bool:
+        if frames[0] != jqp.HEADER:
+            return False
+        if len(frames) != 2:
+            self._reject(identity, 0, InvalidRequest("JQ1 messages have exactly one body frame"))
+            return True
+        try:
+            message = jqp.decode_inbound(frames[1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._reject(identity, 0, InvalidRequest(f"malformed JQ1 message: {exc}"))
+            return True
+        handler = self._handlers[type(message)]
+        self.hub.spawn(self._guard(identity, message, handler))
+        return True
+
+    async def _guard(
+        self, identity: bytes, message: Any, handler: Callable[[bytes, Any], Awaitable[None]]
+    ) -> None:
+        try:
+            await handler(identity, message)
+        except JobqError as exc:
+            self._reject(identity, getattr(message, "rid", 0), exc)
+        except Exception as exc:
+            log.exception("handling %s failed", type(message).__name__)
+            self._reject(identity, getattr(message, "rid", 0), JobqError(f"internal error: {exc}"))
+
+    def _reject(self, identity: bytes, rid: int, exc: JobqError) -> None:
+        self.malformed += exc.code == "invalid"
+        self.send(identity, jqp.Error(rid=rid, code=exc.code, message=exc.message))
+
+    def _subscriber(self, identity: bytes) -> _Subscriber:
+        sub = self.subscribers.get(identity)
+        if sub is None:
+            sub = self.subscribers[identity] = _Subscriber(self, identity)
+        sub.last_seen = time.monotonic()
+        return sub
+
+    def _sweep(self) -> None:
+        limit = time.monotonic() - self.hub.config.subscriber_ttl
+        for identity, sub in list(self.subscribers.items()):
+            if sub.last_seen < limit:
+                self.hub.events.unsubscribe(sub)
+                del self.subscribers[identity]
+        self._sweeper = asyncio.get_running_loop().call_later(5.0, self._sweep)
+
+    def forget_worker(self, identity: bytes) -> None:
+        self.workers.pop(identity, None)
+
+    def _worker_id(self, identity: bytes) -> str | None:
+        worker_id = self.workers.get(identity)
+        if worker_id is None:
+            self.send(identity, jqp.Reconnect(reason="unknown worker; say hello"))
+        return worker_id
+
+    # ------------------------------------------------------------------ clients
+
+    async def _submit(self, identity: bytes, msg: jqp.Submit) -> None:
+        done = await self.hub.submit(msg.jobs)
+        if msg.watch:
+            sub = self._subscriber(identity)
+            self.hub.events.watch(sub, [item.job.id for item in done if not item.job.state.terminal])
+            ended = [item.job for item in done if item.job.state.terminal]
+            if ended:
+                from jobq.hub.events import event_of
+
+                now = self.hub.clock()
+                sub.push([event_of(job, job.state.value, now, with_result=True) for job in ended])
+        self.send(
+            identity,
+            jqp.Accepted(rid=msg.rid, jobs=[(i.job.id, i.job.state.value, i.created) for i in done]),
+        )
+
+    async def _get(self, identity: bytes, msg: jqp.Get) -> None:
+        jobs = [await self.hub.store.get(job_id) for job_id in msg.ids]
+        self.send(identity, jqp.Jobs(rid=msg.rid, jobs=[_strip(j, msg.payload) for j in jobs]))
+
+    async def _wait(self, identity: bytes, msg: jqp.Wait) -> None:
+        jobs = await asyncio.gather(*(self.hub.wait(job_id, msg.timeout) for job_id in msg.ids))
+        self.send(identity, jqp.Jobs(rid=msg.rid, jobs=[_strip(j, msg.payload) for j in jobs]))
+
+    async def _cancel(self, identity: bytes, msg: jqp.Cancel) -> None:
+        jobs = [await self.hub.cancel(job_id) for job_id in msg.ids]
+        self.send(identity, jqp.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
+
+    async def _retry(self, identity: bytes, msg: jqp.Retry) -> None:
+        jobs = [await self.hub.retry(job_id) for job_id in msg.ids]
+        self.send(identity, jqp.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
+
+    async def _list(self, identity: bytes, msg: jqp.ListJobs) -> None:
+        jobs = await self.hub.list_jobs(msg.query, blocked=msg.blocked)
+        self.send(identity, jqp.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
+
+    async def _subscribe(self, identity: bytes, msg: jqp.Subscribe) -> None:
+        sub = self._subscriber(identity)
+        if msg.ids:
+            self.hub.events.watch(sub, msg.ids)
+        else:
+            self.hub.events.subscribe_all(sub)
+        self.send(identity, jqp.Reply(rid=msg.rid, value=True))
+
+    async def _unsubscribe(self, identity: bytes, msg: jqp.Unsubscribe) -> None:
+        sub = self.subscribers.get(identity)
+        if sub is not None:
+            self.hub.events.unsubscribe(sub, msg.ids or None)
+            if not msg.ids:
+                del self.subscribers[identity]
+        self.send(identity, jqp.Reply(rid=msg.rid, value=True))
+
+    async def _info(self, identity: bytes, msg: jqp.Info) -> None:
+        value: Any
+        if msg.what == "workers":
+            value = await self.hub.workers()
+        elif msg.what == "services":
+            value = await self.hub.services()
+        elif msg.what == "stats":
+            value = {
+                "jobs": await self.hub.stats(),
+                "counters": self.hub.counters,
+                "workers": len(self.hub.sessions),
+                "hub": self.hub.config.name,
+            }
+        elif msg.what == "explain":
+            value = await self.hub.explain(msg.id)
+        else:
+            raise InvalidRequest(f"unknown info {msg.what!r}: workers, services, stats or explain")
+        self.send(identity, jqp.Reply(rid=msg.rid, value=msgspec.to_builtins(value)))
+
+    async def _ping(self, identity: bytes, msg: jqp.Ping) -> None:
+        sub = self.subscribers.get(identity)
+        if sub is not None:
+            sub.last_seen = time.monotonic()
+        self.send(identity, jqp.Pong(rid=msg.rid, hub=self.hub.config.name))
+
+    # ------------------------------------------------------------------ workers
+
+    async def _hello(self, identity: bytes, msg: jqp.Hello) -> None:
+        info = WorkerInfo(
+            id=msg.worker_id,
+            services=msg.services,
+            capabilities=msg.capabilities,
+            slots=msg.slots,
+            name=msg.name,
+            door="zmq",
+            schemas=msg.schemas,
+        )
+        if not msg.worker_id:
+            raise InvalidRequest("hello needs a worker_id")
+        kept = await self.hub.attach(info, _Link(self, identity), held=msg.held)
+        self.workers[identity] = msg.worker_id
+        config = self.hub.config
+        self.send(
+            identity,
+            jqp.Welcome(heartbeat=config.heartbeat, lease_ttl=config.lease_ttl, kept=kept, hub=config.name),
+        )
+
+    async def _heartbeat(self, identity: bytes, msg: jqp.Heartbeat) -> None:
+        worker_id = self._worker_id(identity)
+        if worker_id is not None and await self.hub.heartbeat(worker_id, msg.metrics):
+            self.send(identity, jqp.Heartbeat())
+
+    async def _set_slots(self, identity: bytes, msg: jqp.SetSlots) -> None:
+        worker_id = self._worker_id(identity)
+        if worker_id is not None:
+            await self.hub.set_slots(worker_id, msg.slots)
+
+    async def _done(self, identity: bytes, msg: jqp.Done) -> None:
+        worker_id = self.workers.get(identity) or self._worker_id(identity) or ""
+        await self.hub.complete(worker_id, [Completion(i, t, r) for i, t, r in msg.results])
+
+    async def _fail(self, identity: bytes, msg: jqp.Fail) -> None:
+        worker_id = self.workers.get(identity) or self._worker_id(identity) or ""
+        await self.hub.fail(worker_id, msg.id, msg.token, msg.error, retryable=msg.retryable)
+
+    async def _progress(self, identity: bytes, msg: jqp.Progress) -> None:
+        worker_id = self.workers.get(identity) or self._worker_id(identity) or ""
+        await self.hub.progress(worker_id, msg.id, msg.token, msg.value, msg.message)
+
+    async def _release(self, identity: bytes, msg: jqp.Release) -> None:
+        worker_id = self.workers.get(identity) or self._worker_id(identity) or ""
+        await self.hub.release(worker_id, msg.jobs)
+
+    async def _bye(self, identity: bytes, msg: jqp.Bye) -> None:
+        worker_id = self.workers.pop(identity, None)
+        if worker_id is not None:
+            await self.hub.detach(worker_id, "said bye")

@@ -1,0 +1,80 @@
+"""The ZeroMQ door: one ROUTER socket; the header frame picks the protocol.
+
+``[identity, b"JQ1", body]`` is jobq's own protocol (:mod:`jobq.gateways.jqp`). Other protocols
+(Majordomo) register a handler for the frames they start with. Anything else is counted as
+malformed and dropped: a ROUTER cannot answer a peer whose framing it does not know.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import zmq
+
+from jobq.hub.hub import Hub
+from jobq.protocol.zmqio import AsyncSocket
+
+log = logging.getLogger("jobq.gateways.zmq")
+
+#: Given the frames after the identity, returns True when it took the message.
+FrameHandler = Callable[[bytes, list[bytes]], bool]
+
+
+class ZmqGateway:
+    def __init__(self, hub: Hub, endpoints: Sequence[str], *, max_message: int | None = None) -> None:
+        self.hub = hub
+        self.requested = list(endpoints)
+        self.endpoints: list[str] = []
+        self.max_message = hub.config.max_message if max_message is None else max_message
+        self.context = zmq.Context()
+        self.io: AsyncSocket | None = None
+        self.malformed = 0
+        self._handlers: list[FrameHandler] = []
+        self._batch_end: list[Callable[[], None]] = []
+
+    def add_handler(self, handler: FrameHandler, on_batch_end: Callable[[], None] | None = None) -> None:
+        self._handlers.append(handler)
+        if on_batch_end is not None:
+            self._batch_end.append(on_batch_end)
+
+    async def start(self) -> None:
+        from jobq.gateways.jqp import NativeDoor
+
+        sock: zmq.Socket[bytes] = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer raises, so it can be counted
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting worker keeps its identity
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message)
+        for endpoint in self.requested:
+            sock.bind(endpoint)
+            self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        self.io = AsyncSocket(sock, self._on_frames, on_batch_end=self._on_batch_end, drop_when_full=True)
+        NativeDoor(self.hub, self).install()
+        self.io.start()
+        log.info("ZeroMQ door on %s", ", ".join(self.endpoints))
+
+    async def stop(self) -> None:
+        if self.io is not None:
+            self.io.close()
+        self.context.term()
+
+    def send(self, identity: bytes, frames: Sequence[bytes]) -> bool:
+        if self.io is None:
+            return False
+        return self.io.send([identity, *frames])
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        identity, rest = frames[0], frames[1:]
+        if rest:
+            for handler in self._handlers:
+                if handler(identity, rest):
+                    return
+        self.malformed += 1
+        log.debug("dropped a message with an unknown header from %r", identity)
+
+    def _on_batch_end(self) -> None:
+        for callback in self._batch_end:
+            callback()

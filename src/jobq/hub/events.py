@@ -1,0 +1,121 @@
+"""The hub's event bus: who hears about which job, and waiting for a job to end.
+
+Events are collected during one event-loop turn and handed to each subscriber once, as a list,
+at the end of the turn, so a door can send one message for many events. A subscriber that
+cannot keep up is the door's to bound (drop and resync): the bus never blocks on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Iterable
+from typing import Protocol
+
+from jobq.core.model import Job, JobEvent
+from jobq.core.states import TERMINAL
+
+
+class Subscriber(Hashable, Protocol):
+    def push(self, events: list[JobEvent]) -> None:
+        """Events for this subscriber from one turn (must not block)."""
+
+
+def event_of(job: Job, kind: str, now: float, *, with_result: bool = False) -> JobEvent:
+    return JobEvent(
+        id=job.id,
+        kind=kind,  # type: ignore[arg-type]
+        state=job.state,
+        at=now,
+        service=job.service,
+        worker=job.worker,
+        attempt=job.attempts,
+        progress=job.progress,
+        message=job.progress_message,
+        error=job.error,
+        result=job.result if with_result and job.state in TERMINAL else None,
+        customer_id=job.customer_id,
+    )
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._by_job: dict[int, set[Subscriber]] = {}
+        self._all: set[Subscriber] = set()
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._pending: dict[Subscriber, list[JobEvent]] = {}
+        self._flush_scheduled = False
+        self.published = 0
+
+    # ------------------------------------------------------------------ subscribing
+
+    def watch(self, subscriber: Subscriber, ids: Iterable[int]) -> None:
+        """Events of these jobs until each ends."""
+        for job_id in ids:
+            self._by_job.setdefault(job_id, set()).add(subscriber)
+
+    def subscribe_all(self, subscriber: Subscriber) -> None:
+        self._all.add(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber, ids: Iterable[int] | None = None) -> None:
+        """Stop events for ``ids`` (or everything) to this subscriber."""
+        targets = list(self._by_job) if ids is None else list(ids)
+        for job_id in targets:
+            subs = self._by_job.get(job_id)
+            if subs is not None:
+                subs.discard(subscriber)
+                if not subs:
+                    del self._by_job[job_id]
+        if ids is None:
+            self._all.discard(subscriber)
+            self._pending.pop(subscriber, None)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._all) + len(self._by_job)
+
+    def wants(self, job_id: int) -> bool:
+        return bool(self._all) or job_id in self._by_job or job_id in self._waiters
+
+    # ------------------------------------------------------------------ waiting
+
+    def waiter(self, job_id: int) -> asyncio.Future[None]:
+        """A future resolved when the job's next terminal event is published."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(future)
+        return future
+
+    def drop_waiter(self, job_id: int, future: asyncio.Future[None]) -> None:
+        waiting = self._waiters.get(job_id)
+        if waiting and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiters[job_id]
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, event: JobEvent) -> None:
+        self.published += 1
+        job_id = event.id
+        subs = self._by_job.get(job_id)
+        if event.state in TERMINAL:
+            if subs is not None:
+                del self._by_job[job_id]
+            for future in self._waiters.pop(job_id, ()):
+                if not future.done():
+                    future.set_result(None)
+        targets: Iterable[Subscriber] = self._all if subs is None else (subs | self._all)
+        for sub in targets:
+            pending = self._pending.get(sub)
+            if pending is None:
+                self._pending[sub] = [event]
+            else:
+                pending.append(event)
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        for sub, events in pending.items():
+            sub.push(events)

@@ -1,0 +1,84 @@
+"""Running a hub process: the store, the hub and its doors, and a clean shutdown.
+
+SIGTERM (or SIGINT) stops taking work, lets running jobs finish for the grace period, then
+closes every door and the store. SIGKILL loses nothing acknowledged: the store committed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+from jobq.config import HubConfig
+from jobq.gateways.zmq import ZmqGateway
+from jobq.hub.hub import Hub
+from jobq.store.base import open_store
+
+log = logging.getLogger("jobq.hub")
+
+
+class Door(Protocol):
+    endpoints: list[str]
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class HubServer:
+    """A hub with its doors, started and stopped together."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.config = config
+        self.hub = Hub(open_store(config.store), config)
+        self.doors: list[Door] = []
+        if config.zmq:
+            self.zmq: ZmqGateway | None = ZmqGateway(self.hub, config.zmq)
+            self.doors.append(self.zmq)
+        else:
+            self.zmq = None
+
+    async def start(self) -> None:
+        await self.hub.start()
+        for door in self.doors:
+            await door.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.hub.stop(grace)
+        for door in self.doors:
+            with contextlib.suppress(Exception):
+                await door.stop()
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [ep for door in self.doors for ep in door.endpoints]
+
+
+async def serve(config: HubConfig, ready: Callable[[HubServer], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    server = HubServer(config)
+    await server.start()
+    log.info("hub %s ready: store %s, doors %s", config.name, server.hub.store.url, server.endpoints)
+    if ready is not None:
+        ready(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: letting running jobs finish (up to %ss)", config.grace)
+    await server.stop()
+
+
+def run(config: HubConfig, ready: Callable[[HubServer], None] | None = None) -> None:
+    """Blocking entry point: uvloop when available."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(serve(config, ready))
+    else:
+        uvloop.run(serve(config, ready))

@@ -1,0 +1,322 @@
+"""JQP/1, jobq's own protocol on the hub's ZeroMQ ROUTER socket (see docs/protocol.md).
+
+Every message is two frames after the ZeroMQ routing identity::
+
+    [b"JQ1", body]
+
+``body`` is msgpack: an array whose first element is the message tag, then the fields in the
+order they are declared below (trailing fields left at their default may be omitted, so new
+optional fields can be appended without a new version). The header frame names the protocol
+and its version, so the Majordomo protocol can share the socket (its headers are ``MDPC0x`` /
+``MDPW0x``) and a later ``JQ2`` can live beside ``JQ1``.
+
+Requests from clients carry ``rid``, a number the client picks; the reply carries it back, so
+a DEALER client may have many requests outstanding. ``credential`` is reserved for the
+authentication a later version enforces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from jobq.core.index import Explanation
+from jobq.core.model import Assignment, Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats
+from jobq.store.base import WorkerInfo
+
+HEADER = b"JQ1"
+
+#: Largest native message body the hub accepts by default (bytes).
+DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class _Msg(msgspec.Struct, array_like=True, omit_defaults=True, tag_field="t"):
+    pass
+
+
+# ---------------------------------------------------------------- client → hub
+
+
+class Submit(_Msg, tag="submit"):
+    rid: int
+    jobs: list[JobSpec]
+    #: Push this client an ``events`` message when each job ends.
+    watch: bool = False
+    credential: str | None = None
+
+
+class Get(_Msg, tag="get"):
+    rid: int
+    ids: list[int]
+    payload: bool = False
+    credential: str | None = None
+
+
+class Wait(_Msg, tag="wait"):
+    rid: int
+    ids: list[int]
+    timeout: float | None = None
+    payload: bool = False
+    credential: str | None = None
+
+
+class Cancel(_Msg, tag="cancel"):
+    rid: int
+    ids: list[int]
+    credential: str | None = None
+
+
+class Retry(_Msg, tag="retry"):
+    rid: int
+    ids: list[int]
+    credential: str | None = None
+
+
+class ListJobs(_Msg, tag="list"):
+    rid: int
+    query: JobFilter
+    blocked: bool = False
+    credential: str | None = None
+
+
+class Subscribe(_Msg, tag="subscribe"):
+    """Receive ``events`` for these jobs (all jobs when ``ids`` is empty)."""
+
+    rid: int
+    ids: list[int] = msgspec.field(default_factory=list)
+    credential: str | None = None
+
+
+class Unsubscribe(_Msg, tag="unsubscribe"):
+    rid: int
+    ids: list[int] = msgspec.field(default_factory=list)
+
+
+class Info(_Msg, tag="info"):
+    """``what`` is ``workers``, ``services``, ``stats`` or ``explain`` (with ``id``)."""
+
+    rid: int
+    what: str
+    id: int = 0
+    service: str | None = None
+    credential: str | None = None
+
+
+class Ping(_Msg, tag="ping"):
+    rid: int
+
+
+# ---------------------------------------------------------------- hub → client
+
+
+class Accepted(_Msg, tag="accepted"):
+    """Reply to ``submit``: one (id, state, created) per job, in order."""
+
+    rid: int
+    jobs: list[tuple[int, str, bool]]
+
+
+class Jobs(_Msg, tag="jobs"):
+    rid: int
+    jobs: list[Job | None]
+
+
+class Reply(_Msg, tag="reply"):
+    """A generic answer carrying any msgpack value."""
+
+    rid: int
+    value: Any = None
+
+
+class Error(_Msg, tag="error"):
+    rid: int
+    code: str
+    message: str
+
+
+class Events(_Msg, tag="events"):
+    events: list[JobEvent]
+
+
+class Pong(_Msg, tag="pong"):
+    rid: int
+    hub: str = ""
+
+
+# ---------------------------------------------------------------- worker ↔ hub
+
+
+class Hello(_Msg, tag="hello"):
+    worker_id: str
+    services: list[str]
+    slots: int = 1
+    capabilities: dict[str, Any] = msgspec.field(default_factory=dict)
+    name: str | None = None
+    #: (job id, token) attempts the worker still runs from a previous connection.
+    held: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    #: Service → JSON Schema of its payload (advertised plugins).
+    schemas: dict[str, Any] = msgspec.field(default_factory=dict)
+    version: int = 1
+    credential: str | None = None
+
+
+class Welcome(_Msg, tag="welcome"):
+    heartbeat: float
+    lease_ttl: float
+    #: Ids from ``held`` the worker may finish; it must drop the others.
+    kept: list[int] = msgspec.field(default_factory=list)
+    hub: str = ""
+
+
+class Heartbeat(_Msg, tag="hb"):
+    metrics: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class SetSlots(_Msg, tag="slots"):
+    slots: int
+
+
+class Assign(_Msg, tag="assign"):
+    jobs: list[Assignment]
+
+
+class Done(_Msg, tag="done"):
+    """Results of attempts: (job id, token, result frames) each."""
+
+    results: list[tuple[int, int, Frames]]
+
+
+class Fail(_Msg, tag="fail"):
+    id: int
+    token: int
+    error: str
+    retryable: bool = True
+
+
+class Progress(_Msg, tag="progress"):
+    id: int
+    token: int
+    value: float | None = None
+    message: str | None = None
+
+
+class Release(_Msg, tag="release"):
+    """Give running attempts back to the queue without finishing them (drain)."""
+
+    jobs: list[tuple[int, int]]
+
+
+class CancelJobs(_Msg, tag="stop"):
+    """Hub → worker: stop these attempts (cancelled, or their lease or time ran out)."""
+
+    ids: list[int]
+
+
+class Reconnect(_Msg, tag="reconnect"):
+    """Hub → worker: the hub does not know this connection; send ``hello`` again."""
+
+    reason: str = ""
+
+
+class Bye(_Msg, tag="bye"):
+    pass
+
+
+ClientMessage = Submit | Get | Wait | Cancel | Retry | ListJobs | Subscribe | Unsubscribe | Info | Ping
+WorkerMessage = Hello | Heartbeat | SetSlots | Done | Fail | Progress | Release | Bye
+Inbound = ClientMessage | WorkerMessage
+Outbound = (
+    Accepted | Jobs | Reply | Error | Events | Pong | Welcome | Heartbeat | Assign | CancelJobs | Reconnect
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_inbound: msgspec.msgpack.Decoder[Inbound] = msgspec.msgpack.Decoder(Inbound)
+_outbound: msgspec.msgpack.Decoder[Outbound] = msgspec.msgpack.Decoder(Outbound)
+
+
+def encode(message: Inbound | Outbound) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_inbound(body: bytes) -> Inbound:
+    """Raises ``msgspec.DecodeError`` / ``msgspec.ValidationError`` on bad input."""
+    return _inbound.decode(body)
+
+
+def decode_outbound(body: bytes) -> Outbound:
+    return _outbound.decode(body)
+
+
+# Structured replies for ``info``
+
+
+class ServiceInfo(msgspec.Struct, kw_only=True):
+    name: str
+    workers: int
+    slots: int
+    queued: int
+    running: int
+    schema: Any = None
+
+
+class ExplainInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: int
+    state: str
+    summary: str
+    eligible: list[str] = msgspec.field(default_factory=list)
+    ineligible: dict[str, str] = msgspec.field(default_factory=dict)
+    position: int | None = None
+    estimated_start: float | None = None
+    blocked: str | None = None
+
+
+def explain_info(job: Job, found: Explanation | None, summary: str) -> ExplainInfo:
+    if found is None:
+        return ExplainInfo(id=job.id, state=job.state.value, summary=summary)
+    return ExplainInfo(
+        id=job.id,
+        state=job.state.value,
+        summary=summary,
+        eligible=found.eligible,
+        ineligible=found.ineligible,
+        position=found.ahead + 1,
+        blocked=found.blocked,
+    )
+
+
+__all__ = [
+    "HEADER",
+    "Accepted",
+    "Assign",
+    "Bye",
+    "Cancel",
+    "CancelJobs",
+    "Done",
+    "Error",
+    "Events",
+    "ExplainInfo",
+    "Fail",
+    "Get",
+    "Heartbeat",
+    "Hello",
+    "Info",
+    "Jobs",
+    "ListJobs",
+    "Ping",
+    "Pong",
+    "Progress",
+    "Reconnect",
+    "Release",
+    "Reply",
+    "Retry",
+    "ServiceInfo",
+    "SetSlots",
+    "StoreStats",
+    "Submit",
+    "Subscribe",
+    "Unsubscribe",
+    "Wait",
+    "Welcome",
+    "WorkerInfo",
+]

@@ -1,0 +1,171 @@
+"""The store contract: a small surface of atomic operations on plain records.
+
+Every store (memory, SQLite, Redis) passes one contract suite (``tests/contract``). The store
+is the truth of the queue: jobs, the ready index, leases and the registry of attached workers
+(so several hubs on one Redis see one cluster). The hub owns connections and timers.
+
+Durability: a mutating call returns once its change is as durable as the store promises
+(``memory``: not at all; ``sqlite``: survives a crash of the hub process, or power loss with
+``?durability=full``). Calls made in the same event-loop turn share one commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+
+from jobq.core.index import Explanation
+from jobq.core.model import Frames, Job, JobFilter, JobSpec, StoreStats, Submitted
+from jobq.errors import InvalidRequest
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A worker as the registry shows it."""
+
+    id: str
+    services: list[str]
+    capabilities: dict[str, Any] = msgspec.field(default_factory=dict)
+    slots: int = 1
+    name: str | None = None
+    door: str = "zmq"
+    hub: str | None = None
+    connected_at: float = 0.0
+    last_seen: float = 0.0
+    running: list[int] = msgspec.field(default_factory=list)
+    #: Figures from the last heartbeat (cpu percent, memory, ...).
+    metrics: dict[str, float] = msgspec.field(default_factory=dict)
+    #: Plugins the worker advertises: service → JSON Schema of its payload.
+    schemas: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Completion(msgspec.Struct, array_like=True):
+    """A worker's result for one attempt."""
+
+    job_id: int
+    token: int
+    result: Frames
+    worker: str | None = None
+
+
+class Store(Protocol):
+    """What the hub needs from a store. All methods are coroutines; see the module docstring."""
+
+    url: str
+
+    async def open(self, now: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # ---- jobs
+    async def submit(self, specs: Sequence[JobSpec], now: float) -> list[Submitted]:
+        """Create jobs (or return the existing job for a known idempotency key). The caller has
+        checked each spec with ``core.validate``; a bad requirement refuses the whole batch."""
+
+    async def get(self, job_id: int) -> Job | None: ...
+
+    async def list_jobs(self, query: JobFilter) -> list[Job]: ...
+
+    async def cancel(self, job_id: int, now: float) -> tuple[Job, str | None]:
+        """Cancel a job that has not ended. Returns the job and the worker that was running it
+        (to be told), if any. Raises NotFound / InvalidTransition."""
+
+    async def retry(self, job_id: int, now: float) -> Job:
+        """Queue a failed or cancelled job again with a fresh attempt budget."""
+
+    async def stats(self) -> StoreStats: ...
+
+    # ---- workers
+    async def attach_worker(self, info: WorkerInfo, now: float) -> None:
+        """Register (or update) a worker; it may claim jobs it is eligible for."""
+
+    async def detach_worker(self, worker_id: str, now: float) -> list[Job]:
+        """Unregister a worker; the jobs it was running go back to the queue (front)."""
+
+    async def touch_worker(
+        self, worker_id: str, now: float, lease_ttl: float, metrics: dict[str, float] | None = None
+    ) -> None:
+        """A heartbeat: renew the leases of every job the worker runs."""
+
+    async def list_workers(self) -> list[WorkerInfo]: ...
+
+    # ---- running jobs
+    async def claim(self, worker_id: str, limit: int, now: float, lease_ttl: float) -> list[Job]:
+        """Hand up to ``limit`` queued jobs (bounded by the worker's free slots) to the worker,
+        best first, each as a new attempt under a lease."""
+
+    async def adopt(
+        self, worker_id: str, held: Sequence[tuple[int, int]], now: float, lease_ttl: float
+    ) -> list[int]:
+        """A reconnecting worker still runs these (job, token) attempts: keep those whose lease
+        holds. Returns the ids it may keep."""
+
+    async def progress(
+        self, job_id: int, token: int, value: float | None, message: str | None, now: float
+    ) -> Job:
+        """Record progress of a running attempt (raises LeaseLost for a stale token)."""
+
+    async def complete(self, results: Sequence[Completion], now: float) -> list[Job | Exception]:
+        """Finish attempts with their results; a stale token gets LeaseLost in its place."""
+
+    async def fail(
+        self,
+        job_id: int,
+        token: int,
+        error: str,
+        now: float,
+        *,
+        retryable: bool = True,
+        rand: float = 0.5,
+    ) -> Job:
+        """A failed attempt: retry later (``scheduled``) or end ``failed``."""
+
+    async def release(self, job_id: int, token: int, now: float) -> Job:
+        """Give a running job back to the front of the queue (its worker vanished or drained);
+        the attempt still counts toward ``max_attempts``."""
+
+    # ---- time
+    async def tick(self, now: float) -> TickResult:
+        """Apply what time has made due: scheduled jobs to the queue, expired leases and
+        overrun timeouts to the retry rules, retention expired jobs forgotten."""
+
+    async def next_due(self) -> float | None:
+        """The next time ``tick`` has something to do, if known."""
+
+    # ---- explaining
+    async def explain(self, job_id: int, now: float) -> Explanation | None: ...
+
+    async def blocked(self) -> list[tuple[int, str]]:
+        """Queued jobs no attached worker could ever run, with the reason."""
+
+
+class TickResult(msgspec.Struct, kw_only=True):
+    #: Jobs that became runnable (the hub dispatches).
+    promoted: int = 0
+    #: Attempts that lost their lease or overran their timeout: (job after the decision,
+    #: worker that held it) so the hub can tell the worker to stop.
+    expired: list[tuple[Job, str | None]] = msgspec.field(default_factory=list)
+    purged: int = 0
+
+
+def open_store(url: str) -> Store:
+    """A store for ``url``: ``memory://`` or ``sqlite:///path`` (``?durability=full``).
+    Backends are imported only when asked for."""
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme == "memory":
+        from jobq.store.memory import MemoryStore
+
+        return MemoryStore()
+    if parts.scheme == "sqlite":
+        from jobq.store.sqlite import SqliteStore
+
+        # As SQLAlchemy: sqlite:///relative/file.db, sqlite:////absolute/file.db
+        path = url.split("://", 1)[1].split("?", 1)[0]
+        path = path[1:] if path.startswith("/") else path
+        if not path:
+            raise InvalidRequest("sqlite:/// needs a file path, e.g. sqlite:///jobq-data/jobq.db")
+        return SqliteStore(path, durability=options.get("durability", "normal"))
+    raise InvalidRequest(f"unknown store {url!r}: use memory:// or sqlite:///PATH")

@@ -1,0 +1,457 @@
+"""The store logic shared by the embedded stores (memory, SQLite).
+
+Live jobs (queued, scheduled, running) are kept in memory with the ready index; every change
+goes through ``_save`` so a subclass can persist it. Finished jobs are handed to ``_retire``
+(the memory store keeps them in a dict, SQLite on disk only). Subclasses implement the
+persistence hooks; everything the contract promises is decided here, once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Sequence
+
+from jobq.core import retry
+from jobq.core.index import Explanation, ReadyIndex
+from jobq.core.lease import holds_lease, lease_deadline
+from jobq.core.matching import Profile, Shape, shape_of
+from jobq.core.model import Job, JobFilter, JobSpec, StoreStats, Submitted
+from jobq.core.states import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SCHEDULED,
+    JobState,
+    check_transition,
+)
+from jobq.errors import Conflict, LeaseLost, NotFound
+from jobq.store.base import Completion, TickResult, WorkerInfo
+
+#: Seconds a finished job is kept by default (``result_ttl`` overrides it per job).
+DEFAULT_RESULT_TTL = 24 * 3600.0
+#: Seconds a failed job (a dead letter) is kept.
+DEAD_LETTER_TTL = 7 * 24 * 3600.0
+
+
+def shape_for(job: Job | JobSpec) -> Shape:
+    return shape_of(job.service, job.requires, job.must_not, job.customer_id, job.isolation)
+
+
+class EmbeddedStore:
+    url = "embedded://"
+
+    def __init__(self, *, result_ttl: float = DEFAULT_RESULT_TTL) -> None:
+        self.result_ttl = result_ttl
+        self.index = ReadyIndex()
+        self._live: dict[int, Job] = {}
+        self._shapes: dict[int, Shape] = {}
+        self._running: set[int] = set()
+        self._scheduled: list[tuple[float, int]] = []
+        self._idempotent: dict[str, int] = {}
+        self._workers: dict[str, WorkerInfo] = {}
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._next_id = 1
+
+    # ------------------------------------------------------------------ hooks
+
+    def _save(self, job: Job, *, new: bool = False) -> None:
+        """Persist a change of a live job."""
+
+    def _retire(self, job: Job) -> None:
+        """A job ended: keep it where finished jobs are kept."""
+
+    def _revive(self, job: Job) -> None:
+        """A finished job is being queued again (an operator's retry)."""
+
+    def _load(self, job_id: int) -> Job | None:
+        """A finished job, from wherever finished jobs are kept."""
+        return None
+
+    def _query(self, query: JobFilter) -> list[Job]:
+        """Finished jobs matching ``query`` (newest first, at most offset+limit of them)."""
+        return []
+
+    def _purge(self, now: float) -> list[Job]:
+        """Forget finished jobs whose retention ended; returns them."""
+        return []
+
+    async def _durable(self) -> None:
+        """Wait until every change made so far is as durable as the store promises."""
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def open(self, now: float) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def _adopt_loaded(self, job: Job, now: float, lease_ttl: float) -> None:
+        """Take a live job read back at start-up into memory."""
+        shape = shape_for(job)
+        self._live[job.id] = job
+        self._shapes[job.id] = shape
+        self._next_id = max(self._next_id, job.id + 1)
+        if job.idempotency_key:
+            self._idempotent[job.idempotency_key] = job.id
+        if job.state is QUEUED:
+            self.index.add(job.id, shape, job.priority, job.seq, job.submitted_at, job.avoid_worker)
+        elif job.state is SCHEDULED:
+            heapq.heappush(self._scheduled, (job.run_at or now, job.id))
+        elif job.state is RUNNING:
+            # Its worker may come back and adopt it; if not, the lease runs out.
+            job.lease_expires = lease_deadline(now, lease_ttl)
+            self._running.add(job.id)
+
+    # ------------------------------------------------------------------ state changes
+
+    def _move(self, job: Job, state: JobState) -> None:
+        check_transition(job.state, state)
+        self._counts[(job.service, job.state)] -= 1
+        self._counts[(job.service, state)] += 1
+        job.state = state
+
+    def _finish(self, job: Job, state: JobState, now: float, ttl: float) -> None:
+        self._move(job, state)
+        job.finished_at = now
+        job.lease_expires = None
+        job.expires_at = now + ttl
+        self._live.pop(job.id, None)
+        self._shapes.pop(job.id, None)
+        self._running.discard(job.id)
+        self._retire(job)
+
+    def _enqueue(self, job: Job, now: float) -> None:
+        self._move(job, QUEUED)
+        job.run_at = None
+        self.index.add(job.id, self._shapes[job.id], job.priority, job.seq, now, job.avoid_worker)
+
+    def _stop_running(self, job: Job) -> None:
+        self._running.discard(job.id)
+        self.index.finish(job.id)
+        job.lease_expires = None
+
+    # ------------------------------------------------------------------ jobs
+
+    async def submit(self, specs: Sequence[JobSpec], now: float) -> list[Submitted]:
+        # Shapes first: a bad requirement refuses the whole batch before anything is created.
+        shapes = [shape_for(spec) for spec in specs]
+        out: list[Submitted] = []
+        for spec, shape in zip(specs, shapes, strict=True):
+            key = spec.idempotency_key
+            if key is not None:
+                known = self._idempotent.get(key)
+                existing = None if known is None else await self.get(known)
+                if existing is not None:
+                    out.append(Submitted(job=existing, created=False))
+                    continue
+            job_id = self._next_id
+            self._next_id += 1
+            run_at = spec.run_at
+            if spec.delay:
+                run_at = max(run_at or 0.0, now + spec.delay)
+            job = Job(
+                id=job_id,
+                service=spec.service,
+                state=QUEUED,
+                seq=job_id,
+                submitted_at=now,
+                payload=spec.payload,
+                content_type=spec.content_type,
+                priority=spec.priority,
+                requires=spec.requires,
+                must_not=spec.must_not,
+                customer_id=spec.customer_id,
+                isolation=spec.isolation,
+                max_attempts=spec.max_attempts,
+                timeout=spec.timeout,
+                idempotency_key=key,
+                result_ttl=spec.result_ttl,
+                backoff=spec.backoff,
+            )
+            self._live[job_id] = job
+            self._shapes[job_id] = shape
+            if key is not None:
+                self._idempotent[key] = job_id
+            if run_at is not None and run_at > now:
+                job.state = SCHEDULED
+                job.run_at = run_at
+                heapq.heappush(self._scheduled, (run_at, job_id))
+            else:
+                self.index.add(job_id, shape, job.priority, job_id, now)
+            self._counts[(job.service, job.state)] += 1
+            self._save(job, new=True)
+            out.append(Submitted(job=job, created=True))
+        await self._durable()
+        return out
+
+    async def get(self, job_id: int) -> Job | None:
+        job = self._live.get(job_id)
+        return job if job is not None else self._load(job_id)
+
+    async def list_jobs(self, query: JobFilter) -> list[Job]:
+        live = [job for job in self._live.values() if query.matches(job)]
+        live_only = query.states and not any(state.terminal for state in query.states)
+        finished = [] if live_only else self._query(query)
+        merged = sorted(live + finished, key=lambda j: j.id, reverse=True)
+        return merged[query.offset : query.offset + query.limit]
+
+    async def cancel(self, job_id: int, now: float) -> tuple[Job, str | None]:
+        job = self._live.get(job_id)
+        if job is None:
+            finished = self._load(job_id)
+            if finished is None:
+                raise NotFound(f"no job {job_id}")
+            raise Conflict(f"job {job_id} already ended {finished.state}")
+        worker = None
+        if job.state is QUEUED:
+            self.index.discard(job_id)
+        elif job.state is RUNNING:
+            worker = job.worker
+            self._stop_running(job)
+        job.error = "cancelled"
+        self._finish(job, CANCELLED, now, self._ttl(job))
+        await self._durable()
+        return job, worker
+
+    async def retry(self, job_id: int, now: float) -> Job:
+        job = self._live.get(job_id) or self._load(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        if job.state not in (FAILED, CANCELLED):
+            raise Conflict(f"only failed or cancelled jobs can be retried; job {job_id} is {job.state}")
+        job.attempts = 0
+        job.error = None
+        job.result = None
+        job.finished_at = job.expires_at = None
+        job.avoid_worker = None
+        self._revive(job)
+        self._live[job_id] = job
+        self._shapes[job_id] = shape_for(job)
+        self._enqueue(job, now)
+        self._save(job)
+        await self._durable()
+        return job
+
+    async def stats(self) -> StoreStats:
+        by_state: Counter[str] = Counter()
+        by_service: dict[str, dict[str, int]] = {}
+        for (service, state), count in self._counts.items():
+            if count:
+                by_state[state] += count
+                by_service.setdefault(service, {})[state] = count
+        return StoreStats(by_state=dict(by_state), by_service=by_service)
+
+    def _ttl(self, job: Job) -> float:
+        return self.result_ttl if job.result_ttl is None else job.result_ttl
+
+    # ------------------------------------------------------------------ workers
+
+    async def attach_worker(self, info: WorkerInfo, now: float) -> None:
+        profile = Profile.build(info.services, info.capabilities)
+        self.index.attach(info.id, profile, info.slots)
+        info.last_seen = now
+        self._workers[info.id] = info
+
+    async def detach_worker(self, worker_id: str, now: float) -> list[Job]:
+        self._workers.pop(worker_id, None)
+        released = []
+        for job_id in self.index.detach(worker_id):
+            job = self._live.get(job_id)
+            if job is not None and job.state is RUNNING:
+                self._release(job, now, "its worker went away")
+                released.append(job)
+        if released:
+            await self._durable()
+        return released
+
+    async def touch_worker(
+        self, worker_id: str, now: float, lease_ttl: float, metrics: dict[str, float] | None = None
+    ) -> None:
+        info = self._workers.get(worker_id)
+        if info is not None:
+            info.last_seen = now
+            if metrics is not None:
+                info.metrics = metrics
+        deadline = lease_deadline(now, lease_ttl)
+        for job_id in self.index.running_on(worker_id):
+            job = self._live.get(job_id)
+            if job is not None:
+                job.lease_expires = deadline
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        out = []
+        for info in self._workers.values():
+            info.running = self.index.running_on(info.id)
+            out.append(info)
+        return out
+
+    # ------------------------------------------------------------------ running jobs
+
+    async def claim(self, worker_id: str, limit: int, now: float, lease_ttl: float) -> list[Job]:
+        claimed = self.index.claim(worker_id, limit, now)
+        if not claimed:
+            return []
+        deadline = lease_deadline(now, lease_ttl)
+        jobs = []
+        for c in claimed:
+            job = self._live[c.job_id]
+            self._move(job, RUNNING)
+            job.attempts += 1
+            job.worker = worker_id
+            job.started_at = now
+            job.lease_expires = deadline
+            job.progress = job.progress_message = None
+            self._running.add(job.id)
+            self._save(job)
+            jobs.append(job)
+        await self._durable()
+        return jobs
+
+    async def adopt(
+        self, worker_id: str, held: Sequence[tuple[int, int]], now: float, lease_ttl: float
+    ) -> list[int]:
+        kept = []
+        for job_id, token in held:
+            job = self._live.get(job_id)
+            if job is None or not holds_lease(job, token):
+                continue
+            if job.worker != worker_id:
+                continue
+            self.index.adopt(worker_id, job_id, self._shapes[job_id])
+            job.lease_expires = lease_deadline(now, lease_ttl)
+            kept.append(job_id)
+        return kept
+
+    def _holding(self, job_id: int, token: int) -> Job:
+        job = self._live.get(job_id)
+        if job is None or not holds_lease(job, token):
+            raise LeaseLost(f"attempt {token} of job {job_id} no longer holds its lease")
+        return job
+
+    async def progress(
+        self, job_id: int, token: int, value: float | None, message: str | None, now: float
+    ) -> Job:
+        job = self._holding(job_id, token)
+        if value is not None:
+            job.progress = value
+        if message is not None:
+            job.progress_message = message
+        return job
+
+    async def complete(self, results: Sequence[Completion], now: float) -> list[Job | Exception]:
+        out: list[Job | Exception] = []
+        for item in results:
+            try:
+                job = self._holding(item.job_id, item.token)
+            except LeaseLost as exc:
+                out.append(exc)
+                continue
+            self._stop_running(job)
+            job.result = item.result
+            job.progress = 100.0 if job.progress is not None else None
+            self._finish(job, COMPLETED, now, self._ttl(job))
+            out.append(job)
+        await self._durable()
+        return out
+
+    async def fail(
+        self,
+        job_id: int,
+        token: int,
+        error: str,
+        now: float,
+        *,
+        retryable: bool = True,
+        rand: float = 0.5,
+    ) -> Job:
+        job = self._holding(job_id, token)
+        self._stop_running(job)
+        self._after_failed_attempt(job, error, now, retryable, rand)
+        await self._durable()
+        return job
+
+    def _after_failed_attempt(self, job: Job, error: str, now: float, retryable: bool, rand: float) -> None:
+        job.error = error
+        job.avoid_worker = job.worker
+        decision = retry.decide(
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            now=now,
+            rand=rand,
+            backoff=job.backoff,
+            retryable=retryable,
+        )
+        if isinstance(decision, retry.Retry):
+            self._move(job, SCHEDULED)
+            job.run_at = decision.at
+            heapq.heappush(self._scheduled, (decision.at, job.id))
+            self._save(job)
+        else:
+            self._finish(job, FAILED, now, max(DEAD_LETTER_TTL, self._ttl(job)))
+
+    async def release(self, job_id: int, token: int, now: float) -> Job:
+        job = self._holding(job_id, token)
+        self._release(job, now, "released by its worker")
+        await self._durable()
+        return job
+
+    def _release(self, job: Job, now: float, why: str) -> None:
+        """Back to the front of the queue; the attempt counts, so a job that keeps killing
+        its workers ends ``failed`` instead of looping forever."""
+        self._stop_running(job)
+        if job.attempts >= job.max_attempts:
+            job.error = f"{why} during its last attempt ({job.attempts} of {job.max_attempts})"
+            self._finish(job, FAILED, now, max(DEAD_LETTER_TTL, self._ttl(job)))
+            return
+        self._enqueue(job, job.submitted_at)
+        self._save(job)
+
+    # ------------------------------------------------------------------ time
+
+    async def tick(self, now: float) -> TickResult:
+        result = TickResult()
+        while self._scheduled and self._scheduled[0][0] <= now:
+            at, job_id = heapq.heappop(self._scheduled)
+            job = self._live.get(job_id)
+            if job is not None and job.state is SCHEDULED and job.run_at == at:
+                self._enqueue(job, at)
+                self._save(job)
+                result.promoted += 1
+        for job_id in list(self._running):
+            job = self._live[job_id]
+            worker = job.worker
+            if job.timeout is not None and job.started_at is not None and now - job.started_at > job.timeout:
+                self._stop_running(job)
+                self._after_failed_attempt(job, f"timed out after {job.timeout:g}s", now, True, 0.5)
+                result.expired.append((job, worker))
+            elif job.lease_expires is not None and job.lease_expires < now:
+                self._release(job, now, "its lease expired")
+                result.expired.append((job, worker))
+        purged = self._purge(now)
+        for job in purged:
+            self._counts[(job.service, job.state)] -= 1
+            if job.idempotency_key and self._idempotent.get(job.idempotency_key) == job.id:
+                del self._idempotent[job.idempotency_key]
+        result.purged = len(purged)
+        if result.promoted or result.expired or purged:
+            await self._durable()
+        return result
+
+    async def next_due(self) -> float | None:
+        return self._scheduled[0][0] if self._scheduled else None
+
+    # ------------------------------------------------------------------ explaining
+
+    async def explain(self, job_id: int, now: float) -> Explanation | None:
+        return self.index.explain(job_id, now)
+
+    async def blocked(self) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        for q in self.index.blocked_shapes():
+            reason = self.index.blocked_reason(q.shape) or "no eligible worker"
+            out.extend((job_id, reason) for job_id in self.index.queued_ids(q))
+        return sorted(out)

@@ -1,0 +1,67 @@
+"""What a worker advertises: detected hardware, then a TOML file, then flags (last wins)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jobq.core.matching import flatten
+
+
+def detect_gpus() -> dict[str, Any]:
+    """GPU figures from ``nvidia-smi`` when it is present (the largest GPU's memory)."""
+    if shutil.which("nvidia-smi") is None:
+        return {}
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    gpus: list[tuple[str, float]] = []
+    for line in out.strip().splitlines():
+        model, _, memory_mib = line.rpartition(",")
+        try:
+            gpus.append((model.strip(), float(memory_mib) / 1024))
+        except ValueError:
+            continue
+    if not gpus:
+        return {}
+    model, memory_gb = max(gpus, key=lambda g: g[1])
+    return {
+        "hardware.gpu_count": len(gpus),
+        "hardware.gpu_model": model,
+        "hardware.gpu_memory_gb": round(memory_gb, 1),
+    }
+
+
+def detect() -> dict[str, Any]:
+    found: dict[str, Any] = {"hardware.cpu_cores": os.cpu_count() or 1}
+    try:
+        import psutil
+
+        found["hardware.ram_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:  # psutil missing: leave RAM out rather than guess
+        pass
+    found.update(detect_gpus())
+    return found
+
+
+def load_capabilities(
+    path: Path | None, overrides: Mapping[str, Any], *, auto_detect: bool = True
+) -> dict[str, Any]:
+    caps: dict[str, Any] = detect() if auto_detect else {}
+    if path is not None:
+        with path.open("rb") as f:
+            caps.update(flatten(tomllib.load(f)))
+    caps.update(flatten(dict(overrides)))
+    return caps

@@ -1,0 +1,360 @@
+"""The worker SDK: connect to a hub, take jobs for the services it serves, run their handlers.
+
+- Concurrency: async handlers run as tasks, sync handlers on a thread pool; at most
+  ``concurrency`` at once. The hub pushes up to ``concurrency + prefetch`` jobs (its credit).
+- Results finished in one event-loop turn travel as one message.
+- Heartbeats carry CPU and memory figures and renew the leases of running jobs. A hub that goes
+  silent is left for the next endpoint (or the same one again); the worker says ``hello`` with
+  the attempts it still holds, so it keeps them if their leases held, and re-sends results the
+  hub may not have seen (they are fenced by token, so a duplicate is harmless).
+- ``stop()`` drains: no new jobs, running ones finish (up to ``grace``), the rest go back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobq.client.connection import Connection
+from jobq.config import DEFAULT_HUB
+from jobq.core.model import Assignment, Frames
+from jobq.protocol import native as jqp
+from jobq.worker.context import JobCancelled, JobContext
+from jobq.worker.handlers import Handler, HandlerError, HandlerFn, to_result
+
+log = logging.getLogger("jobq.worker")
+
+
+@dataclass(slots=True)
+class _Running:
+    assignment: Assignment
+    ctx: JobContext
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    reconnects: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+def _metrics(running: int) -> dict[str, float]:
+    figures: dict[str, float] = {"running": float(running)}
+    try:
+        import psutil
+
+        figures["cpu_percent"] = psutil.cpu_percent(interval=None)
+        memory = psutil.virtual_memory()
+        figures["memory_percent"] = memory.percent
+        figures["memory_available_mb"] = memory.available / 2**20
+        figures["rss_mb"] = psutil.Process().memory_info().rss / 2**20
+    except Exception:  # psutil missing or a platform without these figures
+        pass
+    with contextlib.suppress(OSError):
+        figures["load1"] = os.getloadavg()[0]
+    return figures
+
+
+class Worker:
+    def __init__(
+        self,
+        hub: str | Sequence[str] = DEFAULT_HUB,
+        *,
+        concurrency: int = 1,
+        prefetch: int = 0,
+        capabilities: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        worker_id: str | None = None,
+        grace: float = 30.0,
+        credential: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.hub = hub
+        self.concurrency = concurrency
+        self.prefetch = max(0, prefetch)
+        self.capabilities = dict(capabilities or {})
+        self.name = name or socket.gethostname()
+        self.worker_id = worker_id or f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.grace = grace
+        self.credential = credential
+        self.handlers: dict[str, Handler] = {}
+        self.stats = WorkerStats()
+        self._running: dict[int, _Running] = {}
+        self._waiting: deque[Assignment] = deque()
+        self._results: list[tuple[int, int, Frames]] = []
+        self._unconfirmed: list[tuple[int, int, Frames]] = []
+        self._conn: Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._stopping: asyncio.Event | None = None  # created in run(), on its loop
+        self._welcomed: asyncio.Event | None = None
+        self._last_heard = 0.0
+        self._heartbeat = 1.0
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ handlers
+
+    def handler(
+        self, service: str, *, schema: dict[str, Any] | None = None
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        """Decorator: ``@worker.handler("resize")`` registers a function for a service."""
+
+        def register(fn: HandlerFn) -> HandlerFn:
+            self.register(service, fn, schema=schema)
+            return fn
+
+        return register
+
+    def register(
+        self, service: str, fn: HandlerFn | Handler, *, schema: dict[str, Any] | None = None
+    ) -> None:
+        handler = fn if isinstance(fn, Handler) else Handler.wrap(fn, service, schema)
+        if schema is not None and handler.schema is None:
+            handler = Handler(handler.fn, handler.is_async, handler.wants_context, handler.name, schema)
+        self.handlers[service] = handler
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    # ------------------------------------------------------------------ running
+
+    def run_forever(self) -> None:
+        """Blocking: run until SIGTERM/SIGINT, then drain."""
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover
+            asyncio.run(self.run(install_signals=True))
+        else:
+            uvloop.run(self.run(install_signals=True))
+
+    async def run(self, *, install_signals: bool = False) -> None:
+        if not self.handlers:
+            raise ValueError("register at least one handler before running a worker")
+        loop = self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._welcomed = asyncio.Event()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="jobq-handler")
+        self._conn = Connection(self.hub, on_push=self._on_push, identity=self.worker_id.encode())
+        self._conn.open()
+        self._hello()
+        beat = asyncio.ensure_future(self._heartbeats())
+        try:
+            await self._stopping.wait()
+            await self._drain()
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._conn.close()
+            self._conn = None
+
+    def stop(self) -> None:
+        """Ask the worker to drain and stop (safe from a signal handler or another thread)."""
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        while self._welcomed is None:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(self._welcomed.wait(), timeout)
+
+    async def _drain(self) -> None:
+        self._draining = True
+        conn = self._conn
+        assert conn is not None
+        conn.send(jqp.SetSlots(slots=0))
+        if self._waiting:
+            conn.send(jqp.Release(jobs=[(a.id, a.token) for a in self._waiting]))
+            self._waiting.clear()
+        deadline = time.monotonic() + self.grace
+        while self._running and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self._flush_results()
+        if self._running:
+            log.warning("grace period over: giving %d running job(s) back", len(self._running))
+            conn.send(
+                jqp.Release(jobs=[(r.assignment.id, r.assignment.token) for r in self._running.values()])
+            )
+            for running in self._running.values():
+                running.ctx.cancel()
+                if running.task is not None:
+                    running.task.cancel()
+        conn.send(jqp.Bye())
+        await asyncio.sleep(0.05)  # let the last messages leave
+
+    # ------------------------------------------------------------------ talking to the hub
+
+    def _hello(self) -> None:
+        assert self._conn is not None
+        self._conn.send(
+            jqp.Hello(
+                worker_id=self.worker_id,
+                services=sorted(self.handlers),
+                slots=0 if self._draining else self.concurrency + self.prefetch,
+                capabilities=self.capabilities,
+                name=self.name,
+                held=[(r.assignment.id, r.assignment.token) for r in self._running.values()],
+                schemas={s: h.schema for s, h in self.handlers.items() if h.schema is not None},
+                credential=self.credential,
+            )
+        )
+        if self._unconfirmed:
+            # Results the previous connection may have lost: the tokens keep this safe.
+            self._conn.send(jqp.Done(results=self._unconfirmed))
+
+    async def _heartbeats(self) -> None:
+        self._last_heard = time.monotonic()
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            conn = self._conn
+            if conn is None:
+                return
+            silence = time.monotonic() - self._last_heard
+            if silence > self._heartbeat * 5:
+                self.stats.reconnects += 1
+                endpoint = conn.failover()
+                log.warning("no word from the hub for %.1fs; reconnecting to %s", silence, endpoint)
+                self._last_heard = time.monotonic()
+                if self._welcomed is not None:
+                    self._welcomed.clear()
+                self._hello()
+                continue
+            conn.send(jqp.Heartbeat(metrics=_metrics(len(self._running))))
+
+    def _on_push(self, message: jqp.Outbound) -> None:
+        self._last_heard = time.monotonic()
+        if isinstance(message, jqp.Assign):
+            self._waiting.extend(message.jobs)
+            self._pump()
+        elif isinstance(message, jqp.Heartbeat):
+            self._unconfirmed.clear()
+        elif isinstance(message, jqp.CancelJobs):
+            for job_id in message.ids:
+                self._cancel_local(job_id)
+        elif isinstance(message, jqp.Welcome):
+            self._heartbeat = max(0.05, message.heartbeat)
+            kept = set(message.kept)
+            for job_id in [j for j in self._running if j not in kept]:
+                # The hub gave it to someone else while we were away: stop it.
+                self._cancel_local(job_id)
+            if self._welcomed is not None:
+                self._welcomed.set()
+        elif isinstance(message, jqp.Reconnect):
+            log.info("hub asked for a new hello: %s", message.reason)
+            if self._welcomed is not None:
+                self._welcomed.clear()
+            self._hello()
+
+    def _cancel_local(self, job_id: int) -> None:
+        for i, waiting in enumerate(self._waiting):
+            if waiting.id == job_id:
+                del self._waiting[i]
+                return
+        running = self._running.pop(job_id, None)
+        if running is None:
+            return
+        self.stats.cancelled += 1
+        running.ctx.cancel()
+        if running.task is not None and self.handlers[running.assignment.service].is_async:
+            running.task.cancel()
+        self._pump()
+
+    # ------------------------------------------------------------------ running jobs
+
+    def _pump(self) -> None:
+        while self._waiting and len(self._running) < self.concurrency:
+            assignment = self._waiting.popleft()
+            if assignment.id in self._running:
+                continue
+            ctx = JobContext(assignment, self._progress_reporter(assignment))
+            running = _Running(assignment, ctx)
+            self._running[assignment.id] = running
+            running.task = asyncio.ensure_future(self._execute(running))
+
+    def _progress_reporter(self, assignment: Assignment) -> Callable[[float | None, str | None], None]:
+        def report(value: float | None, message: str | None) -> None:
+            msg = jqp.Progress(id=assignment.id, token=assignment.token, value=value, message=message)
+            loop = self._loop
+            if loop is None or self._conn is None:
+                return
+            try:
+                running_loop = asyncio.get_running_loop()
+            except RuntimeError:
+                running_loop = None
+            if running_loop is loop:
+                self._conn.send(msg)
+            else:
+                loop.call_soon_threadsafe(self._send, msg)
+
+        return report
+
+    def _send(self, message: jqp.Inbound) -> None:
+        if self._conn is not None:
+            self._conn.send(message)
+
+    async def _execute(self, running: _Running) -> None:
+        assignment = running.assignment
+        ctx = running.ctx
+        handler = self.handlers.get(assignment.service)
+        try:
+            if handler is None:
+                raise HandlerError(f"this worker has no handler for {assignment.service}", retryable=False)
+            if handler.is_async:
+                value = await handler.fn(*handler.args(ctx))
+            else:
+                assert self._loop is not None
+                value = await self._loop.run_in_executor(self._executor, handler.fn, *handler.args(ctx))
+            frames = to_result(value)
+        except (JobCancelled, asyncio.CancelledError):
+            if not ctx.cancelled:
+                raise
+            return
+        except HandlerError as exc:
+            self._report_failure(running, str(exc), exc.retryable)
+        except Exception as exc:
+            self._report_failure(running, f"{type(exc).__name__}: {exc}", True)
+        else:
+            if self._running.get(assignment.id) is running and not ctx.cancelled:
+                self.stats.completed += 1
+                if not self._results:
+                    asyncio.get_running_loop().call_soon(self._flush_results)
+                self._results.append((assignment.id, assignment.token, frames))
+        finally:
+            if self._running.get(assignment.id) is running:
+                del self._running[assignment.id]
+            self._pump()
+
+    def _report_failure(self, running: _Running, error: str, retryable: bool) -> None:
+        if running.ctx.cancelled or self._running.get(running.assignment.id) is not running:
+            return
+        self.stats.failed += 1
+        a = running.assignment
+        self._send(jqp.Fail(id=a.id, token=a.token, error=error[:4000], retryable=retryable))
+
+    def _flush_results(self) -> None:
+        results, self._results = self._results, []
+        if results and self._conn is not None:
+            self._conn.send(jqp.Done(results=results))
+            self._unconfirmed.extend(results)
+            if len(self._unconfirmed) > 10_000:
+                del self._unconfirmed[:-10_000]
