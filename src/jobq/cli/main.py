@@ -203,3 +203,7 @@ def main() -> None:
 
 
 __all__ = ["DEFAULT_HUB", "cli", "main"]
+
+
+if __name__ == "__main__":
+    main()

@@ -78,6 +78,8 @@ class NativeDoor:
         self.hub = hub
         self.gateway = gateway
         self.workers: dict[bytes, str] = {}
+        #: One link per connection, so a repeated hello is recognised as the same connection.
+        self.links: dict[bytes, _Link] = {}
         self.subscribers: dict[bytes, _Subscriber] = {}
         self.malformed = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -158,6 +160,7 @@ class NativeDoor:
 
     def forget_worker(self, identity: bytes) -> None:
         self.workers.pop(identity, None)
+        self.links.pop(identity, None)
 
     def _worker_id(self, identity: bytes) -> str | None:
         worker_id = self.workers.get(identity)
@@ -258,7 +261,10 @@ class NativeDoor:
         )
         if not msg.worker_id:
             raise InvalidRequest("hello needs a worker_id")
-        kept = await self.hub.attach(info, _Link(self, identity), held=msg.held)
+        link = self.links.get(identity)
+        if link is None:
+            link = self.links[identity] = _Link(self, identity)
+        kept = await self.hub.attach(info, link, held=msg.held)
         self.workers[identity] = msg.worker_id
         config = self.hub.config
         self.send(
@@ -294,5 +300,6 @@ class NativeDoor:
 
     async def _bye(self, identity: bytes, msg: jqp.Bye) -> None:
         worker_id = self.workers.pop(identity, None)
+        self.links.pop(identity, None)
         if worker_id is not None:
             await self.hub.detach(worker_id, "said bye")

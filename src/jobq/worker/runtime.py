@@ -35,6 +35,9 @@ from jobq.worker.handlers import Handler, HandlerError, HandlerFn, to_result
 
 log = logging.getLogger("jobq.worker")
 
+#: Seconds a cancelled async handler has to stop by itself before its task is cancelled.
+CANCEL_GRACE = 1.0
+
 
 @dataclass(slots=True)
 class _Running:
@@ -275,8 +278,11 @@ class Worker:
             return
         self.stats.cancelled += 1
         running.ctx.cancel()
-        if running.task is not None and self.handlers[running.assignment.service].is_async:
-            running.task.cancel()
+        task = running.task
+        if task is not None and self.handlers[running.assignment.service].is_async and self._loop:
+            # Cooperative first: the handler sees ctx.cancelled; an async one that does not
+            # stop by itself within a second is cancelled outright.
+            self._loop.call_later(CANCEL_GRACE, task.cancel)
         self._pump()
 
     # ------------------------------------------------------------------ running jobs
