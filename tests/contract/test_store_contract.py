@@ -77,11 +77,14 @@ def spec(service: str = "echo", payload: bytes | list[bytes] = b"x", **kw: Any) 
 
 
 async def attach(
-    store: Store, worker: str = "w1", services: tuple[str, ...] = ("echo",), slots: int = 10, **caps: Any
+    store: Store,
+    worker: str = "w1",
+    services: tuple[str, ...] = ("echo",),
+    slots: int = 10,
+    caps: dict[str, Any] | None = None,
 ) -> None:
-    await store.attach_worker(
-        WorkerInfo(id=worker, services=list(services), slots=slots, capabilities=caps), T0
-    )
+    info = WorkerInfo(id=worker, services=list(services), slots=slots, capabilities=caps or {})
+    await store.attach_worker(info, T0)
 
 
 async def submit_one(store: Store, s: JobSpec | None = None, now: float = T0) -> Job:

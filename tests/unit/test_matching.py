@@ -132,3 +132,17 @@ def test_max_concurrent_customers_counts_loose_and_strict_jobs_only() -> None:
     assert load_miss(shape(customer="globex", isolation="loose"), p, load) is not None
     # isolation none: no customer constraint beyond allow/deny lists
     assert load_miss(shape(customer="globex", isolation="none"), p, load) is None
+
+
+def test_line_workers_only_get_one_line_of_text() -> None:
+    line_worker = profile(transport__line_only=True)
+    one_line = shape_of("render", {}, {}, None, "none", [b"hello world"])
+    assert first_miss(one_line, line_worker) is None
+    for payload in ([b"two\nlines"], [b"\xff\xfe"], [b"a", b"b"], [b"x" * 70_000]):
+        s = shape_of("render", {}, {}, None, "none", payload)
+        assert not s.text_line
+        assert (
+            first_miss(s, line_worker)
+            == "payload is not one line of text, which a line-protocol worker cannot carry"
+        )
+        assert first_miss(s, profile()) is None

@@ -24,7 +24,7 @@ heads of the shapes it satisfies (never a scan window over jobs).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,6 +52,12 @@ NON_CAPABILITY_KEYS = frozenset(
 
 #: The capability whose minimum a running job also *consumes* from its worker.
 GPU_MEMORY = "hardware.gpu_memory_gb"
+
+#: A worker with this capability set can only carry a payload that is one line of text (the
+#: line-protocol doors); jobs whose payload is not are never handed to it.
+LINE_ONLY = "transport.line_only"
+#: Longest payload a line-protocol worker can be given.
+MAX_LINE_PAYLOAD = 64 * 1024
 
 ALLOWED = "customer_access.allowed_customers"
 DENIED = "customer_access.denied_customers"
@@ -87,6 +93,8 @@ class Shape:
     constraints: tuple[Constraint, ...] = ()
     customer: str | None = None
     isolation: str = "none"
+    #: The payload is one line of UTF-8 text (line-protocol workers can carry it).
+    text_line: bool = True
 
     @property
     def gpu_demand(self) -> float:
@@ -222,16 +230,31 @@ def constraints_of(requires: Mapping[str, Any], must_not: Mapping[str, Any]) -> 
     return tuple(sorted(out, key=lambda c: (c.key, c.op)))
 
 
+def is_text_line(frames: Sequence[bytes]) -> bool:
+    """Whether a payload can travel as one line of a line protocol."""
+    if len(frames) > 1:
+        return False
+    data = frames[0] if frames else b""
+    if len(data) > MAX_LINE_PAYLOAD or b"\n" in data or b"\r" in data:
+        return False
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def shape_of(
     service: str,
     requires: Mapping[str, Any],
     must_not: Mapping[str, Any],
     customer: str | None,
     isolation: str,
+    payload: Sequence[bytes] = (),
 ) -> Shape:
     if isolation != "none" and customer is None:
         raise InvalidRequest(f"isolation {isolation!r} needs a customer_id")
-    return Shape(service, constraints_of(requires, must_not), customer, isolation)
+    return Shape(service, constraints_of(requires, must_not), customer, isolation, is_text_line(payload))
 
 
 # --------------------------------------------------------------------------- deciding
@@ -289,6 +312,8 @@ def first_miss(shape: Shape, profile: Profile) -> str | None:
     """The first rule that keeps ``profile`` from running jobs of ``shape``, or ``None``."""
     if shape.service not in profile.services:
         return f"does not serve {shape.service}"
+    if not shape.text_line and profile.caps.get(LINE_ONLY) is True:
+        return "payload is not one line of text, which a line-protocol worker cannot carry"
     miss = customer_miss(shape, profile)
     if miss is not None:
         return miss

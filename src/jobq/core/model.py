@@ -191,3 +191,5 @@ class JobEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str | None = None
     result: Frames | None = None
     customer_id: str | None = None
+    #: A partial result streamed by the worker (Majordomo PARTIAL); not kept.
+    partial: Frames | None = None

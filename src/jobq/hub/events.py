@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Hashable, Iterable
 from typing import Protocol
 
-from jobq.core.model import Job, JobEvent
+from jobq.core.model import Frames, Job, JobEvent
 from jobq.core.states import TERMINAL
 
 
@@ -20,7 +20,9 @@ class Subscriber(Hashable, Protocol):
         """Events for this subscriber from one turn (must not block)."""
 
 
-def event_of(job: Job, kind: str, now: float, *, with_result: bool = False) -> JobEvent:
+def event_of(
+    job: Job, kind: str, now: float, *, with_result: bool = False, partial: Frames | None = None
+) -> JobEvent:
     return JobEvent(
         id=job.id,
         kind=kind,  # type: ignore[arg-type]
@@ -34,6 +36,7 @@ def event_of(job: Job, kind: str, now: float, *, with_result: bool = False) -> J
         error=job.error,
         result=job.result if with_result and job.state in TERMINAL else None,
         customer_id=job.customer_id,
+        partial=partial,
     )
 
 

@@ -17,11 +17,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from jobq.config import HubConfig
-from jobq.core.model import Job, JobFilter, JobSpec, StoreStats, Submitted
+from jobq.core.model import Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
 from jobq.core.states import RUNNING, TERMINAL
 from jobq.core.validate import validate_spec
 from jobq.errors import InvalidRequest, JobqError, NotFound, Timeout, Unavailable
 from jobq.hub.events import EventBus, event_of
+from jobq.hub.metrics import HubMetrics
+from jobq.hub.schemas import SchemaRegistry
 from jobq.hub.sessions import Liveness, WorkerLink, WorkerSession
 from jobq.protocol.native import ExplainInfo, ServiceInfo
 from jobq.store.base import Completion, Store, WorkerInfo
@@ -43,7 +45,11 @@ class Hub:
         self.clock = clock
         self.rand = rand
         self.events = EventBus()
+        self.metrics = HubMetrics()
+        self.schemas = SchemaRegistry()
         self.sessions: dict[str, WorkerSession] = {}
+        #: Several hubs share the store: events and cancellations cross between them.
+        self._shared = bool(getattr(store, "shared", False))
         self.draining = False
         self.started_at = 0.0
         self.counters: dict[str, int] = {
@@ -67,6 +73,7 @@ class Hub:
     async def start(self) -> None:
         self.started_at = self.clock()
         await self.store.open(self.started_at)
+        self.store.listen(self)
         self._timer = asyncio.create_task(self._clock_loop(), name="jobq-hub-clock")
         self.kick()
 
@@ -120,13 +127,13 @@ class Hub:
         now = self.clock()
         for spec in specs:
             validate_spec(spec, self.config.max_payload)
+            self.schemas.check(spec)
         done = await self.store.submit(specs, now)
         created = 0
         for item in done:
             if item.created:
                 created += 1
-                if self.events.wants(item.job.id):
-                    self.events.publish(event_of(item.job, "submitted", now))
+                self._announce(item.job, "submitted", now)
         if created:
             self.counters["submitted"] += created
             self.kick()
@@ -163,14 +170,16 @@ class Hub:
             if session is not None:
                 session.link.stop([job_id])
                 self.kick()
-        self.events.publish(event_of(job, "cancelled", now))
+            elif self._shared:
+                self.store.notify_stop(worker, [job_id])
+        self._announce(job, "cancelled", now)
         return job
 
     async def retry(self, job_id: int) -> Job:
         self._check_open()
         now = self.clock()
         job = await self.store.retry(job_id, now)
-        self.events.publish(event_of(job, "requeued", now))
+        self._announce(job, "requeued", now)
         self.kick()
         return job
 
@@ -266,6 +275,7 @@ class Hub:
         if info.slots < 0 or info.slots > 100_000:
             raise InvalidRequest("slots must be between 0 and 100000")
         now = self.clock()
+        self.schemas.advertise(info.schemas)
         old = self.sessions.get(info.id)
         info.connected_at = now
         info.hub = self.config.name
@@ -293,7 +303,7 @@ class Hub:
         self.counters["requeued"] += len(released)
         for job in released:
             kind = "failed" if job.state in TERMINAL else "requeued"
-            self.events.publish(event_of(job, kind, now))
+            self._announce(job, kind, now)
         if released:
             self.kick()
 
@@ -335,8 +345,8 @@ class Hub:
             session.busy += len(jobs)
             self.counters["claimed"] += len(jobs)
             for job in jobs:
-                if self.events.wants(job.id):
-                    self.events.publish(event_of(job, "started", now))
+                self.metrics.job_started(job.service, now - (job.run_at or job.submitted_at))
+                self._announce(job, "started", now)
         return jobs
 
     async def complete(self, worker_id: str, results: Sequence[Completion]) -> list[Job | Exception]:
@@ -349,8 +359,8 @@ class Hub:
                 self.counters["lease_lost"] += 1
                 continue
             finished += 1
-            if self.events.wants(outcome.id):
-                self.events.publish(event_of(outcome, "completed", now, with_result=True))
+            self.metrics.job_finished(outcome.service, now - (outcome.started_at or now))
+            self._announce(outcome, "completed", now, with_result=True)
         self.counters["completed"] += finished
         if session is not None:
             session.busy = max(0, session.busy - len(results))
@@ -375,20 +385,26 @@ class Hub:
         """Count and announce what followed a failed or lost attempt."""
         if job.state in TERMINAL:
             self.counters["failed"] += 1
-            self.events.publish(event_of(job, "failed", now))
+            self._announce(job, "failed", now)
         else:
             self.counters["retried"] += 1
-            if self.events.wants(job.id):
-                self.events.publish(event_of(job, "retrying", now))
+            self._announce(job, "retrying", now)
 
     async def progress(
-        self, worker_id: str, job_id: int, token: int, value: float | None, message: str | None
+        self,
+        worker_id: str,
+        job_id: int,
+        token: int,
+        value: float | None,
+        message: str | None,
+        data: Frames | None = None,
     ) -> Job:
+        """Progress of a running attempt; ``data`` is a partial result passed on to listeners
+        (Majordomo PARTIAL replies) and not kept."""
         self.seen(worker_id)
         now = self.clock()
         job = await self.store.progress(job_id, token, value, message, now)
-        if self.events.wants(job_id):
-            self.events.publish(event_of(job, "progress", now))
+        self._announce(job, "progress", now, partial=data)
         return job
 
     async def release(self, worker_id: str, attempts: Sequence[tuple[int, int]]) -> None:
@@ -398,12 +414,49 @@ class Hub:
             with contextlib.suppress(JobqError):
                 job = await self.store.release(job_id, token, now)
                 self.counters["requeued"] += 1
-                self.events.publish(event_of(job, "requeued" if job.state not in TERMINAL else "failed", now))
+                self._announce(job, "requeued" if job.state not in TERMINAL else "failed", now)
                 if session is not None:
                     session.busy = max(0, session.busy - 1)
         self.kick()
 
     # ------------------------------------------------------------------ dispatch
+
+    # ------------------------------------------------------------------ events
+
+    def _announce(
+        self,
+        job: Job,
+        kind: str,
+        now: float,
+        *,
+        with_result: bool = False,
+        partial: Frames | None = None,
+    ) -> None:
+        """Tell whoever listens. Events are only built when someone may want them; on a store
+        shared by several hubs every event also goes to the other hubs."""
+        if not (self._shared or self.events.wants(job.id)):
+            return
+        event = event_of(job, kind, now, with_result=with_result, partial=partial)
+        self.events.publish(event)
+        if self._shared:
+            self.store.broadcast(event)
+
+    # The store calls these when other hubs sharing it change something (StoreListener).
+
+    def on_ready(self) -> None:
+        """Jobs may have become runnable through another hub."""
+        self.kick()
+
+    def on_event(self, event: JobEvent) -> None:
+        """An event that happened at another hub."""
+        self.events.publish(event)
+
+    def on_stop(self, worker_id: str, job_ids: list[int]) -> None:
+        """Another hub cancelled jobs that a worker connected here is running."""
+        session = self.sessions.get(worker_id)
+        if session is not None:
+            session.link.stop(job_ids)
+            self.kick()
 
     def kick(self) -> None:
         """Something changed that may let a worker take a job: dispatch at the end of this turn."""
@@ -460,7 +513,7 @@ class Hub:
                 holder.busy = max(0, holder.busy - 1)
             if job.state == "queued":
                 self.counters["requeued"] += 1
-                self.events.publish(event_of(job, "requeued", now))
+                self._announce(job, "requeued", now)
             else:
                 self._after_attempt(job, now)
         if result.promoted or result.expired:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from jobq.config import HubConfig
 from jobq.gateways.zmq import ZmqGateway
@@ -20,13 +20,26 @@ from jobq.store.base import open_store
 
 log = logging.getLogger("jobq.hub")
 
+D = TypeVar("D")
+
 
 class Door(Protocol):
+    """A gateway: turns bytes into hub calls and events into bytes."""
+
     endpoints: list[str]
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def build_doors(hub: Hub, config: HubConfig) -> list[Door]:
+    """Every door the configuration asks for, in start order. Each door is imported here
+    only when enabled, so its dependencies stay optional for the others."""
+    doors: list[Door] = []
+    if config.zmq:
+        doors.append(ZmqGateway(hub, config.zmq))
+    return doors
 
 
 class HubServer:
@@ -35,12 +48,14 @@ class HubServer:
     def __init__(self, config: HubConfig) -> None:
         self.config = config
         self.hub = Hub(open_store(config.store), config)
-        self.doors: list[Door] = []
-        if config.zmq:
-            self.zmq: ZmqGateway | None = ZmqGateway(self.hub, config.zmq)
-            self.doors.append(self.zmq)
-        else:
-            self.zmq = None
+        self.doors = build_doors(self.hub, config)
+
+    def door(self, kind: type[D]) -> D:
+        """The running door of this type (tests use it to find bound addresses)."""
+        for door in self.doors:
+            if isinstance(door, kind):
+                return door
+        raise LookupError(f"no {kind.__name__} door is enabled")
 
     async def start(self) -> None:
         await self.hub.start()

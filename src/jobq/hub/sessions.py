@@ -33,12 +33,12 @@ class WorkerLink(Protocol):
 class Liveness:
     """When a silent worker counts as gone.
 
-    ``idle`` applies while it runs nothing; ``busy`` while it runs jobs (``None``: never by
-    silence alone, the jobs' leases decide, for peers such as zguide MDP/0.1 workers that
-    cannot heartbeat while busy).
+    ``idle`` applies while it runs nothing; ``busy`` while it runs jobs. ``None`` means never
+    by silence alone: for busy zguide MDP/0.1 workers that cannot heartbeat (the jobs' leases
+    decide), or for connection-oriented doors where a closed connection is the signal.
     """
 
-    idle: float = 5.0
+    idle: float | None = 5.0
     busy: float | None = 5.0
 
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from jobq.core.index import Explanation
-from jobq.core.model import Frames, Job, JobFilter, JobSpec, StoreStats, Submitted
+from jobq.core.model import Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
 from jobq.errors import InvalidRequest
 
 
@@ -50,10 +50,26 @@ class Completion(msgspec.Struct, array_like=True):
     worker: str | None = None
 
 
+class StoreListener(Protocol):
+    """What a store shared by several hubs tells each hub (the hub implements it)."""
+
+    def on_ready(self) -> None:
+        """Jobs may have become runnable (submitted or released through another hub)."""
+
+    def on_event(self, event: JobEvent) -> None:
+        """A job event that happened at another hub."""
+
+    def on_stop(self, worker_id: str, job_ids: list[int]) -> None:
+        """Another hub wants a worker connected here to stop these attempts."""
+
+
 class Store(Protocol):
-    """What the hub needs from a store. All methods are coroutines; see the module docstring."""
+    """What the hub needs from a store. All methods are coroutines except the three
+    notification hooks at the end; see the module docstring."""
 
     url: str
+    #: True when several hubs share the store (events and stops cross between hubs).
+    shared: bool
 
     async def open(self, now: float) -> None: ...
 
@@ -139,6 +155,16 @@ class Store(Protocol):
 
     async def blocked(self) -> list[tuple[int, str]]:
         """Queued jobs no attached worker could ever run, with the reason."""
+
+    # ---- several hubs (no-ops for a store only one hub uses)
+    def listen(self, listener: StoreListener) -> None:
+        """Deliver notifications from other hubs to ``listener``."""
+
+    def broadcast(self, event: JobEvent) -> None:
+        """Pass an event of this hub on to the other hubs."""
+
+    def notify_stop(self, worker_id: str, job_ids: list[int]) -> None:
+        """Ask the hub that has ``worker_id`` to tell it to stop these attempts."""
 
 
 class TickResult(msgspec.Struct, kw_only=True):

@@ -16,7 +16,7 @@ from jobq.core import retry
 from jobq.core.index import Explanation, ReadyIndex
 from jobq.core.lease import holds_lease, lease_deadline
 from jobq.core.matching import Profile, Shape, shape_of
-from jobq.core.model import Job, JobFilter, JobSpec, StoreStats, Submitted
+from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
 from jobq.core.states import (
     CANCELLED,
     COMPLETED,
@@ -28,7 +28,7 @@ from jobq.core.states import (
     check_transition,
 )
 from jobq.errors import Conflict, LeaseLost, NotFound
-from jobq.store.base import Completion, TickResult, WorkerInfo
+from jobq.store.base import Completion, StoreListener, TickResult, WorkerInfo
 
 #: Seconds a finished job is kept by default (``result_ttl`` overrides it per job).
 DEFAULT_RESULT_TTL = 24 * 3600.0
@@ -37,11 +37,13 @@ DEAD_LETTER_TTL = 7 * 24 * 3600.0
 
 
 def shape_for(job: Job | JobSpec) -> Shape:
-    return shape_of(job.service, job.requires, job.must_not, job.customer_id, job.isolation)
+    return shape_of(job.service, job.requires, job.must_not, job.customer_id, job.isolation, job.payload)
 
 
 class EmbeddedStore:
     url = "embedded://"
+    #: One hub owns an embedded store.
+    shared = False
 
     def __init__(self, *, result_ttl: float = DEFAULT_RESULT_TTL) -> None:
         self.result_ttl = result_ttl
@@ -440,6 +442,15 @@ class EmbeddedStore:
         if result.promoted or result.expired or purged:
             await self._durable()
         return result
+
+    def listen(self, listener: StoreListener) -> None:
+        """One hub only: nobody else to hear from."""
+
+    def broadcast(self, event: JobEvent) -> None:
+        """One hub only: nobody else to tell."""
+
+    def notify_stop(self, worker_id: str, job_ids: list[int]) -> None:
+        """One hub only: the worker is connected here or nowhere."""
 
     async def next_due(self) -> float | None:
         return self._scheduled[0][0] if self._scheduled else None
