@@ -432,3 +432,30 @@ async def test_reopened_running_job_without_its_worker_is_requeued_by_lease(back
     await attach(store, "w2")
     (again,) = await store.claim("w2", 1, T0 + 40, TTL)
     assert again.id == job.id and again.attempts == 2
+
+
+# ---------------------------------------------------------------- fairness
+
+
+async def test_a_flooding_customer_does_not_starve_another(store: Store) -> None:
+    await store.submit([spec(customer_id="flood") for _ in range(50)], T0)
+    (single,) = await store.submit([spec(customer_id="single")], T0)
+    await attach(store, slots=3)
+    taken = [j.id for j in await store.claim("w1", 3, T0, TTL)]
+    assert single.job.id in taken[:2]
+
+
+async def test_customer_weights_share_in_proportion(store: Store) -> None:
+    await store.set_customer_weight("big", 3)
+    await store.submit([spec(customer_id="big") for _ in range(200)], T0)
+    await store.submit([spec(customer_id="small") for _ in range(200)], T0)
+    await attach(store, slots=200)
+    taken = [j.customer_id for j in await store.claim("w1", 200, T0, TTL)]
+    assert 140 <= taken.count("big") <= 160
+
+
+async def test_priority_comes_before_fairness(store: Store) -> None:
+    await store.submit([spec(customer_id="a", priority=0)], T0)
+    high = await store.submit([spec(customer_id="b", priority=5) for _ in range(3)], T0)
+    await attach(store, slots=3)
+    assert [j.id for j in await store.claim("w1", 3, T0, TTL)] == [h.job.id for h in high]

@@ -146,3 +146,10 @@ def test_line_workers_only_get_one_line_of_text() -> None:
             == "payload is not one line of text, which a line-protocol worker cannot carry"
         )
         assert first_miss(s, profile()) is None
+
+
+def test_models_may_be_advertised_per_service() -> None:
+    p = Profile.build(["render", "upscale"], {"models": {"render": ["sdxl"], "upscale": ["esrgan"]}})
+    assert first_miss(shape({"models": ["sdxl"]}), p) is None
+    assert first_miss(shape({"models": ["esrgan"]}), p) is not None
+    assert first_miss(shape({"models": ["esrgan"]}, service="upscale"), p) is None

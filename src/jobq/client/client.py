@@ -18,7 +18,7 @@ from jobq.client.connection import Connection
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import JSON, TEXT, Frames, Job, JobEvent, JobFilter, JobSpec
 from jobq.core.states import COMPLETED, JobState
-from jobq.errors import InvalidRequest, JobFailed, Timeout
+from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout
 from jobq.protocol import native as jqp
 from jobq.store.base import WorkerInfo
 
@@ -76,7 +76,6 @@ class Client:
         self._pinger: asyncio.Task[None] | None = None
         #: Watched submits not yet answered: their jobs' ends may arrive before the answer.
         self._watch_inflight = 0
-        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ connection
 
@@ -139,30 +138,27 @@ class Client:
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
         watch, self._batch_watch = self._batch_watch, False
-        if batch:
-            self.spawn_request([spec for spec, _ in batch], [f for _, f in batch], watch)
+        if not batch:
+            return
 
-    def spawn_request(
-        self, specs: list[JobSpec], futures: list[asyncio.Future[tuple[int, str, bool]]], watch: bool
-    ) -> None:
-        async def go() -> None:
-            try:
-                reply = await self.conn.request(
-                    jqp.Submit(rid=self.conn.next_rid(), jobs=specs, watch=watch, credential=self.credential)
-                )
-            except Exception as exc:
-                for future in futures:
+        def settle(outcome: jqp.Outbound | JobqError) -> None:
+            if isinstance(outcome, jqp.Accepted) and len(outcome.jobs) == len(batch):
+                for (_, future), accepted in zip(batch, outcome.jobs, strict=True):
                     if not future.done():
-                        future.set_exception(exc)
+                        future.set_result(tuple(accepted))  # type: ignore[arg-type]
                 return
-            assert isinstance(reply, jqp.Accepted)
-            for future, accepted in zip(futures, reply.jobs, strict=True):
+            error = outcome if isinstance(outcome, JobqError) else JobqError(f"unexpected reply {outcome!r}")
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(tuple(accepted))  # type: ignore[arg-type]
+                    future.set_exception(error)
 
-        task = asyncio.ensure_future(go())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        message = jqp.Submit(
+            rid=self.conn.next_rid(),
+            jobs=[spec for spec, _ in batch],
+            watch=watch,
+            credential=self.credential,
+        )
+        self.conn.call(message, settle)
 
     async def submit_many(
         self, specs: Iterable[JobSpec], *, watch: bool = False

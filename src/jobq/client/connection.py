@@ -15,13 +15,16 @@ from collections.abc import Callable, Sequence
 import msgspec
 import zmq
 
-from jobq.errors import Unavailable, error_from_code
+from jobq.errors import JobqError, Unavailable, error_from_code
 from jobq.protocol import native as jqp
 from jobq.protocol.zmqio import AsyncSocket
 
 log = logging.getLogger("jobq.connection")
 
 _encode = msgspec.msgpack.Encoder().encode
+
+#: Called once with a request's reply, or with the error that ended it.
+ReplyCallback = Callable[[jqp.Outbound | JobqError], None]
 
 
 def endpoints_of(hub: str | Sequence[str]) -> list[str]:
@@ -49,7 +52,8 @@ class Connection:
         self.context = zmq.Context()
         self._index = 0
         self._io: AsyncSocket | None = None
-        self._pending: dict[int, asyncio.Future[jqp.Outbound]] = {}
+        #: rid → (what to do with the reply or the failure, its timeout timer)
+        self._pending: dict[int, tuple[ReplyCallback, asyncio.TimerHandle | None]] = {}
         self._rids = itertools.count(1)
         self.malformed = 0
 
@@ -74,10 +78,7 @@ class Connection:
         if self._io is not None:
             self._io.close()
             self._io = None
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(Unavailable("the connection was closed"))
-        self._pending.clear()
+        self._fail_pending(Unavailable("the connection was closed"))
         self.context.term()
 
     def failover(self) -> str:
@@ -85,13 +86,17 @@ class Connection:
         if self._io is not None:
             self._io.close()
             self._io = None
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(Unavailable(f"moved away from {self.endpoint}"))
-        self._pending.clear()
+        self._fail_pending(Unavailable(f"moved away from {self.endpoint}"))
         self._index = (self._index + 1) % len(self.endpoints)
         self.open()
         return self.endpoint
+
+    def _fail_pending(self, error: JobqError) -> None:
+        pending, self._pending = self._pending, {}
+        for callback, timer in pending.values():
+            if timer is not None:
+                timer.cancel()
+            callback(error)
 
     def next_rid(self) -> int:
         return next(self._rids)
@@ -101,23 +106,45 @@ class Connection:
             raise Unavailable("not connected")
         self._io.send((jqp.HEADER, _encode(message)))
 
-    async def request(self, message: jqp.Inbound, timeout: float | None = None) -> jqp.Outbound:
-        """Send a request (its ``rid`` already set) and wait for the matching reply."""
+    def call(self, message: jqp.Inbound, callback: ReplyCallback, timeout: float | None = None) -> None:
+        """Send a request (its ``rid`` set) and have ``callback`` called once with the reply,
+        or with the error (the hub's, or Unavailable when it does not answer in time)."""
         rid: int = message.rid  # type: ignore[union-attr]
-        future: asyncio.Future[jqp.Outbound] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = future
+        limit = self.timeout if timeout is None else timeout
+        timer = asyncio.get_running_loop().call_later(limit, self._expire, rid, limit)
+        self._pending[rid] = (callback, timer)
         try:
             self.send(message)
-            limit = self.timeout if timeout is None else timeout
-            try:
-                reply = await asyncio.wait_for(future, limit)
-            except TimeoutError:
-                raise Unavailable(f"no answer from the hub at {self.endpoint} within {limit:g}s") from None
-        finally:
+        except JobqError as exc:
             self._pending.pop(rid, None)
-        if isinstance(reply, jqp.Error):
-            raise error_from_code(reply.code, reply.message)
-        return reply
+            timer.cancel()
+            callback(exc)
+
+    def _expire(self, rid: int, limit: float) -> None:
+        found = self._pending.pop(rid, None)
+        if found is not None:
+            found[0](Unavailable(f"no answer from the hub at {self.endpoint} within {limit:g}s"))
+
+    async def request(self, message: jqp.Inbound, timeout: float | None = None) -> jqp.Outbound:
+        """Send a request (its ``rid`` already set) and wait for the matching reply."""
+        future: asyncio.Future[jqp.Outbound] = asyncio.get_running_loop().create_future()
+
+        def settle(outcome: jqp.Outbound | JobqError) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, JobqError):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        rid: int = message.rid  # type: ignore[union-attr]
+        self.call(message, settle, timeout)
+        try:
+            return await future
+        finally:
+            found = self._pending.pop(rid, None)  # cancelled while waiting
+            if found is not None and found[1] is not None:
+                found[1].cancel()
 
     def _on_frames(self, frames: list[bytes]) -> None:
         if len(frames) != 2 or frames[0] != jqp.HEADER:
@@ -131,9 +158,16 @@ class Connection:
             return
         rid = getattr(message, "rid", None)
         if rid:
-            future = self._pending.get(rid)
-            if future is not None and not future.done():
-                future.set_result(message)
+            found = self._pending.pop(rid, None)
+            if found is not None:
+                callback, timer = found
+                if timer is not None:
+                    timer.cancel()
+                callback(
+                    error_from_code(message.code, message.message)
+                    if isinstance(message, jqp.Error)
+                    else message
+                )
             return
         if isinstance(message, jqp.Error):
             log.warning("hub reported: %s (%s)", message.message, message.code)

@@ -33,10 +33,14 @@ DEFAULT_RESERVE_AFTER = 30.0
 
 
 class ShapeQueue:
-    __slots__ = ("_heap", "live", "shape", "workers")
+    __slots__ = ("_heap", "counts_customer", "customer", "gpu_demand", "live", "shape", "workers")
 
     def __init__(self, shape: Shape) -> None:
         self.shape = shape
+        self.customer = shape.customer
+        self.gpu_demand = shape.gpu_demand
+        #: Jobs of this shape count toward a worker's max_concurrent_customers.
+        self.counts_customer = shape.isolation != "none" and shape.customer is not None
         self._heap: list[Entry] = []
         self.live = 0
         #: How many attached workers may run this shape (0 means blocked).
@@ -252,28 +256,56 @@ class ReadyIndex:
     def _pick(
         self, worker_id: str, state: _WorkerState, queues: list[ShapeQueue], now: float
     ) -> tuple[ShapeQueue, Entry] | None:
+        """The best head among ``queues`` this worker can start now: highest priority, then the
+        customer with the lowest pass, then the oldest. This loop is the claim's hot path."""
+        entries = self._entries
+        passes = self._pass
+        vtime = self._vtime
+        avoid = self._avoid
         best: tuple[ShapeQueue, Entry] | None = None
-        best_key: tuple[int, float, int] | None = None
+        best_prio = best_seq = 0
+        best_pass = 0.0
         blocked_key: tuple[int, float, int] | None = None
+        profile, load = state.profile, state.load
+        # What the worker runs now (the rules of matching.load_miss, inlined for speed):
+        gpu_free = profile.gpu_memory - load.gpu_in_use + 1e-9
+        running_customers = load.customers
+        customers_full = profile.max_customers is not None and len(running_customers) >= profile.max_customers
         for q in queues:
             if not q.live:
                 continue
-            entry = self._head(q)
-            if entry is None:
-                continue
-            if self._avoid and self._avoid.get(entry[2]) == worker_id and q.workers > 1:
+            entry: Entry | None = q._heap[0]
+            found = entries.get(entry[2])  # type: ignore[index]
+            if found is None or found[1] is not entry:
+                entry = self._head(q)
+                if entry is None:
+                    continue
+            if avoid and avoid.get(entry[2]) == worker_id and q.workers > 1:
                 entry = self._next_not_avoided(q, worker_id)
                 if entry is None:
                     continue
-            key = (entry[0], self._pass.get(q.shape.customer, self._vtime), entry[1])
-            if load_miss(q.shape, state.profile, state.load) is not None:
+            prio = entry[0]
+            if q.gpu_demand > gpu_free or (
+                customers_full and q.counts_customer and q.customer not in running_customers
+            ):
                 # It does not fit now. Once it has waited long enough it reserves the worker.
-                if now - entry[3] >= self.reserve_after and (blocked_key is None or key < blocked_key):
-                    blocked_key = key
+                if now - entry[3] >= self.reserve_after:
+                    key = (prio, passes.get(q.customer, vtime), entry[1])
+                    if blocked_key is None or key < blocked_key:
+                        blocked_key = key
                 continue
-            if best_key is None or key < best_key:
-                best, best_key = (q, entry), key
-        if blocked_key is not None and (best_key is None or blocked_key < best_key):
+            if best is not None and prio > best_prio:
+                continue
+            passed = passes.get(q.customer, vtime)
+            if (
+                best is not None
+                and prio == best_prio
+                and (passed > best_pass or (passed == best_pass and entry[1] >= best_seq))
+            ):
+                continue
+            best = (q, entry)
+            best_prio, best_pass, best_seq = prio, passed, entry[1]
+        if blocked_key is not None and (best is None or blocked_key < (best_prio, best_pass, best_seq)):
             return None
         return best
 

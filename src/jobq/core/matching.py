@@ -95,14 +95,13 @@ class Shape:
     isolation: str = "none"
     #: The payload is one line of UTF-8 text (line-protocol workers can carry it).
     text_line: bool = True
+    #: GPU memory (GB) a job of this shape holds on its worker while it runs (derived).
+    gpu_demand: float = field(default=0.0, compare=False, hash=False)
 
-    @property
-    def gpu_demand(self) -> float:
-        """GPU memory (GB) a job of this shape holds on its worker while it runs."""
+    def __post_init__(self) -> None:
         for c in self.constraints:
             if c.key == GPU_MEMORY and c.op == "min":
-                return float(c.value)  # type: ignore[arg-type]
-        return 0.0
+                object.__setattr__(self, "gpu_demand", float(c.value))  # type: ignore[arg-type]
 
     def describe(self) -> str:
         parts = [self.service, *(c.describe() for c in self.constraints)]
@@ -118,33 +117,31 @@ class Profile:
     services: frozenset[str]
     capabilities: tuple[tuple[str, Value], ...] = ()
     caps: Mapping[str, Value] = field(default_factory=dict, compare=False, hash=False)
+    # Derived from ``caps`` once (matching reads them on every claim):
+    #: The one customer a ``strict`` worker is dedicated to, if it is one.
+    dedicated_to: str | None = field(default=None, compare=False, hash=False)
+    gpu_memory: float = field(default=0.0, compare=False, hash=False)
+    max_customers: int | None = field(default=None, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        caps = self.caps
+        if caps.get(WORKER_ISOLATION) == "strict":
+            allowed = caps.get(ALLOWED)
+            if isinstance(allowed, tuple) and len(allowed) == 1:
+                object.__setattr__(self, "dedicated_to", allowed[0])
+            elif isinstance(allowed, str):
+                object.__setattr__(self, "dedicated_to", allowed)
+        gpu = caps.get(GPU_MEMORY)
+        if isinstance(gpu, int | float) and not isinstance(gpu, bool):
+            object.__setattr__(self, "gpu_memory", float(gpu))
+        limit = caps.get(MAX_CUSTOMERS)
+        if isinstance(limit, int | float) and not isinstance(limit, bool) and limit >= 1:
+            object.__setattr__(self, "max_customers", int(limit))
 
     @classmethod
     def build(cls, services: Iterable[str], capabilities: Mapping[str, Any]) -> Profile:
         flat = normalize_capabilities(capabilities)
         return cls(frozenset(services), tuple(sorted(flat.items())), flat)
-
-    @property
-    def dedicated_to(self) -> str | None:
-        """The one customer a ``strict`` worker is dedicated to, if it is one."""
-        if self.caps.get(WORKER_ISOLATION) != "strict":
-            return None
-        allowed = self.caps.get(ALLOWED)
-        if isinstance(allowed, tuple) and len(allowed) == 1:
-            return allowed[0]
-        return allowed if isinstance(allowed, str) else None
-
-    @property
-    def gpu_memory(self) -> float:
-        value = self.caps.get(GPU_MEMORY)
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-
-    @property
-    def max_customers(self) -> int | None:
-        value = self.caps.get(MAX_CUSTOMERS)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
-            return int(value)
-        return None
 
 
 # --------------------------------------------------------------------------- normalising
@@ -319,6 +316,9 @@ def first_miss(shape: Shape, profile: Profile) -> str | None:
         return miss
     for c in shape.constraints:
         have = profile.caps.get(c.key)
+        if c.key == "models":
+            # Models may be advertised per service: models.<service> = [...]
+            have = profile.caps.get(f"models.{shape.service}", have)
         if not constraint_holds(c, have):
             shown = "nothing" if have is None else _fmt(have)
             return f"needs {c.describe()}, worker has {shown}"

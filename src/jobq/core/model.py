@@ -56,8 +56,12 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     backoff: float | None = None
 
 
-class Job(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A job as the hub keeps it: the spec plus its life so far."""
+class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A job as the hub keeps it: the spec plus its life so far.
+
+    ``gc=False``: a hub may hold millions of these and they never form reference cycles, so
+    the cycle collector need not walk them.
+    """
 
     id: int
     service: str

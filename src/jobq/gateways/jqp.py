@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from jobq.core.model import Job, JobEvent, assignment_of
+from jobq.core.model import Job, JobEvent, Submitted, assignment_of
 from jobq.errors import InvalidRequest, JobqError
 from jobq.gateways.zmq import ZmqGateway
 from jobq.hub.hub import Hub
@@ -82,6 +82,8 @@ class NativeDoor:
         self.links: dict[bytes, _Link] = {}
         self.subscribers: dict[bytes, _Subscriber] = {}
         self.malformed = 0
+        self._submits: list[tuple[bytes, jqp.Submit]] = []
+        self._dones: list[tuple[bytes, jqp.Done]] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._handlers: dict[type[Any], _Handler] = {
             jqp.Submit: self._submit,
@@ -97,7 +99,6 @@ class NativeDoor:
             jqp.Hello: self._hello,
             jqp.Heartbeat: self._heartbeat,
             jqp.SetSlots: self._set_slots,
-            jqp.Done: self._done,
             jqp.Fail: self._fail,
             jqp.Progress: self._progress,
             jqp.Release: self._release,
@@ -105,7 +106,7 @@ class NativeDoor:
         }
 
     def install(self) -> None:
-        self.gateway.add_handler(self.handle)
+        self.gateway.add_handler(self.handle, self._end_of_batch)
         self._sweeper = asyncio.get_running_loop().call_later(5.0, self._sweep)
 
     # ------------------------------------------------------------------ plumbing
@@ -124,9 +125,52 @@ class NativeDoor:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._reject(identity, 0, InvalidRequest(f"malformed JQ1 message: {exc}"))
             return True
-        handler = self._handlers[type(message)]
-        self.hub.spawn(self._guard(identity, message, handler))
+        kind = type(message)
+        if kind is jqp.Submit:
+            self._submits.append((identity, message))  # type: ignore[arg-type]
+        elif kind is jqp.Done:
+            self._dones.append((identity, message))  # type: ignore[arg-type]
+        else:
+            self.hub.spawn(self._guard(identity, message, self._handlers[kind]))
         return True
+
+    def _end_of_batch(self) -> None:
+        """Submits and results that arrived together go to the hub together: one call (and one
+        commit) for all of them instead of one task per message."""
+        if self._submits:
+            submits, self._submits = self._submits, []
+            self.hub.spawn(self._submit_together(submits))
+        if self._dones:
+            dones, self._dones = self._dones, []
+            self.hub.spawn(self._done_together(dones))
+
+    async def _submit_together(self, submits: list[tuple[bytes, jqp.Submit]]) -> None:
+        if len(submits) == 1:
+            await self._guard(submits[0][0], submits[0][1], self._submit)
+            return
+        specs = [spec for _, msg in submits for spec in msg.jobs]
+        try:
+            done = await self.hub.submit(specs)
+        except JobqError:
+            # One bad submit must not fail the others: answer each on its own.
+            await asyncio.gather(*(self._guard(i, m, self._submit) for i, m in submits))
+            return
+        start = 0
+        for identity, msg in submits:
+            part = done[start : start + len(msg.jobs)]
+            start += len(msg.jobs)
+            self._accepted(identity, msg, part)
+
+    async def _done_together(self, dones: list[tuple[bytes, jqp.Done]]) -> None:
+        by_worker: dict[str, list[Completion]] = {}
+        for identity, msg in dones:
+            worker_id = self.workers.get(identity) or self._worker_id(identity) or ""
+            by_worker.setdefault(worker_id, []).extend(Completion(i, t, r) for i, t, r in msg.results)
+        for worker_id, results in by_worker.items():
+            try:
+                await self.hub.complete(worker_id, results)
+            except JobqError as exc:
+                log.warning("results of %s refused: %s", worker_id, exc.message)
 
     async def _guard(
         self, identity: bytes, message: Any, handler: Callable[[bytes, Any], Awaitable[None]]
@@ -171,7 +215,9 @@ class NativeDoor:
     # ------------------------------------------------------------------ clients
 
     async def _submit(self, identity: bytes, msg: jqp.Submit) -> None:
-        done = await self.hub.submit(msg.jobs)
+        self._accepted(identity, msg, await self.hub.submit(msg.jobs))
+
+    def _accepted(self, identity: bytes, msg: jqp.Submit, done: list[Submitted]) -> None:
         if msg.watch:
             sub = self._subscriber(identity)
             self.hub.events.watch(sub, [item.job.id for item in done if not item.job.state.terminal])
@@ -281,10 +327,6 @@ class NativeDoor:
         worker_id = self._worker_id(identity)
         if worker_id is not None:
             await self.hub.set_slots(worker_id, msg.slots)
-
-    async def _done(self, identity: bytes, msg: jqp.Done) -> None:
-        worker_id = self.workers.get(identity) or self._worker_id(identity) or ""
-        await self.hub.complete(worker_id, [Completion(i, t, r) for i, t, r in msg.results])
 
     async def _fail(self, identity: bytes, msg: jqp.Fail) -> None:
         worker_id = self.workers.get(identity) or self._worker_id(identity) or ""

@@ -19,6 +19,12 @@ log = logging.getLogger("jobq.zmq")
 #: Messages handled per wake-up before yielding to the rest of the loop.
 DRAIN_BATCH = 512
 
+# pyzmq's enum flags cost more than the send itself on small messages: use plain ints.
+_NOBLOCK = int(zmq.NOBLOCK)
+_SENDMORE = int(zmq.SNDMORE) | _NOBLOCK
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
 
 class AsyncSocket:
     def __init__(
@@ -71,7 +77,7 @@ class AsyncSocket:
             self._backlog.append(frames)
             return True
         try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            self._send(frames)
         except zmq.Again:
             if self.drop_when_full:
                 self.dropped += 1
@@ -85,14 +91,30 @@ class AsyncSocket:
         self.poke()
         return True
 
+    def _send(self, frames: Sequence[bytes]) -> None:
+        # Only the first part of a message can hit the high-water mark: the rest always follow.
+        send = self.sock.send
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            send(frame, _SENDMORE if i < last else _NOBLOCK)
+
+    def _recv(self) -> list[bytes]:
+        recv = self.sock.recv
+        part = recv(_NOBLOCK, copy=False)
+        frames = [part.bytes]
+        while part.more:
+            part = recv(_NOBLOCK, copy=False)
+            frames.append(part.bytes)
+        return frames
+
     def _readable(self) -> bool:
-        events: int = self.sock.getsockopt(zmq.EVENTS)  # type: ignore[assignment]
-        return bool(events & zmq.POLLIN)
+        events: int = self.sock.getsockopt(_EVENTS)  # type: ignore[assignment]
+        return bool(events & _POLLIN)
 
     def _flush_backlog(self) -> None:
         while self._backlog:
             try:
-                self.sock.send_multipart(self._backlog[0], zmq.NOBLOCK, copy=False)
+                self._send(self._backlog[0])
             except zmq.Again:
                 return
             self._backlog.popleft()
@@ -101,14 +123,16 @@ class AsyncSocket:
         self._drain_scheduled = False
         if self._closed:
             return
-        sock = self.sock
         if self._backlog:
             self._flush_backlog()
         handled = 0
+        recv = self._recv
         try:
+            # Read until EAGAIN: a waiting message costs no system call to read, and the final
+            # EAGAIN processes the socket's commands, which re-arms the edge-triggered descriptor.
             while handled < DRAIN_BATCH:
                 try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    frames = recv()
                 except zmq.Again:
                     break
                 handled += 1
@@ -116,13 +140,15 @@ class AsyncSocket:
                     self.on_message(frames)
                 except Exception:
                     log.exception("a message handler failed; the message was dropped")
+                if self._closed:
+                    return
         except zmq.ZMQError:
             if self._closed:
                 return
             raise
         if handled and self.on_batch_end is not None:
             self.on_batch_end()
-        if handled >= DRAIN_BATCH or (not self._closed and self._readable()):
+        if handled >= DRAIN_BATCH:
             self.poke()  # more is waiting: come back on the next turn
         elif self._backlog and self._loop is not None:
             self._loop.call_later(0.002, self.poke)  # the peer is slow: retry the backlog soon

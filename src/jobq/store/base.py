@@ -93,6 +93,9 @@ class Store(Protocol):
 
     async def stats(self) -> StoreStats: ...
 
+    async def set_customer_weight(self, customer: str, weight: float) -> None:
+        """Fair-share weight of a customer between jobs of equal priority (default 1)."""
+
     # ---- workers
     async def attach_worker(self, info: WorkerInfo, now: float) -> None:
         """Register (or update) a worker; it may claim jobs it is eligible for."""

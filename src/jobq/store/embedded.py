@@ -27,7 +27,7 @@ from jobq.core.states import (
     JobState,
     check_transition,
 )
-from jobq.errors import Conflict, LeaseLost, NotFound
+from jobq.errors import Conflict, InvalidRequest, LeaseLost, NotFound
 from jobq.store.base import Completion, StoreListener, TickResult, WorkerInfo
 
 #: Seconds a finished job is kept by default (``result_ttl`` overrides it per job).
@@ -59,8 +59,9 @@ class EmbeddedStore:
 
     # ------------------------------------------------------------------ hooks
 
-    def _save(self, job: Job, *, new: bool = False) -> None:
-        """Persist a change of a live job."""
+    def _save(self, job: Job, *, new: bool = False, urgent: bool = True) -> None:
+        """Persist a change of a live job. ``urgent=False``: it may ride along with the next
+        commit (within a tick); losing it in a crash only means work is done again."""
 
     def _retire(self, job: Job) -> None:
         """A job ended: keep it where finished jobs are kept."""
@@ -247,6 +248,11 @@ class EmbeddedStore:
                 by_service.setdefault(service, {})[state] = count
         return StoreStats(by_state=dict(by_state), by_service=by_service)
 
+    async def set_customer_weight(self, customer: str, weight: float) -> None:
+        if not weight > 0:
+            raise InvalidRequest(f"the weight of customer {customer} must be positive")
+        self.index.set_weight(customer, weight)
+
     def _ttl(self, job: Job) -> float:
         return self.result_ttl if job.result_ttl is None else job.result_ttl
 
@@ -308,9 +314,10 @@ class EmbeddedStore:
             job.lease_expires = deadline
             job.progress = job.progress_message = None
             self._running.add(job.id)
-            self._save(job)
+            # A claim is not acknowledged to anyone: if the hub dies before it reaches the disk,
+            # the job is simply queued again (at least once), so it does not wait for a commit.
+            self._save(job, urgent=False)
             jobs.append(job)
-        await self._durable()
         return jobs
 
     async def adopt(

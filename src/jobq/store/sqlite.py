@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,22 +47,29 @@ CREATE TABLE IF NOT EXISTS jobs (
     service TEXT NOT NULL,
     customer_id TEXT,
     worker TEXT,
-    idempotency_key TEXT UNIQUE,
+    idempotency_key TEXT,
     expires_at REAL,
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
-CREATE INDEX IF NOT EXISTS jobs_by_service ON jobs (service, id);
-CREATE INDEX IF NOT EXISTS jobs_by_customer ON jobs (customer_id, id) WHERE customer_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_by_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 """
+# Every index is paid for on each commit of the hot path (a page written per index touched), so
+# there are only these three: listing by state, purging by expiry, idempotency keys. Listing
+# finished jobs by service or customer walks the state index; live jobs are listed from memory.
 
-UPSERT = (
-    "INSERT OR REPLACE INTO jobs (id, state, service, customer_id, worker, idempotency_key,"
-    " expires_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT = (
+    "INSERT INTO jobs (id, state, service, customer_id, worker, idempotency_key, expires_at, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+UPDATE = "UPDATE jobs SET state = ?, worker = ?, expires_at = ?, body = ? WHERE id = ?"
 
-Row = tuple[int, str, str, str | None, str | None, str | None, float | None, bytes]
+NewRow = tuple[int, str, str, str | None, str | None, str | None, float | None, bytes]
+ChangedRow = tuple[str, str | None, float | None, bytes, int]
+
+#: Seconds between WAL checkpoints, run off the event loop.
+CHECKPOINT_EVERY = 1.0
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Job).decode
@@ -74,14 +82,20 @@ def _connect(path: str, durability: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=5000")
+    # Checkpoints run on their own thread (see SqliteStore._checkpoints), never in a commit.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
 
 
-def _write(conn: sqlite3.Connection, rows: list[Row], deletes: list[int]) -> None:
+def _write(
+    conn: sqlite3.Connection, new: list[NewRow], changed: list[ChangedRow], deletes: list[int]
+) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if rows:
-            conn.executemany(UPSERT, rows)
+        if new:
+            conn.executemany(INSERT, new)
+        if changed:
+            conn.executemany(UPDATE, changed)
         if deletes:
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in deletes])
         conn.execute("COMMIT")
@@ -104,8 +118,14 @@ class SqliteStore(EmbeddedStore):
         self._lock_fd: int | None = None
         #: Latest version of every job changed since the last commit (None: delete it).
         self._pending: dict[int, Job | None] = {}
-        self._batch: asyncio.Future[None] | None = None
+        #: Ids in ``_pending`` that have no row yet.
+        self._unwritten: set[int] = set()
+        #: Calls waiting for the next commit.
+        self._waiters: list[asyncio.Future[None]] = []
+        self._commit_scheduled = False
         self._committing: asyncio.Future[None] | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._closing = threading.Event()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -137,15 +157,25 @@ class SqliteStore(EmbeddedStore):
             self._counts[(service, state)] = count
         (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()
         self._next_id = max(self._next_id, top + 1)
+        self._closing.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoints, name="jobq-sqlite-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     async def close(self) -> None:
         if self._conn is None:
             return
+        if self._pending:
+            self._schedule()
         with contextlib.suppress(Exception):
             await self._durable()
         if self._committing is not None:
             with contextlib.suppress(Exception):
                 await self._committing
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         for conn in (self._writer, self._conn):
@@ -156,6 +186,19 @@ class SqliteStore(EmbeddedStore):
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def _checkpoints(self) -> None:
+        """Move the WAL into the database file now and then, off the event loop (a checkpoint
+        reads and writes many pages; in a commit it would stall every caller)."""
+        conn = _connect(self.path, self.durability)
+        try:
+            while not self._closing.wait(CHECKPOINT_EVERY):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -164,35 +207,44 @@ class SqliteStore(EmbeddedStore):
 
     # ------------------------------------------------------------------ group commit
 
-    def _save(self, job: Job, *, new: bool = False) -> None:
+    def _save(self, job: Job, *, new: bool = False, urgent: bool = True) -> None:
         self._pending[job.id] = job
-        self._schedule()
+        if new:
+            self._unwritten.add(job.id)
+        if urgent:
+            self._schedule()
 
     def _retire(self, job: Job) -> None:
         self._pending[job.id] = job
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._batch is None:
-            loop = asyncio.get_running_loop()
-            self._batch = loop.create_future()
+        """Commit at the end of this turn (or when the commit in flight ends)."""
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
             if self._committing is None:
-                loop.call_soon(self._commit)
+                asyncio.get_running_loop().call_soon(self._commit)
 
     async def _durable(self) -> None:
-        if self._batch is not None:
-            await asyncio.shield(self._batch)
+        if not self._commit_scheduled:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
-    def _take_batch(self) -> tuple[list[Row], list[int]]:
-        rows: list[Row] = []
+    def _take_batch(self) -> tuple[list[NewRow], list[ChangedRow], list[int]]:
+        new: list[NewRow] = []
+        changed: list[ChangedRow] = []
         deletes: list[int] = []
+        unwritten = self._unwritten
         for job_id, job in self._pending.items():
             if job is None:
-                deletes.append(job_id)
-            else:
-                rows.append(
+                if job_id not in unwritten:
+                    deletes.append(job_id)
+            elif job_id in unwritten:
+                new.append(
                     (
-                        job.id,
+                        job_id,
                         job.state.value,
                         job.service,
                         job.customer_id,
@@ -202,39 +254,49 @@ class SqliteStore(EmbeddedStore):
                         _encode(job),
                     )
                 )
+            else:
+                changed.append((job.state.value, job.worker, job.expires_at, _encode(job), job_id))
         self._pending = {}
-        return rows, deletes
+        self._unwritten = set()
+        return new, changed, deletes
 
     def _commit(self) -> None:
-        batch, self._batch = self._batch, None
-        if batch is None:
-            return
-        rows, deletes = self._take_batch()
+        self._commit_scheduled = False
+        waiters, self._waiters = self._waiters, []
+        new, changed, deletes = self._take_batch()
         if self._executor is None:
             try:
-                _write(self.conn, rows, deletes)
+                _write(self.conn, new, changed, deletes)
             except sqlite3.Error as exc:
-                batch.set_exception(Unavailable(f"the store could not commit: {exc}"))
-                batch.exception()  # retrieved here; waiters get it through shield
+                self._settle(waiters, exc)
             else:
-                batch.set_result(None)
+                self._settle(waiters, None)
             return
         loop = asyncio.get_running_loop()
         assert self._writer is not None
-        future = loop.run_in_executor(self._executor, _write, self._writer, rows, deletes)
+        future = loop.run_in_executor(self._executor, _write, self._writer, new, changed, deletes)
         self._committing = asyncio.ensure_future(future)
-        self._committing.add_done_callback(lambda done: self._committed(done, batch))
+        self._committing.add_done_callback(lambda done: self._committed(done, waiters))
 
-    def _committed(self, done: asyncio.Future[None], batch: asyncio.Future[None]) -> None:
+    def _committed(self, done: asyncio.Future[None], waiters: list[asyncio.Future[None]]) -> None:
         self._committing = None
-        exc = done.exception()
-        if exc is not None:
-            batch.set_exception(Unavailable(f"the store could not commit: {exc}"))
-            batch.exception()
-        else:
-            batch.set_result(None)
-        if self._batch is not None:
+        self._settle(waiters, done.exception())
+        if self._commit_scheduled:
             self._commit()
+
+    @staticmethod
+    def _settle(waiters: list[asyncio.Future[None]], error: BaseException | None) -> None:
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(Unavailable(f"the store could not commit: {error}"))
+
+    def _flush_lazy(self) -> None:
+        if self._pending and not self._commit_scheduled:
+            self._schedule()
 
     # ------------------------------------------------------------------ finished jobs
 
@@ -278,6 +340,7 @@ class SqliteStore(EmbeddedStore):
                 self._pending[job.id] = None
         if gone:
             self._schedule()
+        self._flush_lazy()  # claims and other lazy changes reach the disk within one tick
         return [job for job in gone if job.id not in self._live]
 
     def rows(self) -> Iterable[tuple[int, str]]:

@@ -171,6 +171,12 @@ class Worker:
             self._conn.close()
             self._conn = None
 
+    def update_capabilities(self, capabilities: Mapping[str, Any]) -> None:
+        """Advertise new capabilities to the hub while connected (thread-safe)."""
+        self.capabilities = dict(capabilities)
+        if self._loop is not None and self._conn is not None:
+            self._loop.call_soon_threadsafe(self._hello)
+
     def stop(self) -> None:
         """Ask the worker to drain and stop (safe from a signal handler or another thread)."""
         if self._loop is not None and self._stopping is not None:
