@@ -47,7 +47,8 @@ def preview(frames: list[bytes] | None, limit: int = 60) -> str:
 
 def job_json(job: Job, *, result: bool = True) -> dict[str, Any]:
     """A job as one JSON object: every field, payload and result as text when they are UTF-8."""
-    data: dict[str, Any] = msgspec.to_builtins(job)
+    # Every field, defaults included (the wire format leaves defaults out).
+    data: dict[str, Any] = msgspec.to_builtins(msgspec.structs.asdict(job))
     for name in ("payload", "result"):
         frames = getattr(job, name)
         if name == "result" and not result:

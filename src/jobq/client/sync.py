@@ -1,0 +1,66 @@
+"""A thin blocking wrapper over :class:`~jobq.client.client.Client`, for code without a loop.
+
+It owns a private event loop and runs each call to completion on it, in the caller's thread:
+no thread hop per call. Not for use inside a running event loop (use ``Client`` there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+
+from jobq.client.client import Client, PayloadLike
+from jobq.config import DEFAULT_HUB
+from jobq.core.model import Job, JobEvent, JobSpec
+
+T = TypeVar("T")
+
+
+class SyncClient:
+    def __init__(self, hub: str | Sequence[str] = DEFAULT_HUB, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = Client(hub, **options)
+
+    def _run(self, call: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(call)
+
+    def close(self) -> None:
+        self._run(self._client.close())
+        self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, service: str, payload: PayloadLike = None, **options: Any) -> int:
+        return self._run(self._client.submit(service, payload, **options))
+
+    def submit_many(self, specs: Iterable[JobSpec]) -> list[tuple[int, str, bool]]:
+        return self._run(self._client.submit_many(specs))
+
+    def run(self, service: str, payload: PayloadLike = None, **options: Any) -> JobEvent:
+        return self._run(self._client.run(service, payload, **options))
+
+    def status(self, job_id: int) -> Job | None:
+        return self._run(self._client.status(job_id))
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        return self._run(self._client.wait(job_id, timeout))
+
+    def result(self, job_id: int, timeout: float | None = None) -> bytes:
+        return self._run(self._client.result(job_id, timeout))
+
+    def cancel(self, job_id: int) -> Job:
+        return self._run(self._client.cancel(job_id))
+
+    def retry(self, job_id: int) -> Job:
+        return self._run(self._client.retry(job_id))
+
+    def jobs(self, **query: Any) -> list[Job]:
+        return self._run(self._client.jobs(**query))
+
+    def stats(self) -> dict[str, Any]:
+        return self._run(self._client.stats())
