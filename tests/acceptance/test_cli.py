@@ -20,9 +20,12 @@ def hub(tmp_path: Path) -> Iterator[str]:
     proc.close()
 
 
-def jobq(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(jobq_command(*args), capture_output=True, timeout=60, input=stdin,
-                          env={**os.environ, **(env or {})})
+def jobq(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        jobq_command(*args), capture_output=True, timeout=60, input=stdin, env={**os.environ, **(env or {})}
+    )
 
 
 def test_submit_status_result_without_a_worker_then_with_one(hub: str, tmp_path: Path) -> None:
@@ -45,7 +48,9 @@ def test_submit_status_result_without_a_worker_then_with_one(hub: str, tmp_path:
         assert sorted(line["result"] for line in lines) == [f"job {i}" for i in range(5)]
         assert all(line["state"] == "completed" and "id" in line for line in lines)
         summary = jobq("submit", "echo", "x", "--count", "20", "--wait", "--hub", hub)
-        assert summary.returncode == 0 and b"20 jobs in" in summary.stderr and b"20 completed" in summary.stderr
+        assert (
+            summary.returncode == 0 and b"20 jobs in" in summary.stderr and b"20 completed" in summary.stderr
+        )
         stats = json.loads(jobq("stats", "--json", "--hub", hub).stdout)
         assert stats["jobs"]["by_state"]["completed"] == 26
         workers = jobq("workers", "--json", "--hub", hub).stdout.splitlines()

@@ -12,6 +12,7 @@ import pytest
 
 from jobq.client.client import Client, make_spec
 from jobq.core.states import JobState
+from jobq.errors import Unavailable
 from tests.helpers import Proc, start_hub, start_worker
 
 FAST = ["--heartbeat", "0.2", "--liveness", "5", "--lease-ttl", "5"]
@@ -157,3 +158,29 @@ async def test_cancel_queued_never_runs_and_cancel_running_stops(tmp_path: Path,
     assert not (trace / f"{running}.finished").exists()
     assert not (trace / f"{queued}.started").exists(), "a cancelled queued job never runs"
     assert os.path.exists(trace / f"{follow}.finished")
+
+
+async def test_sigterm_lets_running_jobs_finish_and_refuses_new_ones(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    hub, endpoint = start_hub(tmp_path, extra=[*FAST, "--grace", "20"])
+    procs.append(hub)
+    port = int(endpoint.rsplit(":", 1)[1])
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    worker(tmp_path, endpoint, procs, handler="tests.handlers:traced_sleep", concurrency=2, trace=trace)
+    async with Client(endpoint, timeout=5) as client:
+        await wait_workers(client, 1)
+        ids = [await client.submit("echo", "1.5") for _ in range(2)]
+        while len(list(trace.glob("*.started"))) < 2:
+            await asyncio.sleep(0.02)
+        hub.popen.send_signal(15)
+        await asyncio.sleep(0.3)
+        with pytest.raises(Unavailable, match="shutting down"):
+            await client.submit("echo", "0")
+        assert await asyncio.to_thread(hub.popen.wait, 30) == 0
+    assert all((trace / f"{i}.finished").exists() for i in ids)
+    hub, _ = start_hub(tmp_path, port=port, extra=FAST, name="hub2")
+    procs.append(hub)
+    async with Client(endpoint) as client:
+        assert [(await client.status(i)).state for i in ids] == [JobState.COMPLETED] * 2  # type: ignore[union-attr]

@@ -118,7 +118,11 @@ async def test_cancelling_a_running_job_reaches_the_handler() -> None:
 
 async def test_advertised_schema_refuses_bad_payloads_at_submit() -> None:
     w = Worker(grace=1)
-    schema = {"type": "object", "properties": {"width": {"type": "integer", "minimum": 1}}, "required": ["width"]}
+    schema = {
+        "type": "object",
+        "properties": {"width": {"type": "integer", "minimum": 1}},
+        "required": ["width"],
+    }
     w.register("resize", lambda payload: payload, schema=schema)
     async with hub_and_worker(w) as (endpoint, _), Client(endpoint) as client:
         ok = await client.submit("resize", {"width": 10})
