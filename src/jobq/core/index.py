@@ -106,7 +106,8 @@ class ReadyIndex:
         avoid: str | None = None,
     ) -> None:
         """Queue a job (again). ``avoid`` names the worker that failed it last."""
-        self.discard(job_id)
+        if job_id in self._entries:
+            self.discard(job_id)
         q = self.queue(shape)
         entry = (-priority, seq, job_id, since)
         heapq.heappush(q._heap, entry)

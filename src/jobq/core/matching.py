@@ -97,11 +97,18 @@ class Shape:
     text_line: bool = True
     #: GPU memory (GB) a job of this shape holds on its worker while it runs (derived).
     gpu_demand: float = field(default=0.0, compare=False, hash=False)
+    _hash: int = field(default=0, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         for c in self.constraints:
             if c.key == GPU_MEMORY and c.op == "min":
                 object.__setattr__(self, "gpu_demand", float(c.value))  # type: ignore[arg-type]
+        # Shapes are dictionary keys on every submit and claim: hash them once.
+        key = (self.service, self.constraints, self.customer, self.isolation, self.text_line)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def describe(self) -> str:
         parts = [self.service, *(c.describe() for c in self.constraints)]

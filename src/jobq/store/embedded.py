@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from jobq.core import retry
 from jobq.core.index import Explanation, ReadyIndex
 from jobq.core.lease import holds_lease, lease_deadline
-from jobq.core.matching import Profile, Shape, shape_of
+from jobq.core.matching import Profile, Shape, is_text_line, shape_of
 from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
 from jobq.core.states import (
     CANCELLED,
@@ -36,8 +36,22 @@ DEFAULT_RESULT_TTL = 24 * 3600.0
 DEAD_LETTER_TTL = 7 * 24 * 3600.0
 
 
+#: Shapes of jobs without requirements, by (service, customer, isolation, one text line): most
+#: jobs are of a few such shapes, and building one costs more than the rest of a submit.
+_plain_shapes: dict[tuple[str, str | None, str, bool], Shape] = {}
+
+
 def shape_for(job: Job | JobSpec) -> Shape:
-    return shape_of(job.service, job.requires, job.must_not, job.customer_id, job.isolation, job.payload)
+    if job.requires or job.must_not:
+        return shape_of(job.service, job.requires, job.must_not, job.customer_id, job.isolation, job.payload)
+    key = (job.service, job.customer_id, job.isolation, is_text_line(job.payload))
+    shape = _plain_shapes.get(key)
+    if shape is None:
+        shape = shape_of(job.service, {}, {}, job.customer_id, job.isolation, job.payload)
+        if len(_plain_shapes) > 100_000:
+            _plain_shapes.clear()
+        _plain_shapes[key] = shape
+    return shape
 
 
 class EmbeddedStore:

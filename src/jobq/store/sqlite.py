@@ -9,7 +9,8 @@ Durability levels (``?durability=``):
 
 - ``normal`` (default): ``synchronous=NORMAL``. The commit is in the WAL file (the OS's page
   cache) before anything is acknowledged, so a crash of the hub process loses nothing
-  acknowledged. A power loss can lose the last commits. The commit runs on the event loop.
+  acknowledged. A power loss can lose the last commits. Small commits run on the event loop
+  (lowest latency), big ones on the writer thread (the loop keeps working meanwhile).
 - ``full``: ``synchronous=FULL``: every commit is fsynced before acknowledging, and survives
   power loss. The commit runs on a writer thread so the hub keeps taking requests meanwhile;
   everything that arrives during one fsync shares the next one.
@@ -70,6 +71,8 @@ ChangedRow = tuple[str, str | None, float | None, bytes, int]
 
 #: Seconds between WAL checkpoints, run off the event loop.
 CHECKPOINT_EVERY = 1.0
+#: Rows from which a commit runs on the writer thread rather than on the event loop.
+THREAD_BATCH = 200
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Job).decode
@@ -141,9 +144,8 @@ class SqliteStore(EmbeddedStore):
         conn = self._conn = _connect(self.path, self.durability)
         conn.executescript(SCHEMA)
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        if self.durability == "full":
-            self._writer = _connect(self.path, self.durability)
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="jobq-sqlite-writer")
+        self._writer = _connect(self.path, self.durability)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="jobq-sqlite-writer")
         marks = ",".join("?" * len(_LIVE))
         for (body,) in conn.execute(f"SELECT body FROM jobs WHERE state IN ({marks})", _LIVE):
             self._adopt_loaded(_decode(body), now, DEFAULT_LEASE_TTL)
@@ -245,7 +247,7 @@ class SqliteStore(EmbeddedStore):
                 new.append(
                     (
                         job_id,
-                        job.state.value,
+                        job.state,  # a StrEnum: SQLite stores it as its text
                         job.service,
                         job.customer_id,
                         job.worker,
@@ -255,7 +257,7 @@ class SqliteStore(EmbeddedStore):
                     )
                 )
             else:
-                changed.append((job.state.value, job.worker, job.expires_at, _encode(job), job_id))
+                changed.append((job.state, job.worker, job.expires_at, _encode(job), job_id))
         self._pending = {}
         self._unwritten = set()
         return new, changed, deletes
@@ -264,17 +266,21 @@ class SqliteStore(EmbeddedStore):
         self._commit_scheduled = False
         waiters, self._waiters = self._waiters, []
         new, changed, deletes = self._take_batch()
-        if self._executor is None:
+        writer, executor = self._writer, self._executor
+        assert writer is not None and executor is not None
+        if self.durability != "full" and len(new) + len(changed) + len(deletes) < THREAD_BATCH:
+            # Small and not fsynced: quicker here than a hand-off to the writer thread.
             try:
-                _write(self.conn, new, changed, deletes)
+                _write(writer, new, changed, deletes)
             except sqlite3.Error as exc:
                 self._settle(waiters, exc)
             else:
                 self._settle(waiters, None)
             return
+        # An fsync, or a big batch: on the writer thread (SQLite lets go of the GIL), so the
+        # hub keeps working meanwhile; whatever arrives shares the next commit.
         loop = asyncio.get_running_loop()
-        assert self._writer is not None
-        future = loop.run_in_executor(self._executor, _write, self._writer, new, changed, deletes)
+        future = loop.run_in_executor(executor, _write, writer, new, changed, deletes)
         self._committing = asyncio.ensure_future(future)
         self._committing.add_done_callback(lambda done: self._committed(done, waiters))
 
