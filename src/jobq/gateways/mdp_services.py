@@ -1,0 +1,135 @@
+"""Services the hub answers itself on the Majordomo door: MMI (8/MMI) and Titanic (9/TSP).
+
+MMI: ``mmi.service`` [name] → ``200`` when a worker (on any door) serves ``name``, ``404``
+otherwise; ``mmi.workers`` [service?], ``mmi.services`` and ``mmi.stats`` → ``200`` and a JSON
+document; any other ``mmi.*`` → ``501``.
+
+Titanic is "submit now, fetch later", and the hub is durable, so a Titanic request is simply a
+job: ``titanic.request`` [service, body…] → ``200`` and a 32-hex-digit id (the job's id and a
+random part that its idempotency key keeps, so ids cannot be guessed);
+``titanic.reply`` [id] → ``200`` and the reply's frames, ``300`` while pending, ``400`` for an
+unknown or closed id, ``500`` and the error for a failed job; ``titanic.close`` [id] → ``200``
+(an unfinished request is cancelled). Every status is followed by a reason frame when it is
+not ``200`` or ``300``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from jobq.core.model import Frames, JobSpec
+from jobq.core.states import CANCELLED, COMPLETED, FAILED, TERMINAL
+from jobq.errors import InvalidRequest, JobqError, NotFound
+
+if TYPE_CHECKING:
+    from jobq.gateways.mdp import MajordomoDoor, _Request
+
+OK, PENDING, UNKNOWN, NOT_FOUND, ERROR, NOT_IMPLEMENTED = b"200", b"300", b"400", b"404", b"500", b"501"
+TITANIC_KEY = "titanic:"
+TITANIC = ("titanic.request", "titanic.reply", "titanic.close")
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(msgspec.to_builtins(value), sort_keys=True).encode()
+
+
+class HubServices:
+    def __init__(self, door: MajordomoDoor) -> None:
+        self.door = door
+        self.hub = door.hub
+
+    async def answer(self, request: _Request, service: str, body: Frames) -> None:
+        try:
+            reply = await self._dispatch(service, body)
+        except JobqError as exc:
+            reply = [UNKNOWN if isinstance(exc, InvalidRequest) else ERROR, exc.message.encode()]
+        self.door.answer(request, reply)
+
+    async def _dispatch(self, service: str, body: Frames) -> Frames:
+        if service == "mmi.service":
+            return [OK if body and await self.served(body[0]) else NOT_FOUND]
+        if service == "mmi.workers":
+            workers = await self.hub.workers()
+            if body and body[0]:
+                workers = [w for w in workers if body[0].decode(errors="replace") in w.services]
+            return [OK, _json(workers)]
+        if service == "mmi.services":
+            return [OK, _json(await self.hub.services())]
+        if service == "mmi.stats":
+            return [OK, _json(await self.stats())]
+        if service == "titanic.request":
+            return await self.titanic_request(body)
+        if service == "titanic.reply":
+            return await self.titanic_reply(body)
+        if service == "titanic.close":
+            return await self.titanic_close(body)
+        return [NOT_IMPLEMENTED, f"{service} is not a service of this hub".encode()]
+
+    async def served(self, name: bytes) -> bool:
+        text = name.decode(errors="replace")
+        if text in TITANIC:
+            return True
+        return any(text in info.services for info in await self.hub.workers())
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "jobs": msgspec.to_builtins(await self.hub.stats()),
+            "counters": dict(self.hub.counters),
+            "workers": len(self.hub.sessions),
+            "hub": self.hub.config.name,
+            "mdp": self.door.stats(),
+        }
+
+    # ------------------------------------------------------------------ Titanic
+
+    async def titanic_request(self, body: Frames) -> Frames:
+        if not body:
+            raise InvalidRequest("titanic.request needs [service, body...]")
+        try:
+            service = body[0].decode()
+        except UnicodeDecodeError:
+            raise InvalidRequest("the service name must be UTF-8") from None
+        if service.startswith(("mmi.", "titanic.")):
+            raise InvalidRequest(f"{service} is answered by the hub at once; ask it directly")
+        secret = secrets.token_hex(8)
+        spec = JobSpec(service=service, payload=body[1:], idempotency_key=TITANIC_KEY + secret)
+        job = (await self.hub.submit([spec]))[0].job
+        return [OK, f"{job.id:016x}{secret}".encode()]
+
+    async def _titanic_job(self, body: Frames) -> Any:
+        """The job a Titanic id names, or None."""
+        if not body or len(body[0]) != 32:
+            return None
+        text = body[0].decode(errors="replace")
+        try:
+            job_id = int(text[:16], 16)
+        except ValueError:
+            return None
+        try:
+            job = await self.hub.get(job_id)
+        except NotFound:
+            return None
+        return job if job.idempotency_key == TITANIC_KEY + text[16:] else None
+
+    async def titanic_reply(self, body: Frames) -> Frames:
+        job = await self._titanic_job(body)
+        if job is None or job.state is CANCELLED:
+            return [UNKNOWN, b"unknown or closed request"]
+        if job.state is COMPLETED:
+            return [OK, *(job.result or [])]
+        if job.state is FAILED:
+            return [ERROR, (job.error or "failed").encode()]
+        return [PENDING]
+
+    async def titanic_close(self, body: Frames) -> Frames:
+        job = await self._titanic_job(body)
+        if job is not None and job.state not in TERMINAL:
+            try:
+                await self.hub.cancel(job.id)
+            except JobqError:
+                pass  # it ended meanwhile
+        return [OK]
