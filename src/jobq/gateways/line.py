@@ -1,0 +1,372 @@
+"""The line door: DSJQ and work-queue text commands over TCP, on every listener.
+
+Thin: :mod:`jobq.protocol.line` turns bytes into requests and outcomes into replies; this module
+reads and writes sockets and calls the hub. Each connection is handled in order, one line after
+the other, so replies come back in the order the commands came; a run of submits that arrived
+together is handed to the hub as one batch (one commit).
+
+A connection becomes a worker at its first ``FETCH``/``REQUEST`` (one slot, pull-style, able to
+carry one line of text only). It holds at most one job: a repeated ``FETCH`` returns that job.
+It is gone when the connection closes, or when it holds a job and says nothing for the line
+lease; either way the hub puts the job back at the front of the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jobq.config import HubConfig
+from jobq.core.matching import LINE_ONLY
+from jobq.core.model import TEXT, Job, JobSpec
+from jobq.core.validate import validate_spec
+from jobq.errors import InvalidRequest, JobqError, NotFound
+from jobq.hub.hub import Hub
+from jobq.hub.sessions import Liveness
+from jobq.protocol import line as wire
+from jobq.store.base import Completion, WorkerInfo
+
+log = logging.getLogger("jobq.gateways.line")
+
+COMPAT = "dsjq-compat"
+#: Bytes asked of the socket at once (a pipelining producer sends many lines per read).
+READ_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    host: str
+    port: int
+    #: Answer DSJQ commands as the known C++ DSJQ server does.
+    compat: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> Listener:
+        """``HOST:PORT`` or ``HOST:PORT/dsjq-compat`` (``line://`` in front is allowed;
+        IPv6 hosts in brackets)."""
+        text = spec.strip().removeprefix("line://")
+        address, _, option = text.partition("/")
+        if option not in ("", COMPAT):
+            raise InvalidRequest(f"line listener {spec!r}: unknown option {option!r} (only {COMPAT})")
+        host, sep, port_text = address.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+            raise InvalidRequest(f"line listener {spec!r} is not HOST:PORT[/{COMPAT}]")
+        return cls(host, int(port_text), option == COMPAT)
+
+    def endpoint(self, port: int) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"line://{host}:{port}" + (f"/{COMPAT}" if self.compat else "")
+
+
+class _Connection:
+    """One TCP peer. As a worker, it is also the hub's ``WorkerLink`` (pull-style)."""
+
+    pushes = False
+
+    def __init__(self, door: LineGateway, worker_id: str, peer: str, replies: wire.Replies) -> None:
+        self.door = door
+        self.worker_id = worker_id
+        self.peer = peer
+        self.replies = replies
+        self.splitter = wire.LineSplitter(door.max_line)
+        self.attached = False
+        #: The attempt this worker holds: (job id, fencing token, payload text).
+        self.held: tuple[int, int, str] | None = None
+        self.last_renewed = 0.0
+        self.writer: asyncio.StreamWriter | None = None
+
+    # ---- WorkerLink
+    def deliver(self, jobs: Sequence[Job]) -> None:
+        # Never called for a pull link; should it happen, the jobs go straight back.
+        self.door.hub.spawn(self.door.hub.release(self.worker_id, [(j.id, j.token) for j in jobs]))
+
+    def stop(self, job_ids: Sequence[int]) -> None:
+        """Cancelled, timed out or lease lost: the worker no longer holds it (its DONE gets ERR)."""
+        if self.held is not None and self.held[0] in job_ids:
+            self.held = None
+
+    def disconnect(self, reason: str) -> None:
+        """The hub dropped this worker (silent past the lease, shutting down). The connection
+        stays; its next FETCH attaches it again."""
+        log.info("line worker %s dropped by the hub: %s", self.worker_id, reason)
+        self.attached = False
+        self.held = None
+
+
+class LineGateway:
+    def __init__(self, hub: Hub, listeners: Sequence[str] | None = None) -> None:
+        config: HubConfig = hub.config
+        self.hub = hub
+        self.listeners = [Listener.parse(s) for s in (config.line if listeners is None else listeners)]
+        self.service = config.line_service
+        self.lease = config.line_lease
+        self.max_line = config.line_max_line
+        self.max_connections = config.line_max_connections
+        if self.max_line < 1 or self.max_connections < 1 or not self.lease > 0:
+            raise InvalidRequest("line door: max line, max connections and lease must be positive")
+        validate_spec(JobSpec(service=self.service))  # a bad service name fails here, not per line
+        if self.lease > config.lease_ttl:
+            log.warning(
+                "line lease %gs is longer than the job lease %gs: a silent line worker loses its "
+                "job after %gs",
+                self.lease,
+                config.lease_ttl,
+                config.lease_ttl,
+            )
+        self.endpoints: list[str] = []
+        #: Bound (host, port, compat) of each listener, in order (ports resolved when 0 was asked).
+        self.addresses: list[tuple[str, int, bool]] = []
+        self.connections: dict[int, _Connection] = {}
+        #: Lines refused, by reason (for operators and tests).
+        self.refused: dict[str, int] = {"too_long": 0, "not_text": 0, "unknown": 0, "too_many": 0}
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        for listener in self.listeners:
+
+            async def accept(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener: Listener = listener
+            ) -> None:
+                await self._serve(listener, reader, writer)
+
+            server = await asyncio.start_server(accept, listener.host, listener.port, backlog=1024)
+            self._servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            self.addresses.append((listener.host, port, listener.compat))
+            self.endpoints.append(listener.endpoint(port))
+        log.info("line door on %s (service %s)", ", ".join(self.endpoints), self.service)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections.values()):
+            if conn.writer is not None:
+                conn.writer.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+    # ------------------------------------------------------------------ a connection
+
+    async def _serve(
+        self, listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        replies = wire.Replies(compat=listener.compat)
+        if len(self.connections) >= self.max_connections:
+            self.refused["too_many"] += 1
+            writer.write(replies.fatal(f"too many connections (the limit is {self.max_connections})"))
+            await _close(writer)
+            return
+        peername = writer.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        key = next(self._ids)
+        conn = _Connection(self, f"line-{key}-{peer}", peer, replies)
+        conn.writer = writer
+        self.connections[key] = conn
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._converse(conn, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the peer went away; same as a close
+        except Exception:
+            log.exception("line connection %s failed", peer)
+        finally:
+            self.connections.pop(key, None)
+            if task is not None:
+                self._tasks.discard(task)
+            if conn.attached:
+                conn.attached = False
+                with contextlib.suppress(Exception):
+                    await self.hub.detach(conn.worker_id, "line connection closed")
+            await _close(writer)
+
+    async def _converse(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                return  # EOF: a half line left behind is not a request
+            lines = conn.splitter.feed(data)
+            if conn.attached:
+                await self._heard(conn)
+            out: list[bytes] = []
+            go_on = await self._run(conn, lines, out)
+            if conn.splitter.too_long:
+                self.refused["too_long"] += 1
+                out.append(conn.replies.fatal(f"line too long (the limit is {self.max_line} bytes)"))
+                go_on = False
+            if out:
+                writer.write(b"".join(out))
+                await writer.drain()
+            if not go_on:
+                return
+
+    async def _heard(self, conn: _Connection) -> None:
+        """Any line from a worker is a sign of life; while it holds a job, the job's lease is
+        renewed too (at most a few times per lease)."""
+        self.hub.seen(conn.worker_id)
+        if conn.held is None:
+            return
+        now = self.hub.clock()
+        if now - conn.last_renewed >= min(1.0, self.lease / 4):
+            conn.last_renewed = now
+            if not await self.hub.heartbeat(conn.worker_id):
+                conn.attached = False
+                conn.held = None
+
+    async def _run(self, conn: _Connection, lines: list[bytes], out: list[bytes]) -> bool:
+        """Answer ``lines`` in order; False once the connection is to be closed."""
+        batch: list[wire.Submit] = []
+        for raw in lines:
+            request = wire.parse(raw)
+            if request is None:
+                continue
+            if isinstance(request, wire.Submit):
+                batch.append(request)
+                continue
+            if batch:
+                await self._submit(conn, batch, out)
+                batch = []
+            if isinstance(request, wire.Quit):
+                return False
+            reply = await self._answer(conn, request)
+            if reply is not None:
+                out.append(reply)
+        if batch:
+            await self._submit(conn, batch, out)
+        return True
+
+    async def _answer(self, conn: _Connection, request: wire.Request) -> bytes | None:
+        replies = conn.replies
+        try:
+            if isinstance(request, wire.Status):
+                return await self._status(conn, request)
+            if isinstance(request, wire.Fetch):
+                return await self._fetch(conn, request)
+            if isinstance(request, wire.Finish | wire.Fail):
+                return await self._finish(conn, request)
+            if isinstance(request, wire.NotText):
+                self.refused["not_text"] += 1
+                return replies.error(request, "line is not valid UTF-8")
+            self.refused["unknown"] += 1
+            return replies.refused(request)
+        except JobqError as exc:
+            return replies.error(request, exc.message)
+        except Exception as exc:
+            log.exception("line request %r failed", request)
+            return replies.error(request, f"internal error: {exc}")
+
+    # ------------------------------------------------------------------ clients
+
+    def _spec(self, request: wire.Submit) -> JobSpec:
+        return JobSpec(service=self.service, payload=[request.text.encode()], content_type=TEXT)
+
+    async def _submit(self, conn: _Connection, batch: list[wire.Submit], out: list[bytes]) -> None:
+        replies = conn.replies
+        wanted = [r for r in batch if r.text]
+        outcomes: list[int | JobqError] = []
+        if wanted:
+            try:
+                outcomes = [item.job.id for item in await self.hub.submit([self._spec(r) for r in wanted])]
+            except JobqError:
+                # One refusal must not cost the others their job: one by one, then.
+                outcomes = [await self._submit_one(r) for r in wanted]
+            except Exception as exc:
+                log.exception("line submit failed")
+                outcomes = [JobqError(f"internal error: {exc}")] * len(wanted)
+        results = iter(outcomes)
+        for request in batch:
+            reply: bytes | None
+            if not request.text:
+                reply = replies.refused(request)  # JOB or SUBMIT without text
+            else:
+                outcome = next(results)
+                if isinstance(outcome, JobqError):
+                    reply = replies.error(request, outcome.message)
+                else:
+                    reply = replies.submitted(request, outcome)
+            if reply is not None:
+                out.append(reply)
+
+    async def _submit_one(self, request: wire.Submit) -> int | JobqError:
+        try:
+            return (await self.hub.submit([self._spec(request)]))[0].job.id
+        except JobqError as exc:
+            return exc
+
+    async def _status(self, conn: _Connection, request: wire.Status) -> bytes:
+        if request.job_id is None:
+            return conn.replies.status(None)
+        try:
+            job = await self.hub.get(request.job_id)
+        except NotFound:
+            return conn.replies.status(None)
+        return conn.replies.status(job.state)
+
+    # ------------------------------------------------------------------ workers
+
+    async def _fetch(self, conn: _Connection, request: wire.Fetch) -> bytes:
+        replies = conn.replies
+        if conn.held is not None:
+            job_id, _, text = conn.held
+            return replies.job(request, job_id, text)
+        if not conn.attached:
+            info = WorkerInfo(
+                id=conn.worker_id,
+                services=[self.service],
+                capabilities={LINE_ONLY: True},
+                slots=1,
+                name=conn.peer,
+                door="line",
+            )
+            await self.hub.attach(info, conn, liveness=Liveness(idle=None, busy=self.lease))
+            conn.attached = True
+        try:
+            jobs = await self.hub.claim(conn.worker_id, 1)
+        except NotFound:
+            conn.attached = False  # the hub has forgotten this worker: attach again next time
+            raise
+        if not jobs:
+            return replies.no_job(request)
+        job = jobs[0]
+        # Matching only hands line workers one line of UTF-8 text (core.matching.LINE_ONLY).
+        text = job.payload_bytes.decode(errors="replace")
+        conn.held = (job.id, job.token, text)
+        conn.last_renewed = self.hub.clock()
+        return replies.job(request, job.id, text)
+
+    async def _finish(self, conn: _Connection, request: wire.Finish | wire.Fail) -> bytes | None:
+        replies = conn.replies
+        held = conn.held
+        if held is None or request.job_id != held[0]:
+            return replies.refused(request)  # not this worker's job: nothing changes
+        job_id, token, _ = held
+        conn.held = None
+        if isinstance(request, wire.Fail):
+            await self.hub.fail(conn.worker_id, job_id, token, request.error or "FAIL from a line worker")
+            return replies.done(request)
+        result = [request.result.encode()] if request.result else []
+        (outcome,) = await self.hub.complete(conn.worker_id, [Completion(job_id, token, result)])
+        return replies.refused(request) if isinstance(outcome, Exception) else replies.done(request)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
