@@ -1,0 +1,273 @@
+"""The HTTP door: REST, WebSocket streams, the dashboard, Prometheus metrics and OpenAPI.
+
+Litestar serves the routes; uvicorn runs in the hub's own event loop (one process, one loop:
+a REST call is a hub call, no thread hop). The door holds no business rule: it decodes JSON
+into hub calls (:mod:`http_rest`, :mod:`http_ws`) and hub answers and events into JSON.
+
+Routes are documented in ``docs/http.md``; ``/openapi.json`` is generated from the same msgspec
+models the handlers decode and encode (:mod:`http_models`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from functools import cached_property
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.static_files import create_static_files_router
+
+from jobq.config import HubConfig
+from jobq.errors import JobqError
+from jobq.gateways import http_models as m
+from jobq.hub.hub import Hub
+
+log = logging.getLogger("jobq.gateways.http")
+
+#: The address the issue fixes as the default; if it is taken the hub starts without HTTP.
+DEFAULT_HTTP = "127.0.0.1:8080"
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
+
+_STATUS_CODES = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT for --http, got {address!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def door_of(request: Request[Any, Any, Any]) -> HttpDoor:
+    return cast(HttpDoor, request.app.state.door)
+
+
+def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[m.ErrorBody]:
+    """Every error, whoever raised it, as an ErrorBody with the status its kind implies."""
+    door = door_of(request)
+    if isinstance(exc, JobqError):
+        status = exc.http_status
+        body = m.ErrorBody(
+            error=exc.code, message=exc.message, fields=list(getattr(exc, "fields", [])), hint=exc.hint
+        )
+    elif isinstance(exc, ValidationException):
+        status = 400
+        extra = exc.extra if isinstance(exc.extra, list) else []
+        fields = [str(item.get("key")) for item in extra if isinstance(item, dict) and item.get("key")]
+        reasons = [
+            str(item.get("message")) for item in extra if isinstance(item, dict) and item.get("message")
+        ]
+        message = "; ".join(f"{f}: {r}" for f, r in zip(fields, reasons, strict=False)) or str(exc.detail)
+        body = m.ErrorBody(error="invalid", message=message, fields=fields)
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+        body = m.ErrorBody(error=_STATUS_CODES.get(status, "http_error"), message=str(exc.detail))
+    else:
+        log.exception("%s %s failed", request.method, request.url.path)
+        status = 500
+        body = m.ErrorBody(error="internal", message=f"internal error: {type(exc).__name__}")
+    if status < 500:
+        door.rejected += 1
+    return Response(body, status_code=status)
+
+
+@get("/", include_in_schema=False, media_type=MediaType.HTML)
+async def dashboard(request: Request[Any, Any, Any]) -> bytes:
+    return door_of(request).page("index.html")
+
+
+@get("/docs", include_in_schema=False, media_type=MediaType.HTML)
+async def api_docs(request: Request[Any, Any, Any]) -> bytes:
+    return door_of(request).page("api.html")
+
+
+@get("/openapi.json", include_in_schema=False, media_type="application/vnd.oai.openapi+json")
+async def openapi_document(request: Request[Any, Any, Any]) -> bytes:
+    return door_of(request).openapi
+
+
+class HttpDoor:
+    """The HTTP gateway, started and stopped with the hub like every door."""
+
+    def __init__(self, hub: Hub, config: HubConfig) -> None:
+        from jobq.gateways.http_metrics import Exposition
+        from jobq.gateways.http_streams import Streams
+
+        self.hub = hub
+        self.config = config
+        self.address = config.http
+        self.endpoints: list[str] = []
+        self.port = 0
+        self.rejected = 0
+        #: Set when the door stops: long polls give up at once (503) instead of being cut off.
+        self.closing = asyncio.Event()
+        self.streams = Streams(self)
+        self.exposition = Exposition(self)
+        self.app = self._build_app()
+        self._server: Any = None
+        self._main: asyncio.Task[None] | None = None
+        self._pages: dict[str, bytes] = {}
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        import uvicorn
+
+        host, port = parse_address(self.address)
+        try:
+            sock = _bind(host, port)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE and self.address == DEFAULT_HTTP:
+                log.warning(
+                    "HTTP door not started: %s is in use (give --http HOST:PORT or 'off')", self.address
+                )
+                return
+            raise OSError(exc.errno, f"cannot listen on {self.address} for HTTP: {exc.strerror}") from None
+        self.port = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        self.endpoints = [f"http://{shown}:{self.port}"]
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            ws="websockets-sansio",
+            ws_max_size=self.config.http_max_body,
+            limit_concurrency=self.config.http_max_connections,
+            timeout_graceful_shutdown=2,
+            server_header=False,
+            backlog=2048,
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        self._server = server
+        self._main = asyncio.create_task(server.main_loop(), name="jobq-http")
+        log.info("HTTP door on %s", self.endpoints[0])
+
+    async def stop(self) -> None:
+        self.closing.set()
+        await self.streams.close()
+        server = self._server
+        if server is None:
+            return
+        server.should_exit = True
+        if self._main is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+        await server.shutdown()
+        self._server = None
+
+    # ------------------------------------------------------------------ the app
+
+    def _build_app(self) -> Litestar:
+        from jobq.gateways import http_metrics, http_rest, http_ws
+
+        static = create_static_files_router(
+            path="/dashboard", directories=[DASHBOARD], include_in_schema=False, name="dashboard"
+        )
+        app = Litestar(
+            route_handlers=[
+                *http_rest.HANDLERS,
+                *http_ws.HANDLERS,
+                http_metrics.metrics,
+                dashboard,
+                api_docs,
+                openapi_document,
+                static,
+            ],
+            exception_handlers={Exception: error_response},
+            request_max_body_size=self.config.http_max_body,
+            openapi_config=OpenAPIConfig(
+                title="jobq",
+                version=_version(),
+                description=(
+                    "The HTTP door of a jobq hub: the EmProps-style job API plus jobq's own fields. "
+                    "WebSocket streams (/ws/client, /ws/worker, /ws/monitor) are described in docs/http.md; "
+                    "their message bodies are among the components."
+                ),
+                path="/schema",
+                render_plugins=[JsonRenderPlugin()],
+                create_examples=False,
+            ),
+            debug=False,
+        )
+        app.state.door = self
+        return app
+
+    def page(self, name: str) -> bytes:
+        found = self._pages.get(name)
+        if found is None:
+            found = self._pages[name] = (DASHBOARD / name).read_bytes()
+        return found
+
+    @cached_property
+    def openapi(self) -> bytes:
+        """Litestar's document for the routes, with the request bodies that the handlers
+        decode themselves (strictly, with msgspec) and the WebSocket messages added."""
+        from jobq.gateways import http_ws
+
+        document: dict[str, Any] = self.app.openapi_schema.to_schema()
+        document["openapi"] = "3.1.0"
+        extra = [m.JobRequest, m.BatchRequest, *http_ws.MESSAGE_MODELS]
+        _, components = msgspec.json.schema_components(extra, ref_template="#/components/schemas/{name}")
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in components.items():
+            schemas.setdefault(name, schema)
+        for path, model in (("/api/jobs", "JobRequest"), ("/api/jobs/batch", "BatchRequest")):
+            operation = document["paths"][path]["post"]
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+            }
+        return msgspec.json.encode(document)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jobq")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+__all__ = ["DEFAULT_HTTP", "HttpDoor", "parse_address"]

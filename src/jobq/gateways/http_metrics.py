@@ -1,0 +1,134 @@
+"""``GET /metrics``: the hub's figures in the Prometheus text format.
+
+A custom collector reads a snapshot taken at scrape time (the store's counts need an await,
+collectors are synchronous); each door has its own registry, so there is no process global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from jobq.core.model import StoreStats
+from jobq.hub.metrics import Histogram
+
+if TYPE_CHECKING:
+    from jobq.gateways.http import HttpDoor
+
+_COUNTERS = {
+    "submitted": "Jobs accepted by submit",
+    "completed": "Attempts that completed their job",
+    "failed": "Jobs that ended failed (attempts exhausted or not retryable)",
+    "retried": "Failed attempts that will be retried",
+    "cancelled": "Jobs cancelled",
+    "requeued": "Running jobs given back to the queue (worker gone, drained or lease lost)",
+    "claimed": "Attempts handed to workers",
+    "lease_lost": "Results refused because the attempt had lost its lease",
+}
+
+
+class HubCollector(Collector):
+    def __init__(self, door: HttpDoor) -> None:
+        self.door = door
+        self.stats = StoreStats(by_state={}, by_service={})
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.door.hub
+        jobs = GaugeMetricFamily(
+            "jobq_jobs", "Jobs the store holds, by state and service", labels=["state", "service"]
+        )
+        for service, states in sorted(self.stats.by_service.items()):
+            for state, count in sorted(states.items()):
+                jobs.add_metric([state, service], count)
+        yield jobs
+        for name, doc in _COUNTERS.items():
+            counter = CounterMetricFamily(f"jobq_jobs_{name}", doc)
+            counter.add_metric([], hub.counters.get(name, 0))
+            yield counter
+        yield _histograms(
+            "jobq_queue_wait_seconds", "Seconds from due to started", "service", hub.metrics.queue_wait
+        )
+        yield _histograms(
+            "jobq_run_seconds", "Seconds from started to completed", "service", hub.metrics.run_time
+        )
+        yield _histograms(
+            "jobq_store_latency_seconds", "Seconds a store call took", "operation", hub.metrics.store_latency
+        )
+        workers = GaugeMetricFamily(
+            "jobq_workers_connected", "Workers connected to this hub, by door", labels=["door"]
+        )
+        slots = GaugeMetricFamily("jobq_worker_slots", "Job slots of connected workers", labels=["door"])
+        free = GaugeMetricFamily("jobq_worker_slots_free", "Job slots not running a job", labels=["door"])
+        by_door: dict[str, list[int]] = {}
+        for session in hub.sessions.values():
+            entry = by_door.setdefault(session.info.door, [0, 0, 0])
+            entry[0] += 1
+            entry[1] += session.info.slots
+            entry[2] += max(0, session.info.slots - session.busy)
+        for door, (count, total, idle) in sorted(by_door.items()):
+            workers.add_metric([door], count)
+            slots.add_metric([door], total)
+            free.add_metric([door], idle)
+        yield workers
+        yield slots
+        yield free
+        streams = self.door.streams
+        conns = GaugeMetricFamily("jobq_http_websockets", "Open WebSocket streams", labels=["kind"])
+        for kind, count in sorted(streams.connections.items()):
+            conns.add_metric([kind], count)
+        yield conns
+        yield _counter(
+            "jobq_http_monitor_resyncs", "Streams that fell behind and were resynced", streams.resyncs
+        )
+        yield _counter(
+            "jobq_http_events_dropped", "Events dropped for streams that fell behind", streams.dropped
+        )
+        yield _counter("jobq_http_rejected_requests", "HTTP requests answered with a 4xx", self.door.rejected)
+        uptime = GaugeMetricFamily("jobq_hub_uptime_seconds", "Seconds since the hub started")
+        uptime.add_metric([], max(0.0, hub.clock() - hub.started_at))
+        yield uptime
+        draining = GaugeMetricFamily("jobq_hub_draining", "1 while the hub shuts down")
+        draining.add_metric([], 1 if hub.draining else 0)
+        yield draining
+
+
+def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:
+    counter = CounterMetricFamily(name, doc)
+    counter.add_metric([], value)
+    return counter
+
+
+def _histograms(name: str, doc: str, label: str, table: dict[str, Histogram]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=[label])
+    for key, hist in sorted(table.items()):
+        buckets = [
+            ("+Inf" if bound == float("inf") else repr(float(bound)), count)
+            for bound, count in hist.cumulative()
+        ]
+        family.add_metric([key], buckets, hist.total)
+    return family
+
+
+class Exposition:
+    """The door's registry and its one collector."""
+
+    def __init__(self, door: HttpDoor) -> None:
+        self.collector = HubCollector(door)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+
+    async def render(self) -> bytes:
+        self.collector.stats = await self.collector.door.hub.stats()
+        return generate_latest(self.registry)
+
+
+@get("/metrics", summary="Prometheus metrics", tags=["cluster"], media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    from jobq.gateways.http import door_of
+
+    return Response(await door_of(request).exposition.render(), media_type=CONTENT_TYPE_LATEST)

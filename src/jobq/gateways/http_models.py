@@ -1,0 +1,557 @@
+"""What the HTTP door speaks: the JSON bodies of the REST API and the WebSocket streams.
+
+The same msgspec Structs decode requests, encode answers and generate the OpenAPI document,
+so the schema cannot drift from the code. Decoding is strict (no coercion of ``"5"`` to
+``5``; unknown fields refused); every failure becomes an :class:`InvalidRequest` naming the
+fields at fault. Turning a request into a :class:`JobSpec` is a translation only: the rules
+live in the core and are checked by the hub.
+
+Payloads and results are frames of bytes in jobq. On the JSON wire a value travels with its
+*encoding*: ``json`` (the value itself, stored as one frame of JSON text), ``text`` (a string,
+stored as UTF-8) or ``base64`` (a base64 string for one frame, or a list of them for several).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from jobq.core.model import BINARY, JSON, PRIORITY_MAX, PRIORITY_MIN, TEXT, Frames, Job, JobEvent, JobSpec
+from jobq.errors import InvalidRequest, PayloadTooLarge
+from jobq.protocol.native import ExplainInfo, ServiceInfo
+from jobq.store.base import WorkerInfo
+
+Encoding = Literal["json", "text", "base64"]
+Isolation = Literal["strict", "loose", "none"]
+State = Literal["queued", "scheduled", "running", "completed", "failed", "cancelled"]
+
+#: Largest job id the API accepts (the largest integer a JavaScript number holds exactly).
+MAX_ID = 2**53 - 1
+#: Most jobs in one ``POST /api/jobs/batch``.
+MAX_BATCH = 1000
+#: Most jobs one listing returns.
+MAX_LIST = 1000
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=366 * 24 * 3600.0)]
+Positive = Annotated[float, msgspec.Meta(gt=0, le=366 * 24 * 3600.0)]
+Amount = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+Priority = Annotated[int, msgspec.Meta(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+JobId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+class Hardware(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """Hardware minimums (numbers) or exact values (strings) a worker must offer."""
+
+    gpu_memory_gb: Amount | None = None
+    cpu_cores: Count | None = None
+    ram_gb: Amount | None = None
+    gpu_model: Name | None = None
+
+
+class Requirements(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """The EmProps requirements object. Anything else a worker advertises can be required
+    through the job's ``requires`` (free-form, dotted keys allowed)."""
+
+    service_type: Name | None = None
+    component: Name | None = None
+    workflow: Name | None = None
+    models: list[Name] | None = None
+    hardware: Hardware | None = None
+    customer_isolation: Isolation | None = None
+    geographic_region: Name | None = None
+    compliance: list[Name] | None = None
+    quality_level: Name | None = None
+    timeout_minutes: Annotated[float, msgspec.Meta(gt=0, le=366 * 24 * 60.0)] | None = None
+
+
+class JobRequest(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """A job to submit: the EmProps body (``type``, ``priority``, ``payload``,
+    ``requirements``, ``customer_id``) and jobq's own fields."""
+
+    #: The service that runs the job.
+    type: Name
+    #: Any JSON value; with ``payload_encoding`` ``text`` a string, with ``base64`` a base64
+    #: string (one frame) or a list of them (several frames).
+    payload: msgspec.Raw
+    payload_encoding: Encoding = "json"
+    #: Overrides the content type the encoding implies.
+    content_type: Name | None = None
+    priority: Priority = 0
+    requirements: Requirements | None = None
+    #: jobq's free-form requirements: a string must equal (or be among) the worker's value, a
+    #: list must be wholly among them, a number is a minimum.
+    requires: dict[str, Any] | None = None
+    #: Workers having any of these values are excluded.
+    must_not: dict[str, Any] | None = None
+    customer_id: Name | None = None
+    #: Same as ``requirements.customer_isolation``.
+    isolation: Isolation | None = None
+    #: A second submit with the same key returns the first job (HTTP 200 instead of 201).
+    idempotency_key: Name | None = None
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
+    #: Seconds one attempt may run (``requirements.timeout_minutes`` in minutes).
+    timeout: Positive | None = None
+    #: Run no earlier than this time: POSIX seconds or an RFC 3339 timestamp.
+    run_at: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | dt.datetime | None = None
+    #: Run no earlier than this many seconds from now.
+    delay: Seconds | None = None
+    #: Seconds the finished job and its result are kept.
+    result_ttl: Seconds | None = None
+    #: First retry delay in seconds (doubles each attempt, with jitter).
+    backoff: Seconds | None = None
+
+
+class BatchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    jobs: Annotated[list[JobRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+# ---------------------------------------------------------------------------- answers
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every error answer: a stable code, a sentence, and the fields at fault if any."""
+
+    error: str
+    message: str
+    fields: list[str] = msgspec.field(default_factory=list)
+    hint: str | None = None
+
+
+class JobCreated(msgspec.Struct, kw_only=True):
+    job_id: int
+    status: State
+    #: Jobs queued for the same service, this one included (an estimate; ``/explain`` has
+    #: the exact place); null unless the job is queued.
+    queue_position: int | None
+    #: False when an ``idempotency_key`` matched an existing job.
+    created: bool
+
+
+class BatchCreated(msgspec.Struct, kw_only=True):
+    jobs: list[JobCreated]
+
+
+class JobView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A job as the API shows it (payload and result only in the single-job view)."""
+
+    job_id: int
+    service: str
+    status: State
+    priority: int = 0
+    customer_id: str | None = None
+    isolation: Isolation = "none"
+    requires: dict[str, Any] = msgspec.field(default_factory=dict)
+    must_not: dict[str, Any] = msgspec.field(default_factory=dict)
+    attempts: int = 0
+    max_attempts: int = 3
+    worker_id: str | None = None
+    created_at: float = 0.0
+    run_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_expires: float | None = None
+    expires_at: float | None = None
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    error: str | None = None
+    content_type: str | None = None
+    payload: Any = None
+    payload_encoding: Encoding | None = None
+    result: Any = None
+    result_encoding: Encoding | None = None
+
+
+class JobList(msgspec.Struct, kw_only=True):
+    jobs: list[JobView]
+    limit: int
+    offset: int
+
+
+class ResultView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    job_id: int
+    status: State
+    result: Any = None
+    result_encoding: Encoding | None = None
+    error: str | None = None
+
+
+class EventView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One thing that happened to a job."""
+
+    event: str
+    status: State
+    at: float
+    attempt: int = 0
+    worker_id: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    error: str | None = None
+
+
+class EventHistory(msgspec.Struct, kw_only=True):
+    job_id: int
+    events: list[EventView]
+    #: False when the hub was not recording this job: the events are rebuilt from its times.
+    recorded: bool
+
+
+class WorkerView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    worker_id: str
+    services: list[str]
+    door: str
+    slots: int
+    running: int
+    slots_free: int
+    #: ``ok`` (heard from lately), ``late`` (a heartbeat or more overdue), ``silent``.
+    health: Literal["ok", "late", "silent"]
+    capabilities: dict[str, Any] = msgspec.field(default_factory=dict)
+    name: str | None = None
+    hub: str | None = None
+    connected_at: float = 0.0
+    last_seen: float = 0.0
+    metrics: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class StatsView(msgspec.Struct, kw_only=True):
+    hub: str
+    uptime: float
+    jobs_by_state: dict[str, int]
+    jobs_by_service: dict[str, dict[str, int]]
+    counters: dict[str, int]
+    workers: int
+    slots: int
+    slots_free: int
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: Literal["ok", "draining"]
+    hub: str
+    uptime: float
+
+
+__all__ = [
+    "BatchCreated",
+    "BatchRequest",
+    "ErrorBody",
+    "EventHistory",
+    "EventView",
+    "ExplainInfo",
+    "Hardware",
+    "Health",
+    "JobCreated",
+    "JobList",
+    "JobRequest",
+    "JobView",
+    "Requirements",
+    "ResultView",
+    "ServiceInfo",
+    "StatsView",
+    "WorkerInfo",
+    "WorkerView",
+]
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+class FieldError(InvalidRequest):
+    """A 400 that names the fields at fault."""
+
+    def __init__(self, message: str, fields: Sequence[str] = (), *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.fields = list(fields)
+
+
+_job_request = msgspec.json.Decoder(JobRequest)
+_batch_request = msgspec.json.Decoder(BatchRequest)
+_REQUIRED = ("type", "payload")
+_KNOWN = frozenset(JobRequest.__struct_fields__)
+_PATH = re.compile(r"at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`")
+_encode = msgspec.json.encode
+
+
+def field_of(exc: msgspec.MsgspecError) -> str | None:
+    """The dotted field a msgspec error is about (``requirements.hardware.ram_gb``)."""
+    text = str(exc)
+    found = _PATH.search(text)
+    path = found.group(1).lstrip(".") if found else ""
+    named = re.search(r"(?:missing required|unknown) field `([^`]+)`", text)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or None
+
+
+def _invalid(exc: msgspec.MsgspecError, body: bytes, prefix: str = "") -> InvalidRequest:
+    """A 400 naming every missing and unknown field of a job (msgspec stops at the first),
+    or the one field with a wrong type or value."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return InvalidRequest(f"the body is not valid JSON: {exc}")
+    try:
+        loose = msgspec.json.decode(body)
+    except msgspec.MsgspecError:
+        loose = None
+    if isinstance(loose, dict):
+        missing = [prefix + name for name in _REQUIRED if name not in loose]
+        unknown = [prefix + str(name) for name in loose if name not in _KNOWN]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append("missing required field(s): " + ", ".join(missing))
+            if unknown:
+                parts.append("unknown field(s): " + ", ".join(unknown))
+            hint = "custom capabilities go in `requires`" if unknown else None
+            return FieldError("; ".join(parts), missing + unknown, hint=hint)
+    return _wrong(exc)
+
+
+def _wrong(exc: msgspec.MsgspecError) -> FieldError:
+    name = field_of(exc)
+    reason = str(exc).split(" - at ")[0]
+    hint = "custom capabilities go in `requires`" if "unknown field" in reason else None
+    return FieldError(f"invalid {name or 'body'}: {reason}", [name] if name else [], hint=hint)
+
+
+def decode_job_request(body: bytes) -> JobRequest:
+    try:
+        return _job_request.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise _invalid(exc, body) from None
+
+
+def decode_batch_request(body: bytes) -> BatchRequest:
+    try:
+        return _batch_request.decode(body)
+    except msgspec.ValidationError as exc:
+        match = re.match(r"jobs\[(\d+)\]", field_of(exc) or "")
+        if match:
+            try:
+                item = msgspec.json.decode(body)["jobs"][int(match.group(1))]
+            except (msgspec.MsgspecError, KeyError, IndexError, TypeError):
+                item = None
+            if isinstance(item, dict):
+                raise _invalid(exc, _encode(item), f"{match.group()}.") from None
+        raise _wrong(exc) from None
+    except msgspec.MsgspecError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def frames_from_wire(value: Any, encoding: str, field: str = "payload") -> tuple[Frames, str]:
+    """A JSON value (or its raw JSON text) with its encoding → frames and the content type
+    that encoding implies."""
+    if isinstance(value, msgspec.Raw):
+        if encoding == "json":
+            return [bytes(value)], JSON
+        value = msgspec.json.decode(value)
+    if encoding == "json":
+        return [_encode(value)], JSON
+    if encoding == "text":
+        if not isinstance(value, str):
+            raise _field_error(field, f"{field} must be a string when its encoding is text")
+        return [value.encode()], TEXT
+    if encoding == "base64":
+        items = value if isinstance(value, list) else [value]
+        frames: Frames = []
+        for item in items:
+            if not isinstance(item, str):
+                raise _field_error(field, f"{field} must be a base64 string or a list of them")
+            try:
+                frames.append(base64.b64decode(item, validate=True))
+            except (binascii.Error, ValueError):
+                raise _field_error(field, f"{field} is not valid base64") from None
+        return frames, BINARY
+    raise _field_error(f"{field}_encoding", f"{field}_encoding must be json, text or base64")
+
+
+def _field_error(field: str, message: str) -> FieldError:
+    return FieldError(message, [field])
+
+
+def frames_to_wire(frames: Sequence[bytes] | None, content_type: str | None = None) -> tuple[Any, Encoding]:
+    """Frames → (value, encoding): one frame of JSON as the value itself (unless its content
+    type says otherwise), UTF-8 as a string, anything else base64."""
+    if frames is None or len(frames) != 1:
+        return [base64.b64encode(f).decode() for f in frames or ()], "base64"
+    data = frames[0]
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in ("", JSON) or kind.endswith("+json"):
+        try:
+            msgspec.json.decode(data)
+        except msgspec.MsgspecError:
+            pass
+        else:
+            return msgspec.Raw(data), "json"
+    if kind in ("", TEXT, JSON) or kind.startswith("text/"):
+        try:
+            return data.decode(), "text"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(data).decode(), "base64"
+
+
+def raw_frames(frames: Sequence[bytes]) -> tuple[Any, Encoding]:
+    """Frames as base64, always (for peers that want the bytes exactly)."""
+    if len(frames) == 1:
+        return base64.b64encode(frames[0]).decode(), "base64"
+    return [base64.b64encode(f).decode() for f in frames], "base64"
+
+
+def spec_of(request: JobRequest, max_payload: int) -> JobSpec:
+    """Translate a request into the hub's JobSpec (no rules here: the hub checks the spec)."""
+    frames, implied = frames_from_wire(request.payload, request.payload_encoding)
+    size = sum(len(f) for f in frames)
+    if size > max_payload:
+        raise PayloadTooLarge(f"payload is {size} bytes; the limit is {max_payload}")
+    requires: dict[str, Any] = dict(request.requires or {})
+    isolation = request.isolation
+    timeout = request.timeout
+    if request.requirements is not None:
+        wanted = msgspec.to_builtins(request.requirements)
+        given_isolation = wanted.pop("customer_isolation", None)
+        minutes = wanted.pop("timeout_minutes", None)
+        wanted.pop("service_type", None)
+        if given_isolation is not None:
+            if isolation is not None and isolation != given_isolation:
+                raise _field_error("isolation", "isolation and requirements.customer_isolation disagree")
+            isolation = given_isolation
+        if minutes is not None and timeout is None:
+            timeout = float(minutes) * 60.0
+        for key, value in wanted.items():
+            if key in requires and requires[key] != value:
+                raise _field_error(f"requires.{key}", f"requires.{key} and requirements.{key} disagree")
+            requires[key] = value
+    run_at = request.run_at
+    if isinstance(run_at, dt.datetime):
+        if run_at.tzinfo is None:
+            raise _field_error("run_at", "run_at needs a time zone (e.g. 2030-01-01T00:00:00Z)")
+        run_at = run_at.timestamp()
+    return JobSpec(
+        service=request.type,
+        payload=frames,
+        content_type=request.content_type or implied,
+        priority=request.priority,
+        requires=requires,
+        must_not=dict(request.must_not or {}),
+        customer_id=request.customer_id,
+        isolation=isolation or "none",
+        max_attempts=request.max_attempts,
+        timeout=timeout,
+        run_at=run_at,
+        delay=request.delay,
+        idempotency_key=request.idempotency_key,
+        result_ttl=request.result_ttl,
+        backoff=request.backoff,
+    )
+
+
+# ---------------------------------------------------------------------------- views
+
+
+def job_view(job: Job, *, full: bool = False) -> JobView:
+    view = JobView(
+        job_id=job.id,
+        service=job.service,
+        status=job.state.value,
+        priority=job.priority,
+        customer_id=job.customer_id,
+        isolation=job.isolation,
+        requires=job.requires,
+        must_not=job.must_not,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        worker_id=job.worker,
+        created_at=job.submitted_at,
+        run_at=job.run_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        lease_expires=job.lease_expires,
+        expires_at=job.expires_at,
+        timeout=job.timeout,
+        idempotency_key=job.idempotency_key,
+        progress=job.progress,
+        progress_message=job.progress_message,
+        error=job.error,
+        content_type=job.content_type,
+    )
+    if full:
+        view.payload, view.payload_encoding = frames_to_wire(job.payload, job.content_type)
+        if job.result is not None:
+            view.result, view.result_encoding = frames_to_wire(job.result)
+    return view
+
+
+def event_view(event: JobEvent) -> EventView:
+    return EventView(
+        event=event.kind,
+        status=event.state.value,
+        at=event.at,
+        attempt=event.attempt,
+        worker_id=event.worker,
+        progress=event.progress,
+        message=event.message,
+        error=event.error,
+    )
+
+
+def rebuilt_events(job: Job) -> list[EventView]:
+    """What can be told of a job's life from its times alone (when no events were kept)."""
+    out = [EventView(event="submitted", status="queued", at=job.submitted_at)]
+    if job.started_at is not None:
+        out.append(
+            EventView(
+                event="started",
+                status="running",
+                at=job.started_at,
+                attempt=job.attempts,
+                worker_id=job.worker,
+            )
+        )
+    if job.finished_at is not None:
+        out.append(
+            EventView(
+                event=job.state.value,
+                status=job.state.value,
+                at=job.finished_at,
+                attempt=job.attempts,
+                worker_id=job.worker,
+                error=job.error,
+            )
+        )
+    return out
+
+
+def worker_view(
+    info: WorkerInfo, busy: int | None, now: float, heartbeat: float, silence: float
+) -> WorkerView:
+    running = len(info.running) if busy is None else busy
+    age = max(0.0, now - info.last_seen) if info.last_seen else 0.0
+    health: Literal["ok", "late", "silent"] = (
+        "ok" if age <= 2 * heartbeat + 0.5 else ("late" if age <= silence else "silent")
+    )
+    return WorkerView(
+        worker_id=info.id,
+        services=info.services,
+        door=info.door,
+        slots=info.slots,
+        running=running,
+        slots_free=max(0, info.slots - running),
+        health=health,
+        capabilities=info.capabilities,
+        name=info.name,
+        hub=info.hub,
+        connected_at=info.connected_at,
+        last_seen=info.last_seen,
+        metrics=info.metrics,
+    )

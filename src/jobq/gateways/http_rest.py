@@ -1,0 +1,293 @@
+"""REST handlers of the HTTP door: decode, call the hub, encode. No rules here.
+
+``POST`` bodies are read as bytes and decoded strictly by :mod:`http_models` (Litestar's own
+body parsing coerces types, which would let ``"priority": "5"`` through). Path and query
+parameters carry their bounds, so a bad one is a 400 before any hub call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Annotated, Any
+
+from litestar import Request, Response, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from jobq.core.model import Job, JobFilter, Submitted
+from jobq.core.states import COMPLETED, TERMINAL, JobState
+from jobq.errors import JobFailed, Timeout, Unavailable
+from jobq.gateways import http_models as m
+from jobq.gateways.http import door_of
+
+if TYPE_CHECKING:
+    from jobq.gateways.http import HttpDoor
+
+JobIdParam = Annotated[int, Parameter(ge=1, le=m.MAX_ID, description="The job's id.")]
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    descriptions = {
+        400: "Malformed body, wrong type or value, or a missing or unknown field.",
+        404: "No such job.",
+        409: "The job's state does not allow it.",
+        413: "The body or payload is larger than the limit.",
+        503: "The hub is shutting down.",
+    }
+    return {
+        code: ResponseSpec(data_container=m.ErrorBody, description=descriptions.get(code, "Error."))
+        for code in codes
+    }
+
+
+async def _created(request: Request[Any, Any, Any], done: list[Submitted]) -> list[m.JobCreated]:
+    door = door_of(request)
+    door.streams.log.submitted([item.job for item in done if item.created], door.hub.clock())
+    stats = await door.hub.stats()
+    out = []
+    for item in done:
+        job = item.job
+        position = None
+        if job.state is JobState.QUEUED:
+            position = stats.by_service.get(job.service, {}).get("queued", 0) or 1
+        out.append(
+            m.JobCreated(job_id=job.id, status=job.state.value, queue_position=position, created=item.created)
+        )
+    return out
+
+
+@post(
+    "/api/jobs",
+    summary="Submit a job",
+    description="The EmProps body (`type`, `payload`, `priority`, `requirements`, `customer_id`) and jobq's "
+    "own fields. 201 when created, 200 when an `idempotency_key` matched an existing job.",
+    status_code=201,
+    tags=["jobs"],
+    responses={200: ResponseSpec(data_container=m.JobCreated, description="An existing job (same key).")}
+    | _errors(400, 413, 503),
+)
+async def submit_job(request: Request[Any, Any, Any]) -> Response[m.JobCreated]:
+    door = door_of(request)
+    spec = m.spec_of(m.decode_job_request(await request.body()), door.hub.config.max_payload)
+    done = await door.hub.submit([spec])
+    [created] = await _created(request, done)
+    return Response(created, status_code=201 if created.created else 200)
+
+
+@post(
+    "/api/jobs/batch",
+    summary="Submit many jobs at once",
+    description=f"Up to {m.MAX_BATCH} jobs in one call, each as in `POST /api/jobs`; all or none.",
+    status_code=201,
+    tags=["jobs"],
+    responses=_errors(400, 413, 503),
+)
+async def submit_batch(request: Request[Any, Any, Any]) -> m.BatchCreated:
+    door = door_of(request)
+    batch = m.decode_batch_request(await request.body())
+    limit = door.hub.config.max_payload
+    specs = []
+    for i, item in enumerate(batch.jobs):
+        try:
+            specs.append(m.spec_of(item, limit))
+        except m.FieldError as exc:
+            raise m.FieldError(exc.message, [f"jobs[{i}].{f}" for f in exc.fields], hint=exc.hint) from None
+    return m.BatchCreated(jobs=await _created(request, await door.hub.submit(specs)))
+
+
+@get(
+    "/api/jobs",
+    summary="List jobs, newest first",
+    tags=["jobs"],
+    responses=_errors(400),
+)
+async def list_jobs(
+    request: Request[Any, Any, Any],
+    status: Annotated[
+        str | None,
+        Parameter(
+            description="States, comma-separated: queued, scheduled, running, completed, failed, cancelled."
+        ),
+    ] = None,
+    service: Annotated[str | None, Parameter(max_length=255)] = None,
+    customer_id: Annotated[str | None, Parameter(max_length=255)] = None,
+    worker: Annotated[str | None, Parameter(max_length=255)] = None,
+    blocked: Annotated[bool, Parameter(description="Only queued jobs no connected worker can run.")] = False,
+    limit: Annotated[int, Parameter(ge=0, le=m.MAX_LIST)] = 100,
+    offset: Annotated[int, Parameter(ge=0, le=10**9)] = 0,
+) -> m.JobList:
+    states: list[JobState] = []
+    for name in (status or "").split(","):
+        name = name.strip()
+        if not name:
+            continue
+        try:
+            states.append(JobState(name))
+        except ValueError:
+            raise m.FieldError(
+                f"unknown status {name[:40]!r}: use " + ", ".join(s.value for s in JobState), ["status"]
+            ) from None
+    query = JobFilter(
+        states=states, service=service, customer_id=customer_id, worker=worker, limit=limit, offset=offset
+    )
+    jobs = await door_of(request).hub.list_jobs(query, blocked=blocked)
+    return m.JobList(jobs=[m.job_view(job) for job in jobs], limit=limit, offset=offset)
+
+
+@get(
+    "/api/jobs/{job_id:int}",
+    summary="A job, with its payload and result",
+    tags=["jobs"],
+    responses=_errors(400, 404),
+)
+async def get_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
+    return m.job_view(await door_of(request).hub.get(job_id), full=True)
+
+
+@delete(
+    "/api/jobs/{job_id:int}",
+    summary="Cancel a job",
+    description="A queued job never runs; a running one is told to stop. 409 if it already ended.",
+    status_code=200,
+    tags=["jobs"],
+    responses=_errors(400, 404, 409),
+)
+async def cancel_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
+    return m.job_view(await door_of(request).hub.cancel(job_id))
+
+
+@post(
+    "/api/jobs/{job_id:int}/retry",
+    summary="Queue a failed or cancelled job again",
+    status_code=200,
+    tags=["jobs"],
+    responses=_errors(400, 404, 409, 503),
+)
+async def retry_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
+    return m.job_view(await door_of(request).hub.retry(job_id))
+
+
+@get(
+    "/api/jobs/{job_id:int}/result",
+    summary="A job's result",
+    description="200 with the result once completed; 202 while it has not ended (after waiting up to "
+    "`wait` seconds); 409 if it ended without one. `raw=true` answers the result's bytes themselves.",
+    tags=["jobs"],
+    responses={202: ResponseSpec(data_container=m.ResultView, description="Not ended yet.")}
+    | _errors(400, 404, 409),
+)
+async def get_result(
+    request: Request[Any, Any, Any],
+    job_id: JobIdParam,
+    wait: Annotated[float, Parameter(ge=0, le=3600, description="Seconds to wait for the end.")] = 0,
+    raw: bool = False,
+) -> Response[Any]:
+    door = door_of(request)
+    hub = door.hub
+    job: Job = await hub.get(job_id)
+    if wait > 0 and job.state not in TERMINAL:
+        job = await _wait(door, job_id, wait) or await hub.get(job_id)
+    if job.state not in TERMINAL:
+        return Response(m.ResultView(job_id=job.id, status=job.state.value), status_code=202)
+    if job.state is not COMPLETED:
+        raise JobFailed(f"job {job.id} ended {job.state}: {job.error or 'no result'}")
+    if raw:
+        _, encoding = m.frames_to_wire(job.result)
+        media = {"json": "application/json", "text": "text/plain; charset=utf-8"}.get(encoding)
+        return Response(job.result_bytes, media_type=media or "application/octet-stream")
+    result, encoding = m.frames_to_wire(job.result)
+    return Response(m.ResultView(job_id=job.id, status="completed", result=result, result_encoding=encoding))
+
+
+async def _wait(door: HttpDoor, job_id: int, seconds: float) -> Job | None:
+    """The job once it ends within ``seconds``, else None; 503 if the door closes meanwhile."""
+    ended = asyncio.ensure_future(door.hub.wait(job_id, seconds))
+    closing = asyncio.ensure_future(door.closing.wait())
+    try:
+        await asyncio.wait({ended, closing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closing.cancel()
+        if not ended.done():
+            ended.cancel()
+    if not ended.done() or ended.cancelled():
+        raise Unavailable("the hub is shutting down")
+    if isinstance(ended.exception(), Timeout):
+        return None
+    return ended.result()
+
+
+@get(
+    "/api/jobs/{job_id:int}/events",
+    summary="What happened to a job",
+    description="Events the hub recorded for the job (jobs submitted over HTTP, and every job while a "
+    "monitor is connected); otherwise rebuilt from the job's times (`recorded: false`).",
+    tags=["jobs"],
+    responses=_errors(400, 404),
+)
+async def get_events(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.EventHistory:
+    door = door_of(request)
+    job = await door.hub.get(job_id)
+    events = door.streams.log.events(job_id)
+    if events:
+        return m.EventHistory(job_id=job_id, events=[m.event_view(e) for e in events], recorded=True)
+    return m.EventHistory(job_id=job_id, events=m.rebuilt_events(job), recorded=False)
+
+
+@get(
+    "/api/jobs/{job_id:int}/explain",
+    summary="Why a job is not running",
+    description="Its place, the workers that could run it, and why the others cannot.",
+    tags=["jobs"],
+    responses=_errors(400, 404),
+)
+async def explain_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.ExplainInfo:
+    return await door_of(request).hub.explain(job_id)
+
+
+@get("/api/workers", summary="Connected workers", tags=["cluster"])
+async def list_workers(request: Request[Any, Any, Any]) -> list[m.WorkerView]:
+    return door_of(request).streams.worker_views(await door_of(request).hub.workers())
+
+
+@get("/api/services", summary="Services: workers, slots, queued and running jobs", tags=["cluster"])
+async def list_services(request: Request[Any, Any, Any]) -> list[m.ServiceInfo]:
+    return await door_of(request).hub.services()
+
+
+@get("/api/stats", summary="Jobs by state and service, hub counters, slots", tags=["cluster"])
+async def get_stats(request: Request[Any, Any, Any]) -> m.StatsView:
+    return await door_of(request).streams.stats_view()
+
+
+@get(
+    "/health",
+    summary="Liveness",
+    description="200 while the hub takes work, 503 while it shuts down.",
+    tags=["cluster"],
+    responses={503: ResponseSpec(data_container=m.Health, description="Shutting down.")},
+)
+async def health(request: Request[Any, Any, Any]) -> Response[m.Health]:
+    hub = door_of(request).hub
+    body = m.Health(
+        status="draining" if hub.draining else "ok",
+        hub=hub.config.name,
+        uptime=max(0.0, hub.clock() - hub.started_at),
+    )
+    return Response(body, status_code=503 if hub.draining else 200)
+
+
+HANDLERS = [
+    submit_job,
+    submit_batch,
+    list_jobs,
+    get_job,
+    cancel_job,
+    retry_job,
+    get_result,
+    get_events,
+    explain_job,
+    list_workers,
+    list_services,
+    get_stats,
+    health,
+]

@@ -1,0 +1,495 @@
+"""Live streams of the HTTP door: event messages, bounded outboxes, the monitor fan-out, the
+recent-events log and the figures a monitor sees every second.
+
+The hub hands events to a subscriber once per event-loop turn and never waits for it
+(:mod:`jobq.hub.events`). Every WebSocket here has an :class:`Outbox` with a bound: a monitor
+that cannot keep up has its backlog dropped and gets ``resync_required`` then a fresh
+``full_state_snapshot``; a client gets ``resync_required`` with the jobs whose events it
+missed. A slow reader costs the hub nothing but the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from jobq.core.model import Job, JobEvent, JobFilter
+from jobq.core.states import QUEUED, TERMINAL
+from jobq.gateways import http_models as m
+from jobq.hub.events import event_of
+from jobq.hub.metrics import Histogram
+from jobq.store.base import WorkerInfo
+
+if TYPE_CHECKING:
+    from jobq.gateways.http import HttpDoor
+
+log = logging.getLogger("jobq.gateways.http")
+
+#: Seconds between ``system_stats`` messages (and worker change checks) while monitors listen.
+STATS_INTERVAL = 1.0
+#: The queued-jobs breakdown by service and priority is refreshed every this many stats ticks,
+#: from at most QUEUE_SAMPLE queued jobs (``queues_sampled`` says when the sample was full).
+QUEUE_EVERY = 5
+QUEUE_SAMPLE = 5000
+#: Jobs whose recent events the door remembers, and events kept per job.
+LOG_JOBS = 10_000
+LOG_EVENTS = 50
+
+#: The message type a monitor or client sees for each kind of job event.
+MESSAGE_TYPES = {
+    "submitted": "job_submitted",
+    "started": "job_assigned",
+    "progress": "update_job_progress",
+    "completed": "complete_job",
+    "failed": "job_failed",
+    "cancelled": "job_status_changed",
+    "retrying": "job_status_changed",
+    "requeued": "job_status_changed",
+}
+
+_encode = msgspec.json.Encoder().encode
+
+
+class EventMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A job event as monitors and subscribed clients receive it (``type`` from the event)."""
+
+    type: str
+    job_id: int
+    status: str
+    event: str
+    service: str
+    #: Milliseconds since the epoch (EmProps style); ``at`` has the same in seconds.
+    timestamp: int
+    at: float
+    worker_id: str | None = None
+    attempt: int = 0
+    progress: float | None = None
+    message: str | None = None
+    error: str | None = None
+    customer_id: str | None = None
+    result: Any = None
+    result_encoding: str | None = None
+    partial: Any = None
+    partial_encoding: str | None = None
+
+
+def event_message(event: JobEvent) -> EventMessage:
+    msg = EventMessage(
+        type=MESSAGE_TYPES.get(event.kind, "job_status_changed"),
+        job_id=event.id,
+        status=event.state.value,
+        event=event.kind,
+        service=event.service,
+        timestamp=int(event.at * 1000),
+        at=event.at,
+        worker_id=event.worker,
+        attempt=event.attempt,
+        progress=event.progress,
+        message=event.message,
+        error=event.error,
+        customer_id=event.customer_id,
+    )
+    if event.result is not None:
+        msg.result, msg.result_encoding = m.frames_to_wire(event.result)
+    if event.partial is not None:
+        msg.partial, msg.partial_encoding = m.frames_to_wire(event.partial)
+    return msg
+
+
+def encode(message: Any) -> str:
+    return _encode(message).decode()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Outbox:
+    """Text frames waiting to go out on one WebSocket.
+
+    Replies are always queued (the reader stops reading while the outbox is over its bound,
+    so a client that does not read its replies is slowed by TCP, not by memory). Events are
+    dropped when the outbox is full; ``dropped`` counts them until the sender says so.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.queue: deque[str] = deque()
+        self.dropped = 0
+        self.dropped_ids: set[int] = set()
+        self.closed = False
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def put(self, text: str) -> None:
+        self.queue.append(text)
+        self._wake.set()
+        if len(self.queue) >= self.limit:
+            self._room.clear()
+
+    def offer(self, texts: Sequence[str], ids: Iterable[int] = ()) -> bool:
+        """Queue events unless that would pass the bound; False (and counted) if dropped."""
+        if self.dropped or len(self.queue) + len(texts) > self.limit:
+            self.dropped += len(texts)
+            if len(self.dropped_ids) < 1000:
+                self.dropped_ids.update(ids)
+            self._wake.set()
+            return False
+        self.queue.extend(texts)
+        self._wake.set()
+        return True
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self._room.set()
+
+    async def room(self) -> None:
+        await self._room.wait()
+
+    async def next(self) -> None:
+        await self._wake.wait()
+        self._wake.clear()
+
+    def sent(self) -> None:
+        if len(self.queue) < self.limit:
+            self._room.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+        self._room.set()
+
+
+class _Recorder:
+    """A bus subscriber that writes into the event log (hashable by identity)."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+
+    def push(self, events: list[JobEvent]) -> None:
+        self.log.record(events)
+
+
+class EventLog:
+    """Recent events of recent jobs, for ``GET /api/jobs/{id}/events`` and the dashboard.
+
+    Jobs submitted over HTTP are watched; every job is recorded while a monitor is connected
+    (the hub builds events only when someone listens, so an idle door costs it nothing).
+    """
+
+    def __init__(self, door: HttpDoor) -> None:
+        self.bus = door.hub.events
+        self._jobs: OrderedDict[int, list[JobEvent]] = OrderedDict()
+        self._watcher = _Recorder(self)
+        self._firehose = _Recorder(self)
+        self._all = False
+
+    def submitted(self, jobs: Sequence[Job], now: float) -> None:
+        """Jobs submitted through the door: record their start and follow them."""
+        fresh = [job for job in jobs if job.id not in self._jobs]
+        self.record([event_of(job, "submitted", job.submitted_at or now) for job in fresh])
+        live = [job.id for job in jobs if job.state not in TERMINAL]
+        if live:
+            self.bus.watch(self._watcher, live)
+
+    def record_all(self, on: bool) -> None:
+        if on and not self._all:
+            self.bus.subscribe_all(self._firehose)
+        elif not on and self._all:
+            self.bus.unsubscribe(self._firehose)
+        self._all = on
+
+    def record(self, events: list[JobEvent]) -> None:
+        jobs = self._jobs
+        for event in events:
+            kept = jobs.get(event.id)
+            if kept is None:
+                kept = jobs[event.id] = []
+                if len(jobs) > LOG_JOBS:
+                    jobs.popitem(last=False)
+            elif any(_same(e, event) for e in kept[-3:]):
+                continue  # the same event through the watcher and the firehose
+            kept.append(event)
+            if len(kept) > LOG_EVENTS:
+                del kept[: len(kept) - LOG_EVENTS]
+
+    def events(self, job_id: int) -> list[JobEvent]:
+        return list(self._jobs.get(job_id, ()))
+
+    def close(self) -> None:
+        self.bus.unsubscribe(self._watcher)
+        self.record_all(False)
+
+
+def _same(a: JobEvent, b: JobEvent) -> bool:
+    """One happening seen twice (or the door's own record of a submit, then the hub's)."""
+    return a is b or (
+        a.kind == b.kind and a.kind != "progress" and a.attempt == b.attempt and abs(a.at - b.at) < 1.0
+    )
+
+
+class Monitor:
+    """One ``/ws/monitor`` connection, as the fan-out sees it."""
+
+    def __init__(self, limit: int, batch: bool) -> None:
+        self.outbox = Outbox(limit)
+        self.batch = batch
+        self.resyncs = 0
+
+
+class _Fanout:
+    """The one bus subscriber for every monitor: each event is encoded once per turn."""
+
+    def __init__(self, streams: Streams) -> None:
+        self.streams = streams
+
+    def push(self, events: list[JobEvent]) -> None:
+        texts = [encode(event_message(e)) for e in events]
+        batch: list[str] = []
+        for monitor in list(self.streams.monitors):
+            if monitor.batch:
+                if not batch:
+                    batch = ['{"type":"event_batch","events":[' + ",".join(texts) + "]}"]
+                self.streams.offer(monitor, batch)
+            else:
+                self.streams.offer(monitor, texts)
+
+
+class Streams:
+    """What every stream of the door shares: the event log, the monitors and their figures."""
+
+    def __init__(self, door: HttpDoor) -> None:
+        self.door = door
+        self.hub = door.hub
+        self.log = EventLog(door)
+        self.monitors: set[Monitor] = set()
+        self.connections: dict[str, int] = {"client": 0, "worker": 0, "monitor": 0}
+        self.resyncs = 0
+        self.dropped = 0
+        self._fanout = _Fanout(self)
+        self._ticker: asyncio.Task[None] | None = None
+        self._workers: dict[str, tuple[Any, ...]] = {}
+        self._last_at = 0.0
+        self._last_counters: dict[str, int] = {}
+        self._last_hist: dict[str, dict[str, list[int]]] = {}
+        self._queues: list[dict[str, Any]] = []
+        self._queues_sampled = False
+        self._ticks = 0
+
+    # ------------------------------------------------------------------ monitors
+
+    def add_monitor(self, monitor: Monitor) -> None:
+        if not self.monitors:
+            self.hub.events.subscribe_all(self._fanout)
+            self.log.record_all(True)
+            self._ticker = asyncio.create_task(self._tick_forever(), name="jobq-http-stats")
+        self.monitors.add(monitor)
+
+    def remove_monitor(self, monitor: Monitor) -> None:
+        self.monitors.discard(monitor)
+        monitor.outbox.close()
+        if not self.monitors:
+            self.hub.events.unsubscribe(self._fanout)
+            self.log.record_all(False)
+            if self._ticker is not None:
+                self._ticker.cancel()
+                self._ticker = None
+
+    def offer(self, monitor: Monitor, texts: Sequence[str]) -> None:
+        if not monitor.outbox.offer(texts) and monitor.outbox.dropped == len(texts):
+            # First overflow since the last resync: drop the backlog too, resync from scratch.
+            monitor.outbox.clear()
+            self.resyncs += 1
+            monitor.resyncs += 1
+        if monitor.outbox.dropped:
+            self.dropped += len(texts)
+
+    def broadcast(self, message: Any) -> None:
+        text = encode(message)
+        for monitor in list(self.monitors):
+            self.offer(monitor, [text])
+
+    async def close(self) -> None:
+        for monitor in list(self.monitors):
+            self.remove_monitor(monitor)
+        self.log.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            try:
+                for message in await self._worker_changes():
+                    self.broadcast(message)
+                self.broadcast(await self.system_stats())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("monitor figures failed")
+
+    # ------------------------------------------------------------------ figures
+
+    def worker_views(self, infos: Sequence[WorkerInfo]) -> list[m.WorkerView]:
+        hub = self.hub
+        now = hub.clock()
+        config = hub.config
+        out = []
+        for info in infos:
+            session = hub.sessions.get(info.id)
+            view = m.worker_view(info, None, now, config.heartbeat, config.worker_silence)
+            if session is not None and session.last_seen > view.last_seen:
+                view.last_seen = session.last_seen
+                view.health = "ok" if now - session.last_seen <= 2 * config.heartbeat + 0.5 else view.health
+            out.append(view)
+        return sorted(out, key=lambda v: v.worker_id)
+
+    async def stats_view(self) -> m.StatsView:
+        hub = self.hub
+        stats = await hub.stats()
+        slots, free = self._slots()
+        return m.StatsView(
+            hub=hub.config.name,
+            uptime=max(0.0, hub.clock() - hub.started_at),
+            jobs_by_state=stats.by_state,
+            jobs_by_service=stats.by_service,
+            counters=dict(hub.counters),
+            workers=len(hub.sessions),
+            slots=slots,
+            slots_free=free,
+        )
+
+    def _slots(self) -> tuple[int, int]:
+        sessions = self.hub.sessions.values()
+        slots = sum(s.info.slots for s in sessions)
+        busy = sum(min(s.busy, s.info.slots) for s in sessions)
+        return slots, max(0, slots - busy)
+
+    async def _worker_changes(self) -> list[dict[str, Any]]:
+        views = {v.worker_id: v for v in self.worker_views(await self.hub.workers())}
+        out: list[dict[str, Any]] = []
+        stamp = now_ms()
+        for worker_id in self._workers.keys() - views.keys():
+            out.append({"type": "worker_disconnected", "worker_id": worker_id, "timestamp": stamp})
+        current: dict[str, tuple[Any, ...]] = {}
+        for worker_id, view in views.items():
+            key = (view.slots, view.running, view.health, tuple(view.services))
+            current[worker_id] = key
+            before = self._workers.get(worker_id)
+            if before is None:
+                out.append({"type": "worker_connected", "worker": view, "timestamp": stamp})
+            elif before != key:
+                out.append({"type": "worker_status_changed", "worker": view, "timestamp": stamp})
+        self._workers = current
+        return out
+
+    async def system_stats(self) -> dict[str, Any]:
+        hub = self.hub
+        now = hub.clock()
+        stats = await hub.stats()
+        counters = dict(hub.counters)
+        elapsed = now - self._last_at if self._last_at else 0.0
+        rates = {
+            name: round((counters.get(name, 0) - self._last_counters.get(name, 0)) / elapsed, 3)
+            if elapsed > 0
+            else 0.0
+            for name in ("submitted", "completed", "failed", "retried", "cancelled")
+        }
+        self._last_at, self._last_counters = now, counters
+        if self._ticks % QUEUE_EVERY == 0:
+            await self._refresh_queues()
+        self._ticks += 1
+        slots, free = self._slots()
+        return {
+            "type": "system_stats",
+            "timestamp": int(now * 1000),
+            "at": now,
+            "hub": hub.config.name,
+            "uptime": max(0.0, now - hub.started_at),
+            "jobs": {"by_state": stats.by_state, "by_service": stats.by_service},
+            "counters": counters,
+            "rates": rates,
+            "latency": {
+                "queue_wait": self._quantiles("queue_wait", hub.metrics.queue_wait),
+                "run_time": self._quantiles("run_time", hub.metrics.run_time),
+            },
+            "workers": len(hub.sessions),
+            "slots": slots,
+            "slots_free": free,
+            "queues": self._queues,
+            "queues_sampled": self._queues_sampled,
+            "worker_seen": {worker_id: session.last_seen for worker_id, session in hub.sessions.items()},
+            "monitors": len(self.monitors),
+        }
+
+    async def _refresh_queues(self) -> None:
+        jobs = await self.hub.list_jobs(JobFilter(states=[QUEUED], limit=QUEUE_SAMPLE))
+        counts: dict[tuple[str, int], int] = {}
+        for job in jobs:
+            key = (job.service, job.priority)
+            counts[key] = counts.get(key, 0) + 1
+        self._queues = [
+            {"service": s, "priority": p, "queued": n}
+            for (s, p), n in sorted(counts.items(), key=lambda kv: (kv[0][0], -kv[0][1]))
+        ]
+        self._queues_sampled = len(jobs) >= QUEUE_SAMPLE
+
+    def _quantiles(self, name: str, table: dict[str, Histogram]) -> dict[str, float | int | None]:
+        """p50 and p95 of what was observed since the last tick (all services together)."""
+        before = self._last_hist.setdefault(name, {})
+        buckets: tuple[float, ...] = ()
+        delta: list[int] = []
+        for service, hist in table.items():
+            buckets = hist.buckets
+            old = before.get(service, [0] * len(hist.counts))
+            if not delta:
+                delta = [0] * len(hist.counts)
+            for i, (new, was) in enumerate(zip(hist.counts, old, strict=False)):
+                delta[i] += new - was
+            before[service] = list(hist.counts)
+        total = sum(delta)
+        return {"count": total, "p50": _quantile(buckets, delta, 0.5), "p95": _quantile(buckets, delta, 0.95)}
+
+    async def snapshot(self, jobs_limit: int = 200) -> dict[str, Any]:
+        hub = self.hub
+        jobs = await hub.list_jobs(JobFilter(limit=jobs_limit))
+        workers = self.worker_views(await hub.workers())
+        self._ticks = 0  # refresh the queue breakdown now
+        stats = await self.system_stats()
+        stats.pop("type")
+        return {
+            "type": "full_state_snapshot",
+            "timestamp": now_ms(),
+            "hub": hub.config.name,
+            "heartbeat": hub.config.heartbeat,
+            "workers": workers,
+            "services": await hub.services(),
+            "jobs": [m.job_view(job) for job in jobs],
+            "stats": stats,
+        }
+
+
+def _quantile(buckets: Sequence[float], counts: Sequence[int], q: float) -> float | None:
+    total = sum(counts)
+    if total <= 0 or not buckets:
+        return None
+    target = q * total
+    seen = 0
+    lower = 0.0
+    for i, n in enumerate(counts):
+        upper = buckets[i] if i < len(buckets) else buckets[-1]
+        if n and seen + n >= target:
+            return round(lower + (upper - lower) * (target - seen) / n, 6)
+        seen += n
+        lower = upper
+    return buckets[-1]
