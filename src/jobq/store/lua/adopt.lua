@@ -1,0 +1,20 @@
+-- adopt: a reconnecting worker still runs these attempts; it keeps those whose lease holds.
+-- ARGV: inst, worker, lease deadline, n, then (job id, token) per attempt.
+-- Returns the ids it keeps.
+local worker, deadline, n = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local wrun = K .. 'wrun:' .. worker
+local kept = {}
+for i = 0, n - 1 do
+  local id, token = ARGV[5 + i * 2], ARGV[6 + i * 2]
+  local jk = jobkey(id)
+  local f = redis.call('HMGET', jk, 'state', 'att', 'w', 'shape')
+  if holds(f[1], f[2], token) and f[3] == worker then
+    if redis.call('HSETNX', wrun, id, f[4]) == 1 then
+      load_take(worker, f[4])
+    end
+    redis.call('HSET', jk, 'lease', deadline)
+    redis.call('ZADD', K .. 'leases', deadline, id)
+    kept[#kept + 1] = tonumber(id)
+  end
+end
+return kept

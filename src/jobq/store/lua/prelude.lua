@@ -1,0 +1,333 @@
+-- jobq's Redis store: helpers shared by every script (prepended to each one when loaded).
+--
+-- KEYS[1] is the namespace tag "{ns}:". Every key a script touches is KEYS[1] .. suffix, so all
+-- of them share one hash tag and one Redis Cluster slot, and each script is atomic on one node.
+-- The layout of every key is in docs/redis.md.
+--
+-- Rules kept here:
+-- * Times arrive as strings the Python side formatted exactly (repr of a float); a time the
+--   script computes is written with fmt() (%.17g), which round-trips a double exactly.
+-- * A job hash holds the static part of the job in "d" (msgpack, read by Python only) and one
+--   short field per thing a script reads or changes; its payload and its result are string keys
+--   of their own (p:<id>, r:<id>), so that the hash stays small enough for Redis's compact
+--   encoding (see docs/redis.md).
+-- * "" stands for "no customer" (a customer id is never empty).
+-- * Every change of a job's state goes through move(), which keeps the per-state listing
+--   indexes and the counts by (service, state) true.
+-- * Counts and the fairness state are read at most once per script and written back once, at
+--   its end: each script body runs as main(), followed by flush() (see RedisStore's loader).
+
+local K = KEYS[1]
+local DEAD_LETTER_TTL = tonumber('@DEAD_LETTER_TTL@')
+local BUS_LENGTH = '@BUS_LENGTH@'
+local BUS_AGE = tonumber('@BUS_AGE@')
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- Many values in one argument (each a 4-byte big-endian length, then the bytes): a batch of
+-- jobs costs the caller one argument instead of a dozen per job.
+local function unframe(blob)
+  local out, pos = {}, 1
+  while pos <= #blob do
+    out[#out + 1], pos = struct.unpack('>I4c0', blob, pos)
+  end
+  return out
+end
+
+local function jobkey(id)
+  return K .. 'job:' .. id
+end
+
+local function resultkey(id)
+  return K .. 'r:' .. id
+end
+
+local count_deltas = {}
+
+local function count(svc, state, delta)
+  local field = svc .. '\t' .. state
+  count_deltas[field] = (count_deltas[field] or 0) + delta
+end
+
+local function flush_counts()
+  for field, delta in pairs(count_deltas) do
+    if delta ~= 0 and redis.call('HINCRBY', K .. 'counts', field, delta) <= 0 then
+      redis.call('HDEL', K .. 'counts', field)
+    end
+  end
+end
+
+-- The job's state changes from `from` (nil for a new job) to `to`.
+local function move(id, jk, svc, from, to)
+  if from then
+    redis.call('ZREM', K .. 'st:' .. from, id)
+    count(svc, from, -1)
+  end
+  redis.call('ZADD', K .. 'st:' .. to, id, id)
+  count(svc, to, 1)
+  redis.call('HSET', jk, 'state', to)
+end
+
+-- Tell the other hubs (they read the bus stream): kind "r" = jobs may be runnable.
+local function notify(inst, kind)
+  redis.call('XADD', K .. 'bus', 'MAXLEN', '~', BUS_LENGTH, '*', 'o', inst, 'k', kind)
+end
+
+-- A job ended: its event goes on the bus in the same atomic step as the change, so a hub that
+-- dies right after cannot take it along (whoever waits for the job elsewhere gets it). A large
+-- result is left out ("big"): a hub that delivers the event reads it from the job.
+local BIG_RESULT = 1024
+-- `f` is {state, svc, att, w, pg, pm, err, cust, result} when the caller has them at hand.
+local function announce(inst, id, jk, kind, now, f)
+  if not f then
+    f = redis.call('HMGET', jk, 'state', 'svc', 'att', 'w', 'pg', 'pm', 'err', 'cust')
+    f[9] = kind == 'completed' and redis.call('GET', resultkey(id))
+  end
+  local entry = { 'o', inst, 'k', 't', 'id', id, 'kind', kind, 'state', f[1], 'at', now, 'svc', f[2],
+    'att', f[3] }
+  local optional = { 'w', f[4], 'pg', f[5], 'pm', f[6], 'err', f[7], 'cust', f[8] }
+  for i = 1, #optional, 2 do
+    if optional[i + 1] and optional[i + 1] ~= '' then
+      entry[#entry + 1] = optional[i]
+      entry[#entry + 1] = optional[i + 1]
+    end
+  end
+  if kind == 'completed' and f[9] then
+    if #f[9] <= BIG_RESULT then
+      entry[#entry + 1] = 'res'
+      entry[#entry + 1] = f[9]
+    else
+      entry[#entry + 1] = 'big'
+      entry[#entry + 1] = '1'
+    end
+  end
+  redis.call('XADD', K .. 'bus', 'MAXLEN', '~', BUS_LENGTH, '*', unpack(entry))
+end
+
+-- ------------------------------------------------------------------ shapes
+
+local shape_cache = {}
+
+-- A shape's GPU demand, isolation and customer (what a running job takes from its worker).
+local function shape_meta(shape)
+  local meta = shape_cache[shape]
+  if meta == nil then
+    local raw = redis.call('HGET', K .. 'smeta', shape)
+    meta = { gpu = 0, iso = 'none', cust = '' }
+    if raw then
+      local gpu, iso, cust = string.match(raw, '^([^\t]*)\t([^\t]*)\t(.*)$')
+      meta = { gpu = tonumber(gpu) or 0, iso = iso, cust = cust }
+    end
+    shape_cache[shape] = meta
+  end
+  return meta
+end
+
+-- How many attached workers may run jobs of this shape (summed over eligible profiles).
+local function shape_workers(shape)
+  local total = 0
+  for _, profile in ipairs(redis.call('SMEMBERS', K .. 'sprof:' .. shape)) do
+    total = total + (tonumber(redis.call('HGET', K .. 'pcount', profile)) or 0)
+  end
+  return total
+end
+
+-- ------------------------------------------------------------------ fairness (stride scheduling)
+
+local FAIR = K .. 'fair'
+-- fields of FAIR read so far (false: absent) and those changed since
+local fair_values, fair_changed = {}, {}
+
+local function fair_get(field, default)
+  local value = fair_values[field]
+  if value == nil then
+    value = tonumber(redis.call('HGET', FAIR, field)) or false
+    fair_values[field] = value
+  end
+  if value == false then
+    return default
+  end
+  return value
+end
+
+local function fair_set(field, value)
+  fair_values[field] = value
+  fair_changed[field] = true
+end
+
+local function flush_fair()
+  for field in pairs(fair_changed) do
+    local value = fair_values[field]
+    if value == false then
+      redis.call('HDEL', FAIR, field)
+    else
+      redis.call('HSET', FAIR, field, fmt(value))
+    end
+  end
+end
+
+-- A job of this customer was queued: a customer coming back from idle starts at the current
+-- virtual time, so idling banks nothing.
+local function fair_add(cust)
+  local live = fair_get('n:' .. cust, 0)
+  if live <= 0 then
+    -- Set even when unchanged: a customer never seen before gets a pass of its own now
+    -- (reading a missing pass later would give the virtual time of that later moment).
+    fair_set('p:' .. cust, math.max(fair_get('p:' .. cust, 0), fair_get('vt', 0)))
+  end
+  fair_set('n:' .. cust, live + 1)
+end
+
+local function fair_left(cust)
+  local left = fair_get('n:' .. cust, 0) - 1
+  fair_set('n:' .. cust, left > 0 and left or false)
+end
+
+local function fair_pass(cust)
+  local vt = fair_get('vt', 0)
+  return fair_get('p:' .. cust, vt)
+end
+
+-- A job of this customer was handed out: its pass grows by 1 / weight.
+local function fair_take(cust)
+  local vt = fair_get('vt', 0)
+  local passed = fair_get('p:' .. cust, vt)
+  if passed > vt then
+    fair_set('vt', passed)
+  end
+  fair_set('p:' .. cust, passed + 1 / fair_get('w:' .. cust, 1))
+end
+
+-- ------------------------------------------------------------------ queue and running set
+
+-- Queue a job (again) in its shape's queue; `since` is when it counts as waiting from. (A job
+-- that had a run time, scheduled or cancelled while scheduled, has it cleared by the caller.)
+local function enqueue(id, jk, svc, from, shape, member, cust, since)
+  redis.call('ZADD', K .. 'q:' .. shape, 0, member)
+  fair_add(cust)
+  redis.call('HSET', jk, 'since', since)
+  move(id, jk, svc, from, 'queued')
+end
+
+-- Take a queued job out of its queue (cancelled).
+local function dequeue(shape, member, cust)
+  if redis.call('ZREM', K .. 'q:' .. shape, member) == 1 then
+    fair_left(cust)
+  end
+end
+
+local function load_take(worker, shape)
+  local meta = shape_meta(shape)
+  local wl = K .. 'wload:' .. worker
+  if meta.gpu > 0 then
+    redis.call('HINCRBYFLOAT', wl, 'gpu', fmt(meta.gpu))
+  end
+  if meta.iso ~= 'none' and meta.cust ~= '' then
+    redis.call('HINCRBY', wl, 'c:' .. meta.cust, 1)
+  end
+end
+
+local function load_give_back(worker, shape)
+  local meta = shape_meta(shape)
+  local wl = K .. 'wload:' .. worker
+  if meta.gpu > 0 then
+    local left = tonumber(redis.call('HINCRBYFLOAT', wl, 'gpu', fmt(-meta.gpu)))
+    if left < 1e-9 then
+      redis.call('HSET', wl, 'gpu', '0')
+    end
+  end
+  if meta.iso ~= 'none' and meta.cust ~= '' then
+    if redis.call('HINCRBY', wl, 'c:' .. meta.cust, -1) <= 0 then
+      redis.call('HDEL', wl, 'c:' .. meta.cust)
+    end
+  end
+end
+
+-- A running attempt ends (or goes back to the queue): its lease and its worker's load go.
+local function stop_running(id, jk, worker, shape)
+  redis.call('ZREM', K .. 'leases', id)
+  redis.call('ZREM', K .. 'deadlines', id)
+  redis.call('HDEL', jk, 'lease')
+  if worker and redis.call('HDEL', K .. 'wrun:' .. worker, id) == 1 then
+    load_give_back(worker, shape)
+  end
+end
+
+-- The job ends in `state`; it is kept `ttl` seconds more, then purged by a tick.
+local function finish(id, jk, svc, from, state, now, ttl)
+  move(id, jk, svc, from, state)
+  local expires = fmt(tonumber(now) + ttl)
+  redis.call('HSET', jk, 'fin', now, 'exp', expires)
+  redis.call('ZADD', K .. 'expiry', expires, id)
+end
+
+local function dead_letter_ttl(jk)
+  return math.max(DEAD_LETTER_TTL, tonumber(redis.call('HGET', jk, 'ttl')) or 0)
+end
+
+-- Back to the front of its queue; the attempt counted, so the last one ends the job failed
+-- (and is announced). Returns true when the job was queued again.
+local function release(inst, id, jk, now, why)
+  local f = redis.call('HMGET', jk, 'state', 'att', 'max', 'w', 'shape', 'svc', 'm', 'cust', 'sub')
+  stop_running(id, jk, f[4], f[5])
+  local attempts, max = tonumber(f[2]), tonumber(f[3])
+  if attempts >= max then
+    redis.call('HSET', jk, 'err', why .. ' during its last attempt (' .. attempts .. ' of ' .. max .. ')')
+    finish(id, jk, f[6], f[1], 'failed', now, dead_letter_ttl(jk))
+    announce(inst, id, jk, 'failed', now)
+    return false
+  end
+  enqueue(id, jk, f[6], f[1], f[5], f[7], f[8], f[9])
+  return true
+end
+
+-- The job's fields, for the Python side: {id, field, value, ...}, with its result ("res")
+-- unless `no_result` (the caller knows it has none, or has it), and its payload ("p") if asked.
+local function fields(id, jk, with_payload, no_result)
+  local flat = redis.call('HGETALL', jk)
+  table.insert(flat, 1, id)
+  local result = not no_result and redis.call('GET', resultkey(id))
+  if result then
+    flat[#flat + 1] = 'res'
+    flat[#flat + 1] = result
+  end
+  if with_payload then
+    local payload = redis.call('GET', K .. 'p:' .. id)
+    if payload then
+      flat[#flat + 1] = 'p'
+      flat[#flat + 1] = payload
+    end
+  end
+  return flat
+end
+
+-- Whether attempt `token` still holds the running job.
+local function holds(state, attempts, token)
+  return state == 'running' and tonumber(attempts) == tonumber(token)
+end
+
+-- ------------------------------------------------------------------ worker registry
+
+-- Forget a worker's registration (its running jobs stay: their leases decide).
+local function unregister(worker)
+  local w = K .. 'w:' .. worker
+  local f = redis.call('HMGET', w, 'prof', 'owner')
+  if f[1] then
+    if redis.call('HINCRBY', K .. 'pcount', f[1], -1) <= 0 then
+      redis.call('HDEL', K .. 'pcount', f[1])
+    end
+  end
+  if f[2] then
+    redis.call('SREM', K .. 'iw:' .. f[2], worker)
+  end
+  redis.call('DEL', w)
+  redis.call('ZREM', K .. 'workers', worker)
+end
+
+-- What each script leaves for its end (see the header).
+local function flush()
+  flush_counts()
+  flush_fair()
+end

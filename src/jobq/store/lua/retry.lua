@@ -1,0 +1,19 @@
+-- retry: queue a failed or cancelled job again with a fresh attempt budget.
+-- ARGV: inst, job id, now
+-- Returns {'missing'}, {'conflict', state} or {'ok', fields}.
+local inst, id, now = ARGV[1], ARGV[2], ARGV[3]
+local jk = jobkey(id)
+local f = redis.call('HMGET', jk, 'state', 'svc', 'shape', 'm', 'cust')
+if not f[1] then
+  return { 'missing' }
+end
+if f[1] ~= 'failed' and f[1] ~= 'cancelled' then
+  return { 'conflict', f[1] }
+end
+redis.call('HSET', jk, 'att', '0')
+redis.call('HDEL', jk, 'err', 'fin', 'exp', 'avoid', 'run')
+redis.call('DEL', resultkey(id))
+redis.call('ZREM', K .. 'expiry', id)
+enqueue(id, jk, f[2], f[1], f[3], f[4], f[5], now)
+notify(inst, 'r')
+return { 'ok', fields(id, jk, false) }
