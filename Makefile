@@ -4,9 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench clean
+.PHONY: install run test lint typecheck bench clean
 
-install: $(STAMP)
+install: $(STAMP) /usr/bin/chromium
+
+# The dashboard test drives Debian's chromium (Playwright never downloads a browser here).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,9 +33,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## Long benchmarks; each prints JSON.
+## Long benchmarks; each prints JSON (bench/README.md says what each measures).
+BENCHES := throughput claim mdp http
 bench: install
-	$(BIN)/python -m bench.throughput
+	@for b in $(BENCHES); do echo "== bench.$$b" >&2; $(BIN)/python -m bench.$$b || exit 1; done
+
+bench-%: install
+	$(BIN)/python -m bench.$*
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

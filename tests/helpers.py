@@ -24,6 +24,10 @@ PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 
 
+#: Doors whose default ports a real hub on this machine may hold: tests turn them on when needed.
+DOORS_OFF = ("--line", "off", "--http", "off")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,7 +95,8 @@ def start_hub(
     endpoint = f"tcp://127.0.0.1:{port}"
     store = store or f"sqlite:///{tmp / 'jobq.db'}"
     proc = Proc(
-        jobq_command("hub", "--store", store, "--zmq", endpoint, "--name", name, *extra),
+        # The line and HTTP doors' default ports may belong to a real hub: off unless a test asks.
+        jobq_command("hub", "--store", store, "--zmq", endpoint, *DOORS_OFF, "--name", name, *extra),
         tmp / f"{name}-{port}.log",
     )
     wait_for_hub(endpoint, proc)
@@ -151,6 +156,7 @@ def start_worker(
 @contextlib.asynccontextmanager
 async def running_hub(store: str = "memory://", **config: object) -> AsyncIterator[HubServer]:
     """A hub in this event loop on a free loopback port."""
+    config = {"line": [], "http": "", **config}  # no line or HTTP door on default ports unless asked for
     cfg = HubConfig(store=store, zmq=["tcp://127.0.0.1:*"], **config)  # type: ignore[arg-type]
     server = HubServer(cfg)
     await server.start()

@@ -40,6 +40,47 @@ class HubConfig:
     subscriber_ttl: float = 60.0
     #: Hub name shown to peers (several hubs share one Redis).
     name: str = "hub"
+    #: Seconds between dispatches under load: jobs that arrive meanwhile go out together.
+    #: A quiet hub dispatches at once.
+    dispatch_window: float = 0.0005
+    #: Fair-share weight per customer between jobs of equal priority (default 1 each).
+    customer_weights: dict[str, float] = field(default_factory=dict)
+    #: Line-protocol listeners (DSJQ and work-queue commands on each): ``HOST:PORT``, or
+    #: ``HOST:PORT/dsjq-compat`` to answer as the known C++ DSJQ server. Empty: no line door.
+    line: list[str] = field(default_factory=lambda: ["127.0.0.1:50000", "127.0.0.1:50001"])
+    #: The service jobs submitted by line commands belong to (and line workers serve).
+    line_service: str = "default"
+    #: Seconds a line worker holding a job may stay silent before the job goes back to the
+    #: front of the queue (at most ``lease_ttl`` in effect).
+    line_lease: float = 30.0
+    #: Longest line (bytes); a longer one is refused and its connection closed.
+    line_max_line: int = 64 * 1024
+    #: Open line connections at most, all listeners together.
+    line_max_connections: int = 10_000
+
+    #: Majordomo (MDP) door: seconds between the heartbeats the hub sends to MDP workers (the
+    #: zguide default, 2.5 s) ...
+    mdp_heartbeat: float = 2.5
+    #: ... and heartbeats an idle MDP worker may miss before it counts as gone (a busy one is
+    #: never expired by silence alone: its job's lease is the limit).
+    mdp_liveness: int = 3
+    #: Seconds an MDP request for a service that no worker serves waits for one, before the
+    #: client gets an error reply instead of silence.
+    mdp_no_worker_timeout: float = 10.0
+    #: Requests the hub may hand an MDP worker beyond the one it runs (0: Majordomo's one at
+    #: a time; more hides the round trip, the worker reads them one after the other).
+    mdp_prefetch: int = 0
+
+    #: HTTP door (REST, WebSocket, dashboard, /metrics): ``HOST:PORT``; ``off`` or empty: none.
+    #: If the default address is taken, the hub starts without HTTP and says so.
+    http: str = "127.0.0.1:8080"
+    #: Largest HTTP request body and WebSocket message (bytes); larger gets 413 / close 1009.
+    http_max_body: int = 8 * 1024 * 1024
+    #: Messages waiting for one WebSocket reader at most; a monitor past it is resynced, a
+    #: client is told which jobs' events it missed.
+    http_monitor_queue: int = 1000
+    #: Open HTTP connections and WebSocket streams at most (then 503).
+    http_max_connections: int = 1000
 
     @property
     def worker_silence(self) -> float:

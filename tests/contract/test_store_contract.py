@@ -12,6 +12,7 @@ from jobq.core.model import Job, JobFilter, JobSpec
 from jobq.core.states import JobState
 from jobq.errors import Conflict, LeaseLost, NotFound
 from jobq.store.base import Completion, Store, WorkerInfo, open_store
+from tests.redis_helpers import Namespace, require_redis
 
 T0 = 1_000_000.0
 TTL = 30.0
@@ -37,6 +38,8 @@ class Backend:
             return "memory://"
         if self.name == "sqlite":
             return f"sqlite:///{self.tmp / 'contract.db'}"
+        if self.name == "sqlite-full":
+            return f"sqlite:///{self.tmp / 'contract.db'}?durability=full"
         assert self.redis_url is not None
         return self.redis_url
 
@@ -56,14 +59,22 @@ class Backend:
             await store.close()
 
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "sqlite-full", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    b = Backend(request.param, tmp_path)
-    yield b
-    await b.close_all()
+    namespace = None
+    if request.param == "redis":
+        require_redis()
+        namespace = Namespace()  # a key prefix of its own on the shared server
+    b = Backend(request.param, tmp_path, redis_url=None if namespace is None else namespace.url)
+    try:
+        yield b
+        await b.close_all()
+    finally:
+        if namespace is not None:
+            namespace.cleanup()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from jobq.cli import client_commands
+from jobq.cli import client_commands, line_tools
 from jobq.cli.options import CONTEXT, EXIT_USAGE, hub_option, option, parse_pairs
 from jobq.config import DEFAULT_HUB, DEFAULT_STORE, HubConfig
 from jobq.errors import JobqError
@@ -76,7 +76,102 @@ def _logging(level: str) -> None:
     show_default=True,
     help="Largest job payload in bytes.",
 )
+@option(
+    "--line",
+    "line_listeners",
+    multiple=True,
+    default=HubConfig().line,
+    show_default=True,
+    help="Line-protocol (DSJQ, work queue) listener HOST:PORT, or HOST:PORT/dsjq-compat for the C++ "
+    "DSJQ peers (repeatable; 'off' disables).",
+)
+@option(
+    "--line-service", default="default", show_default=True, help="Service of jobs submitted by line commands."
+)
+@option(
+    "--line-lease",
+    type=float,
+    default=HubConfig().line_lease,
+    show_default=True,
+    help="Seconds a line worker holding a job may stay silent before the job is re-queued.",
+)
+@option(
+    "--line-max-line",
+    type=int,
+    default=HubConfig().line_max_line,
+    show_default=True,
+    help="Longest line in bytes; a longer one is refused and its connection closed.",
+)
+@option(
+    "--line-max-connections",
+    type=int,
+    default=HubConfig().line_max_connections,
+    show_default=True,
+    help="Open line connections at most.",
+)
+@option(
+    "--mdp-heartbeat",
+    type=float,
+    default=HubConfig().mdp_heartbeat,
+    show_default=True,
+    help="Seconds between heartbeats to Majordomo (MDP) workers.",
+)
+@option(
+    "--mdp-liveness",
+    type=int,
+    default=HubConfig().mdp_liveness,
+    show_default=True,
+    help="MDP heartbeats an idle MDP worker may miss before it counts as gone.",
+)
+@option(
+    "--mdp-no-worker-timeout",
+    type=float,
+    default=HubConfig().mdp_no_worker_timeout,
+    show_default=True,
+    help="Seconds an MDP request waits for a worker of its service before it gets an error reply.",
+)
+@option(
+    "--mdp-prefetch",
+    type=int,
+    default=HubConfig().mdp_prefetch,
+    show_default=True,
+    help="Requests queued at an MDP worker beyond the one it runs.",
+)
+@option(
+    "--http",
+    "http_address",
+    default=HubConfig().http,
+    show_default=True,
+    help="HTTP door HOST:PORT: REST, WebSocket, dashboard, /metrics ('off' disables).",
+)
+@option(
+    "--http-max-body",
+    type=int,
+    default=HubConfig().http_max_body,
+    show_default=True,
+    help="Largest HTTP request body or WebSocket message in bytes.",
+)
+@option(
+    "--http-monitor-queue",
+    type=int,
+    default=HubConfig().http_monitor_queue,
+    show_default=True,
+    help="Messages queued for one WebSocket reader before it is resynced.",
+)
+@option(
+    "--http-max-connections",
+    type=int,
+    default=HubConfig().http_max_connections,
+    show_default=True,
+    help="Open HTTP connections and WebSocket streams at most.",
+)
 @option("--name", default="hub", show_default=True, help="This hub's name.")
+@option(
+    "--customer-weight",
+    "customer_weights",
+    multiple=True,
+    help="CUSTOMER=WEIGHT fair share between jobs of equal priority (repeatable; default 1).",
+)
 @option("--log-level", default="info", show_default=True, help="debug, info, warning or error.")
 def hub(
     store: str,
@@ -86,7 +181,21 @@ def hub(
     lease_ttl: float,
     grace: float,
     max_payload: int,
+    line_listeners: tuple[str, ...],
+    line_service: str,
+    line_lease: float,
+    line_max_line: int,
+    line_max_connections: int,
+    mdp_heartbeat: float,
+    mdp_liveness: int,
+    mdp_no_worker_timeout: float,
+    mdp_prefetch: int,
+    http_address: str,
+    http_max_body: int,
+    http_monitor_queue: int,
+    http_max_connections: int,
     name: str,
+    customer_weights: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run the hub (the broker)."""
@@ -102,7 +211,21 @@ def hub(
         lease_ttl=lease_ttl,
         grace=grace,
         max_payload=max_payload,
+        line=[e for raw in line_listeners for e in raw.split(",") if e and e != "off"],
+        line_service=line_service,
+        line_lease=line_lease,
+        line_max_line=line_max_line,
+        line_max_connections=line_max_connections,
+        mdp_heartbeat=mdp_heartbeat,
+        mdp_liveness=mdp_liveness,
+        mdp_no_worker_timeout=mdp_no_worker_timeout,
+        mdp_prefetch=mdp_prefetch,
+        http="" if http_address == "off" else http_address,
+        http_max_body=http_max_body,
+        http_monitor_queue=http_monitor_queue,
+        http_max_connections=http_max_connections,
         name=name,
+        customer_weights={k: float(v) for k, v in parse_pairs(customer_weights, "--customer-weight").items()},
     )
 
     def ready(srv: server.HubServer) -> None:
@@ -127,7 +250,7 @@ def hub(
     "--handler",
     default="echo",
     show_default=True,
-    help="echo, sleep, fail, shell (with --command) or module:function.",
+    help="echo, sleep, fail, shell (with --command), multicast (with --multicast) or module:function.",
 )
 @option("--command", "shell_command", default=None, help="Command for the shell handler.")
 @option("--concurrency", type=int, default=1, show_default=True, help="Jobs run at once.")
@@ -150,6 +273,16 @@ def hub(
     default=None,
     help="TOML file of capabilities (flags override it).",
 )
+@option(
+    "--multicast",
+    "multicast_to",
+    default="239.0.0.1:5007",
+    show_default=True,
+    help="GROUP:PORT the multicast handler streams each word of a job to.",
+)
+@option("--multicast-ttl", type=int, default=32, show_default=True, help="TTL of multicast datagrams.")
+@option("--multicast-interface", default=None, help="IPv4 address of the interface to multicast from.")
+@option("--word-delay", type=float, default=0.25, show_default=True, help="Seconds between multicast words.")
 @option("--name", default=None, help="Worker name (default: the host name).")
 @option(
     "--grace",
@@ -168,6 +301,10 @@ def worker(
     prefetch: int,
     capabilities: tuple[str, ...],
     capabilities_file: Path | None,
+    multicast_to: str,
+    multicast_ttl: int,
+    multicast_interface: str | None,
+    word_delay: float,
     name: str | None,
     grace: float,
     log_level: str,
@@ -179,7 +316,13 @@ def worker(
 
     _logging(log_level)
     try:
-        fn = resolve(handler, command=shell_command)
+        words = None
+        if handler == "multicast":
+            from jobq.worker.multicast import MulticastOptions, parse_group
+
+            group, port = parse_group(multicast_to)
+            words = MulticastOptions(group, port, multicast_ttl, word_delay, multicast_interface)
+        fn = resolve(handler, command=shell_command, multicast=words)
         caps: dict[str, Any] = load_capabilities(capabilities_file, parse_pairs(capabilities, "--capability"))
         w = Worker(hub, concurrency=concurrency, prefetch=prefetch, capabilities=caps, name=name, grace=grace)
     except (JobqError, ValueError) as exc:
@@ -196,6 +339,7 @@ def worker(
 
 
 client_commands.install(cli)
+line_tools.install(cli)
 
 
 def main() -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import logging
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +21,7 @@ from jobq.client.connection import Connection
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import JSON, TEXT, Frames, Job, JobEvent, JobFilter, JobSpec
 from jobq.core.states import COMPLETED, JobState
-from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout
+from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
 from jobq.protocol import native as jqp
 from jobq.store.base import WorkerInfo
 
@@ -26,6 +29,13 @@ PayloadLike = bytes | bytearray | memoryview | str | Sequence[bytes] | Mapping[s
 
 #: Most jobs in one submit message.
 SUBMIT_BATCH = 5000
+#: Jobs whose state one request asks for while catching up after a failover.
+RESYNC_CHUNK = 200
+#: Seconds between checks of the oldest watched jobs still waiting: a safety net for an end
+#: that was lost on the way (the hub dropped it to a slow client, or died holding it).
+CATCH_UP_EVERY = 30.0
+
+log = logging.getLogger("jobq.client")
 
 
 def to_frames(payload: PayloadLike, content_type: str | None = None) -> tuple[Frames, str | None]:
@@ -76,6 +86,15 @@ class Client:
         self._pinger: asyncio.Task[None] | None = None
         #: Watched submits not yet answered: their jobs' ends may arrive before the answer.
         self._watch_inflight = 0
+        #: With several endpoints a request moves on to the next hub when one does not answer,
+        #: and submits carry idempotency keys, so a submit sent again creates nothing twice.
+        self._failover = len(self.conn.endpoints) > 1
+        self._epoch = 0
+        self._keys = itertools.count(1)
+        self._key_base = f"jobq-{uuid.uuid4().hex[:12]}-"
+        self._subscriptions: list[list[int]] = []
+        self._resync_task: asyncio.Task[None] | None = None
+        self.conn.on_disconnect = self._hub_dropped
 
     # ------------------------------------------------------------------ connection
 
@@ -83,13 +102,16 @@ class Client:
         if not self._opened:
             self.conn.open()
             self._opened = True
+            if self._failover:
+                self._ensure_pinger()  # notices a dead hub even while nothing is asked
         return self
 
     async def close(self) -> None:
-        if self._pinger is not None:
-            self._pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pinger
+        for task in (self._pinger, self._resync_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._opened:
             self.conn.close()
             self._opened = False
@@ -102,9 +124,87 @@ class Client:
 
     async def ping(self, timeout: float | None = None) -> str:
         await self.connect()
-        reply = await self.conn.request(jqp.Ping(rid=self.conn.next_rid()), timeout)
+        reply = await self._request(jqp.Ping(rid=self.conn.next_rid()), timeout)
         assert isinstance(reply, jqp.Pong)
         return reply.hub
+
+    # ------------------------------------------------------------------ failover
+
+    async def _request(self, message: jqp.Inbound, timeout: float | None = None) -> jqp.Outbound:
+        """Send a request; with several endpoints, a hub that does not answer (or cannot serve
+        now) is left for the next one and the request is sent again there."""
+        left = len(self.conn.endpoints) - 1 if self._failover else 0
+        while True:
+            epoch = self._epoch
+            try:
+                return await self.conn.request(message, timeout)
+            except Unavailable:
+                if left <= 0:
+                    raise
+                left -= 1
+                self._move_on(epoch)
+
+    def _hub_dropped(self) -> None:
+        """The connection broke: the hub died or restarted, and with it what it knew of us.
+        Move on to the next hub at once (or, with one endpoint, catch up once it is back)."""
+        loop = asyncio.get_running_loop()
+        if self._failover:
+            loop.call_soon(self._move_on, self._epoch)  # not from inside the socket's callback
+        elif self._finished or self._subscriptions:
+            loop.call_soon(self._start_resync)
+
+    def _start_resync(self) -> None:
+        if not self._opened:
+            return
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+        self._resync_task = asyncio.ensure_future(self._resync())
+
+    def _move_on(self, epoch: int) -> None:
+        """Connect to the next endpoint, unless another request already did since ``epoch``."""
+        if epoch != self._epoch or not self._opened:
+            return
+        self._epoch += 1
+        left = self.conn.endpoint
+        log.warning("lost the hub at %s; moving to %s", left, self.conn.failover())
+        if self._finished or self._subscriptions:
+            self._start_resync()
+
+    async def _resync(self) -> None:
+        """After moving to another hub: listen there again, and catch up on watched jobs that
+        ended meanwhile (their end may have been pushed to the hub we left). Tried until it
+        succeeds: a watched job must not wait forever for an end it missed."""
+        for attempt in itertools.count():
+            try:
+                for ids in list(self._subscriptions):
+                    await self._request(jqp.Subscribe(rid=self.conn.next_rid(), ids=ids))
+                waiting = [job_id for job_id, future in self._finished.items() if not future.done()]
+                for start in range(0, len(waiting), RESYNC_CHUNK):
+                    chunk = waiting[start : start + RESYNC_CHUNK]
+                    await self._request(jqp.Subscribe(rid=self.conn.next_rid(), ids=chunk))
+                    await self._catch_up(chunk)
+                return
+            except JobqError as exc:
+                if not self._opened:
+                    return
+                log.info("catching up after a failover failed (%s); trying again", exc.message)
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+
+    async def _catch_up(self, ids: list[int]) -> None:
+        """Ends of these watched jobs that we may have missed, from their current state."""
+        ended = [
+            _final_event(job)
+            for job in await self._jobs(jqp.Get(rid=self.conn.next_rid(), ids=ids))
+            if job is not None and job.state.terminal
+        ]
+        if ended:
+            self._on_push(jqp.Events(events=ended))
+
+    def _keyed(self, spec: JobSpec) -> JobSpec:
+        """With failover, a submit may be sent twice: a key makes the second one a no-op."""
+        if not self._failover or spec.idempotency_key is not None:
+            return spec
+        return msgspec.structs.replace(spec, idempotency_key=f"{self._key_base}{next(self._keys)}")
 
     # ------------------------------------------------------------------ submitting
 
@@ -121,18 +221,21 @@ class Client:
         future: asyncio.Future[tuple[int, str, bool]] = asyncio.get_running_loop().create_future()
         if not self._batch:
             asyncio.get_running_loop().call_soon(self._send_batch)
-        self._batch.append((spec, future))
+        self._batch.append((self._keyed(spec), future))
         self._batch_watch = self._batch_watch or watch
         if len(self._batch) >= SUBMIT_BATCH:
             self._send_batch()
         if not watch:
             return await future
         self._watch_inflight += 1
+        epoch = self._epoch
         try:
             result = await future
         finally:
             self._watch_inflight -= 1
         self._finished.setdefault(result[0], asyncio.get_running_loop().create_future())
+        if epoch != self._epoch:
+            self._start_resync()  # sent again elsewhere: its end may have come before the watch
         return result
 
     def _send_batch(self) -> None:
@@ -141,7 +244,17 @@ class Client:
         if not batch:
             return
 
+        left = len(self.conn.endpoints) - 1 if self._failover else 0
+        epoch = self._epoch
+
         def settle(outcome: jqp.Outbound | JobqError) -> None:
+            nonlocal left, epoch
+            if isinstance(outcome, Unavailable) and left > 0:
+                # The same message (same idempotency keys) to the next hub, once the
+                # connection has moved (this may be called from inside ``failover``).
+                left -= 1
+                asyncio.get_running_loop().call_soon(resend)
+                return
             if isinstance(outcome, jqp.Accepted) and len(outcome.jobs) == len(batch):
                 for (_, future), accepted in zip(batch, outcome.jobs, strict=True):
                     if not future.done():
@@ -151,6 +264,12 @@ class Client:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
+
+        def resend() -> None:
+            nonlocal epoch
+            self._move_on(epoch)
+            epoch = self._epoch
+            self.conn.call(message, settle)
 
         message = jqp.Submit(
             rid=self.conn.next_rid(),
@@ -165,13 +284,14 @@ class Client:
     ) -> list[tuple[int, str, bool]]:
         """Submit many specs in as few messages as possible; returns (id, state, created) each."""
         await self.connect()
-        specs = list(specs)
+        specs = [self._keyed(spec) for spec in specs]
         out: list[tuple[int, str, bool]] = []
+        epoch = self._epoch
         self._watch_inflight += watch
         try:
             for start in range(0, len(specs), SUBMIT_BATCH):
                 chunk = specs[start : start + SUBMIT_BATCH]
-                reply = await self.conn.request(
+                reply = await self._request(
                     jqp.Submit(rid=self.conn.next_rid(), jobs=chunk, watch=watch, credential=self.credential)
                 )
                 assert isinstance(reply, jqp.Accepted)
@@ -183,6 +303,8 @@ class Client:
             loop = asyncio.get_running_loop()
             for job_id, _, _ in out:
                 self._finished.setdefault(job_id, loop.create_future())
+            if epoch != self._epoch:
+                self._start_resync()  # sent again elsewhere: ends may have come before the watch
         return out
 
     async def run(self, service: str, payload: PayloadLike = None, **options: Any) -> JobEvent:
@@ -196,6 +318,9 @@ class Client:
         future = self._finished.get(job_id)
         if future is None:
             raise InvalidRequest(f"job {job_id} was not submitted with watch=True by this client")
+        if future.done():
+            del self._finished[job_id]
+            return future.result()
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
@@ -208,7 +333,7 @@ class Client:
 
     async def _jobs(self, message: jqp.Inbound, timeout: float | None = None) -> list[Job | None]:
         await self.connect()
-        reply = await self.conn.request(message, timeout)
+        reply = await self._request(message, timeout)
         assert isinstance(reply, jqp.Jobs)
         return reply.jobs
 
@@ -267,7 +392,7 @@ class Client:
 
     async def _info(self, what: str, job_id: int = 0) -> Any:
         await self.connect()
-        reply = await self.conn.request(jqp.Info(rid=self.conn.next_rid(), what=what, id=job_id))
+        reply = await self._request(jqp.Info(rid=self.conn.next_rid(), what=what, id=job_id))
         assert isinstance(reply, jqp.Reply)
         return reply.value
 
@@ -291,14 +416,16 @@ class Client:
         queue: asyncio.Queue[JobEvent] = asyncio.Queue()
         self._streams.append(queue)
         self._ensure_pinger()
+        self._subscriptions.append(list(ids))
         try:
-            await self.conn.request(jqp.Subscribe(rid=self.conn.next_rid(), ids=list(ids)))
+            await self._request(jqp.Subscribe(rid=self.conn.next_rid(), ids=list(ids)))
             while True:
                 event = await queue.get()
                 if not ids or event.id in ids:
                     yield event
         finally:
             self._streams.remove(queue)
+            self._subscriptions.remove(list(ids))
             if self._opened:
                 with contextlib.suppress(Exception):
                     await self.conn.request(jqp.Unsubscribe(rid=self.conn.next_rid(), ids=list(ids)), 1.0)
@@ -325,7 +452,40 @@ class Client:
             self._pinger = asyncio.ensure_future(self._ping_forever())
 
     async def _ping_forever(self) -> None:
+        # With failover the pings also find a dead hub: as often as the request timeout.
+        interval = min(10.0, self.conn.timeout) if self._failover else 10.0
+        loop_time = asyncio.get_running_loop().time
+        last = loop_time()
         while True:
-            await asyncio.sleep(10.0)
-            with contextlib.suppress(Exception):
-                await self.conn.request(jqp.Ping(rid=self.conn.next_rid()), 5.0)
+            await asyncio.sleep(interval)
+            if self._finished and loop_time() - last >= CATCH_UP_EVERY:
+                last = loop_time()
+                oldest = [
+                    i for i, f in itertools.islice(self._finished.items(), 10 * RESYNC_CHUNK) if not f.done()
+                ]
+                with contextlib.suppress(JobqError):
+                    await self._catch_up(oldest[:RESYNC_CHUNK])
+            epoch = self._epoch
+            try:
+                await self.conn.request(jqp.Ping(rid=self.conn.next_rid()), min(5.0, self.conn.timeout))
+            except Unavailable:
+                if self._failover:
+                    self._move_on(epoch)
+            except Exception:
+                pass
+
+
+def _final_event(job: Job) -> JobEvent:
+    """The end of a job as an event, for a job whose end was pushed while we were away."""
+    return JobEvent(
+        id=job.id,
+        kind=job.state.value,  # type: ignore[arg-type]
+        state=job.state,
+        at=job.finished_at or 0.0,
+        service=job.service,
+        worker=job.worker,
+        attempt=job.attempts,
+        error=job.error,
+        result=job.result,
+        customer_id=job.customer_id,
+    )

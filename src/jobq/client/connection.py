@@ -56,6 +56,10 @@ class Connection:
         self._pending: dict[int, tuple[ReplyCallback, asyncio.TimerHandle | None]] = {}
         self._rids = itertools.count(1)
         self.malformed = 0
+        #: Called when the connection to the hub breaks (it died or restarted: whatever it knew
+        #: of us, such as subscriptions, is gone). Set before ``open``; None: not watched.
+        self.on_disconnect: Callable[[], None] | None = None
+        self._monitor: AsyncSocket | None = None
 
     @property
     def endpoint(self) -> str:
@@ -73,19 +77,30 @@ class Connection:
         sock.connect(self.endpoint)
         self._io = AsyncSocket(sock, self._on_frames)
         self._io.start()
+        if self.on_disconnect is not None:
+            self._monitor = AsyncSocket(sock.get_monitor_socket(zmq.EVENT_DISCONNECTED), self._on_monitor)
+            self._monitor.start()
 
-    def close(self) -> None:
+    def _on_monitor(self, frames: list[bytes]) -> None:
+        if self.on_disconnect is not None and len(frames) == 2:
+            self.on_disconnect()
+
+    def _close_socket(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
         if self._io is not None:
             self._io.close()
             self._io = None
+
+    def close(self) -> None:
+        self._close_socket()
         self._fail_pending(Unavailable("the connection was closed"))
         self.context.term()
 
     def failover(self) -> str:
         """Drop the socket and connect to the next endpoint (outstanding requests fail)."""
-        if self._io is not None:
-            self._io.close()
-            self._io = None
+        self._close_socket()
         self._fail_pending(Unavailable(f"moved away from {self.endpoint}"))
         self._index = (self._index + 1) % len(self.endpoints)
         self.open()

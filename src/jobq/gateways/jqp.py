@@ -166,11 +166,14 @@ class NativeDoor:
         for identity, msg in dones:
             worker_id = self.workers.get(identity) or self._worker_id(identity) or ""
             by_worker.setdefault(worker_id, []).extend(Completion(i, t, r) for i, t, r in msg.results)
-        for worker_id, results in by_worker.items():
-            try:
-                await self.hub.complete(worker_id, results)
-            except JobqError as exc:
-                log.warning("results of %s refused: %s", worker_id, exc.message)
+        # Concurrently, so that every worker's results share one commit.
+        outcomes = await asyncio.gather(
+            *(self.hub.complete(worker_id, results) for worker_id, results in by_worker.items()),
+            return_exceptions=True,
+        )
+        for worker_id, outcome in zip(by_worker, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("results of %s refused: %s", worker_id, outcome)
 
     async def _guard(
         self, identity: bytes, message: Any, handler: Callable[[bytes, Any], Awaitable[None]]
@@ -220,7 +223,8 @@ class NativeDoor:
     def _accepted(self, identity: bytes, msg: jqp.Submit, done: list[Submitted]) -> None:
         if msg.watch:
             sub = self._subscriber(identity)
-            self.hub.events.watch(sub, [item.job.id for item in done if not item.job.state.terminal])
+            live = [item.job.id for item in done if not item.job.state.terminal]
+            self.hub.events.watch(sub, live, ends_only=True)
             ended = [item.job for item in done if item.job.state.terminal]
             if ended:
                 from jobq.hub.events import event_of

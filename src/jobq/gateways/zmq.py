@@ -40,6 +40,7 @@ class ZmqGateway:
 
     async def start(self) -> None:
         from jobq.gateways.jqp import NativeDoor
+        from jobq.gateways.mdp import MajordomoDoor
 
         sock: zmq.Socket[bytes] = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
@@ -53,6 +54,8 @@ class ZmqGateway:
             self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
         self.io = AsyncSocket(sock, self._on_frames, on_batch_end=self._on_batch_end, drop_when_full=True)
         NativeDoor(self.hub, self).install()
+        self.majordomo = MajordomoDoor(self.hub, self)
+        self.majordomo.install()
         self.io.start()
         log.info("ZeroMQ door on %s", ", ".join(self.endpoints))
 

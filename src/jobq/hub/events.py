@@ -43,6 +43,9 @@ def event_of(
 class EventBus:
     def __init__(self) -> None:
         self._by_job: dict[int, set[Subscriber]] = {}
+        #: Subscribers of a job's end only (a submit with ``watch``): no other event is built
+        #: or sent for them.
+        self._ends: dict[int, set[Subscriber]] = {}
         self._all: set[Subscriber] = set()
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._pending: dict[Subscriber, list[JobEvent]] = {}
@@ -51,33 +54,41 @@ class EventBus:
 
     # ------------------------------------------------------------------ subscribing
 
-    def watch(self, subscriber: Subscriber, ids: Iterable[int]) -> None:
-        """Events of these jobs until each ends."""
+    def watch(self, subscriber: Subscriber, ids: Iterable[int], *, ends_only: bool = False) -> None:
+        """Events of these jobs until each ends (with ``ends_only``, just the final one)."""
+        table = self._ends if ends_only else self._by_job
         for job_id in ids:
-            self._by_job.setdefault(job_id, set()).add(subscriber)
+            subs = table.get(job_id)
+            if subs is None:
+                table[job_id] = {subscriber}
+            else:
+                subs.add(subscriber)
 
     def subscribe_all(self, subscriber: Subscriber) -> None:
         self._all.add(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber, ids: Iterable[int] | None = None) -> None:
         """Stop events for ``ids`` (or everything) to this subscriber."""
-        targets = list(self._by_job) if ids is None else list(ids)
-        for job_id in targets:
-            subs = self._by_job.get(job_id)
-            if subs is not None:
-                subs.discard(subscriber)
-                if not subs:
-                    del self._by_job[job_id]
+        for table in (self._by_job, self._ends):
+            for job_id in list(table) if ids is None else list(ids):
+                subs = table.get(job_id)
+                if subs is not None:
+                    subs.discard(subscriber)
+                    if not subs:
+                        del table[job_id]
         if ids is None:
             self._all.discard(subscriber)
             self._pending.pop(subscriber, None)
 
     @property
     def subscribers(self) -> int:
-        return len(self._all) + len(self._by_job)
+        return len(self._all) + len(self._by_job) + len(self._ends)
 
-    def wants(self, job_id: int) -> bool:
-        return bool(self._all) or job_id in self._by_job or job_id in self._waiters
+    def wants(self, job_id: int, final: bool = True) -> bool:
+        """Whether anyone listens for this job's event (``final``: the one that ends it)."""
+        if self._all or job_id in self._by_job:
+            return True
+        return final and (job_id in self._ends or job_id in self._waiters)
 
     # ------------------------------------------------------------------ waiting
 
@@ -103,10 +114,15 @@ class EventBus:
         if event.state in TERMINAL:
             if subs is not None:
                 del self._by_job[job_id]
+            ends = self._ends.pop(job_id, None)
+            if ends is not None:
+                subs = ends if subs is None else subs | ends
             for future in self._waiters.pop(job_id, ()):
                 if not future.done():
                     future.set_result(None)
-        targets: Iterable[Subscriber] = self._all if subs is None else (subs | self._all)
+        targets: Iterable[Subscriber] = (
+            self._all if subs is None else (subs | self._all if self._all else subs)
+        )
         for sub in targets:
             pending = self._pending.get(sub)
             if pending is None:

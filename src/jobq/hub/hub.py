@@ -30,6 +30,9 @@ from jobq.store.base import Completion, Store, WorkerInfo
 
 log = logging.getLogger("jobq.hub")
 
+#: Jobs a worker is offered per round of a dispatch (rounds go on while workers take them all).
+DISPATCH_CHUNK = 16
+
 
 class Hub:
     def __init__(
@@ -64,6 +67,7 @@ class Hub:
         }
         self._dispatching = False
         self._kicked = False
+        self._last_dispatch = 0.0
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopped = asyncio.Event()
@@ -74,6 +78,8 @@ class Hub:
         self.started_at = self.clock()
         await self.store.open(self.started_at)
         self.store.listen(self)
+        for customer, weight in self.config.customer_weights.items():
+            await self.store.set_customer_weight(customer, weight)
         self._timer = asyncio.create_task(self._clock_loop(), name="jobq-hub-clock")
         self.kick()
 
@@ -434,7 +440,7 @@ class Hub:
     ) -> None:
         """Tell whoever listens. Events are only built when someone may want them; on a store
         shared by several hubs every event also goes to the other hubs."""
-        if not (self._shared or self.events.wants(job.id)):
+        if not (self._shared or self.events.wants(job.id, job.state in TERMINAL)):
             return
         event = event_of(job, kind, now, with_result=with_result, partial=partial)
         self.events.publish(event)
@@ -459,28 +465,52 @@ class Hub:
             self.kick()
 
     def kick(self) -> None:
-        """Something changed that may let a worker take a job: dispatch at the end of this turn."""
+        """Something changed that may let a worker take a job: dispatch soon.
+
+        On a quiet hub that is at the end of this turn. Under load, dispatches are spaced by
+        ``dispatch_window`` (a fraction of a millisecond), so each hands out what arrived
+        meanwhile in one message per worker, and the workers answer in one message each: fewer
+        messages and commits per job, for a latency only busy hubs pay.
+        """
         self._kicked = True
-        if not self._dispatching:
-            self._dispatching = True
-            self.spawn(self._dispatch())
+        if self._dispatching:
+            return
+        self._dispatching = True
+        wait = self._last_dispatch + self.config.dispatch_window - time.monotonic()
+        if wait > 0:
+            asyncio.get_running_loop().call_later(wait, self._start_dispatch)
+        else:
+            self._start_dispatch()
+
+    def _start_dispatch(self) -> None:
+        self.spawn(self._dispatch())
 
     async def _dispatch(self) -> None:
         try:
-            await asyncio.sleep(0)  # let this turn's messages land first
             while self._kicked and not self.draining:
                 self._kicked = False
-                sessions = [s for s in self.sessions.values() if s.link.pushes]
+                self._last_dispatch = time.monotonic()
+                sessions = [s for s in self.sessions.values() if s.link.pushes and s.info.slots > 0]
                 if len(sessions) > 1:
                     # Rotate so that the same worker is not always offered work first.
                     shift = int(self.rand() * len(sessions))
                     sessions = sessions[shift:] + sessions[:shift]
-                for session in sessions:
-                    if session.info.slots <= 0 or self.sessions.get(session.worker_id) is not session:
-                        continue
-                    jobs = await self._claim_for(session, session.info.slots)
-                    if jobs:
-                        session.link.deliver(jobs)
+                handed: dict[str, list[Job]] = {}
+                more = True
+                while more:
+                    # Round-robin in chunks, so a burst is shared between the workers.
+                    more = False
+                    for session in sessions:
+                        if self.sessions.get(session.worker_id) is not session:
+                            continue
+                        jobs = await self._claim_for(session, DISPATCH_CHUNK)
+                        if jobs:
+                            handed.setdefault(session.worker_id, []).extend(jobs)
+                            more = more or len(jobs) == DISPATCH_CHUNK
+                for worker_id, jobs in handed.items():
+                    taker = self.sessions.get(worker_id)
+                    if taker is not None:
+                        taker.link.deliver(jobs)
         finally:
             self._dispatching = False
 

@@ -39,6 +39,14 @@ def build_doors(hub: Hub, config: HubConfig) -> list[Door]:
     doors: list[Door] = []
     if config.zmq:
         doors.append(ZmqGateway(hub, config.zmq))
+    if config.line:
+        from jobq.gateways.line import LineGateway
+
+        doors.append(LineGateway(hub, config.line))
+    if config.http and config.http != "off":
+        from jobq.gateways.http import HttpDoor
+
+        doors.append(HttpDoor(hub, config))
     return doors
 
 

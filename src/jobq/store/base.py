@@ -180,7 +180,8 @@ class TickResult(msgspec.Struct, kw_only=True):
 
 
 def open_store(url: str) -> Store:
-    """A store for ``url``: ``memory://`` or ``sqlite:///path`` (``?durability=full``).
+    """A store for ``url``: ``memory://``, ``sqlite:///path`` (``?durability=full``) or
+    ``redis://host:port/db`` (``rediss://`` for TLS; ``?prefix=`` and more: store/redis.py).
     Backends are imported only when asked for."""
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -197,4 +198,14 @@ def open_store(url: str) -> Store:
         if not path:
             raise InvalidRequest("sqlite:/// needs a file path, e.g. sqlite:///jobq-data/jobq.db")
         return SqliteStore(path, durability=options.get("durability", "normal"))
-    raise InvalidRequest(f"unknown store {url!r}: use memory:// or sqlite:///PATH")
+    if parts.scheme in ("redis", "rediss"):
+        try:
+            from jobq.store.redis import RedisStore
+        except ImportError as exc:
+            raise InvalidRequest(
+                f"the redis store needs the 'redis' extra: pip install 'jobq[redis]' ({exc})"
+            ) from None
+        return RedisStore.from_url(url)
+    raise InvalidRequest(
+        f"unknown store {url!r}: use memory://, sqlite:///PATH or redis://HOST:PORT/DB?prefix=NAME"
+    )

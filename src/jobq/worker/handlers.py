@@ -15,11 +15,14 @@ import json
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobq.core.model import Frames
 from jobq.errors import InvalidRequest
 from jobq.worker.context import JobContext
+
+if TYPE_CHECKING:
+    from jobq.worker.multicast import MulticastOptions
 
 HandlerFn = Callable[..., Any]
 
@@ -71,8 +74,8 @@ def to_result(value: Any) -> Frames:
         return [bytes(value)]
     if isinstance(value, str):
         return [value.encode()]
-    if isinstance(value, list | tuple) and all(isinstance(v, bytes) for v in value) and value:
-        return list(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, bytes) for v in value):
+        return list(value)  # frames (an empty list is no frames: echo of an empty payload)
     return [json.dumps(value).encode()]
 
 
@@ -135,16 +138,22 @@ def shell(command: str) -> HandlerFn:
 BUILTINS: dict[str, HandlerFn] = {"echo": echo, "sleep": sleep, "fail": fail}
 
 
-def resolve(spec: str, *, command: str | None = None) -> Handler:
-    """``echo``, ``sleep``, ``fail``, ``shell`` (with ``command``) or ``package.module:function``."""
+def resolve(spec: str, *, command: str | None = None, multicast: MulticastOptions | None = None) -> Handler:
+    """``echo``, ``sleep``, ``fail``, ``shell`` (with ``command``), ``multicast`` (with its
+    options) or ``package.module:function``."""
     if spec == "shell":
         return Handler.wrap(shell(command or ""), "shell")
+    if spec == "multicast":
+        from jobq.worker import multicast as words
+
+        return Handler.wrap(words.multicast(multicast or words.MulticastOptions()), "multicast")
     if spec in BUILTINS:
         return Handler.wrap(BUILTINS[spec], spec)
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise InvalidRequest(
-            f"unknown handler {spec!r}: use one of {', '.join([*BUILTINS, 'shell'])} or module:function"
+            f"unknown handler {spec!r}: use one of "
+            f"{', '.join([*BUILTINS, 'shell', 'multicast'])} or module:function"
         )
     try:
         module = importlib.import_module(module_name)

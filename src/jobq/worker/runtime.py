@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobq.client.connection import Connection
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import Assignment, Frames
 from jobq.protocol import native as jqp
 from jobq.worker.context import JobCancelled, JobContext
 from jobq.worker.handlers import Handler, HandlerError, HandlerFn, to_result
+from jobq.worker.transport import Transport, connect
 
 log = logging.getLogger("jobq.worker")
 
@@ -101,7 +101,14 @@ class Worker:
         self._waiting: deque[Assignment] = deque()
         self._results: list[tuple[int, int, Frames]] = []
         self._unconfirmed: list[tuple[int, int, Frames]] = []
-        self._conn: Connection | None = None
+        #: Attempts the last hello declared as held (what a Welcome's ``kept`` answers for).
+        self._declared: set[int] = set()
+        #: Failures sent since the hub last confirmed (see ``_resend``).
+        self._unconfirmed_fails: list[jqp.Fail] = []
+        #: The hub said it could not store something (its store was unavailable): results and
+        #: failures since its last confirmation are sent again once it answers a heartbeat.
+        self._resend = False
+        self._conn: Transport | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._stopping: asyncio.Event | None = None  # created in run(), on its loop
         self._welcomed: asyncio.Event | None = None
@@ -156,7 +163,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="jobq-handler")
-        self._conn = Connection(self.hub, on_push=self._on_push, identity=self.worker_id.encode())
+        self._conn = connect(self.hub, on_push=self._on_push, identity=self.worker_id.encode())
         self._conn.open()
         self._hello()
         beat = asyncio.ensure_future(self._heartbeats())
@@ -215,6 +222,7 @@ class Worker:
 
     def _hello(self) -> None:
         assert self._conn is not None
+        self._declared = set(self._running)
         self._conn.send(
             jqp.Hello(
                 worker_id=self.worker_id,
@@ -256,15 +264,27 @@ class Worker:
             self._waiting.extend(message.jobs)
             self._pump()
         elif isinstance(message, jqp.Heartbeat):
-            self._unconfirmed.clear()
+            if self._resend and self._conn is not None:
+                # The tokens make a result or failure the hub already has harmless.
+                if self._unconfirmed:
+                    self._conn.send(jqp.Done(results=self._unconfirmed))
+                for fail in self._unconfirmed_fails:
+                    self._conn.send(fail)
+            else:
+                self._unconfirmed.clear()
+                self._unconfirmed_fails.clear()
+            self._resend = False
+        elif isinstance(message, jqp.Error) and message.code == "unavailable":
+            self._resend = True
         elif isinstance(message, jqp.CancelJobs):
             for job_id in message.ids:
                 self._cancel_local(job_id)
         elif isinstance(message, jqp.Welcome):
             self._heartbeat = max(0.05, message.heartbeat)
             kept = set(message.kept)
-            for job_id in [j for j in self._running if j not in kept]:
-                # The hub gave it to someone else while we were away: stop it.
+            # Of the attempts that hello declared, the hub gave away those it did not keep: stop
+            # them. Jobs assigned since (by this hub, after an earlier hello) are ours to run.
+            for job_id in [j for j in self._running if j in self._declared and j not in kept]:
                 self._cancel_local(job_id)
             if self._welcomed is not None:
                 self._welcomed.set()
@@ -361,7 +381,10 @@ class Worker:
             return
         self.stats.failed += 1
         a = running.assignment
-        self._send(jqp.Fail(id=a.id, token=a.token, error=error[:4000], retryable=retryable))
+        fail = jqp.Fail(id=a.id, token=a.token, error=error[:4000], retryable=retryable)
+        self._send(fail)
+        self._unconfirmed_fails.append(fail)
+        del self._unconfirmed_fails[:-10_000]
 
     def _flush_results(self) -> None:
         results, self._results = self._results, []

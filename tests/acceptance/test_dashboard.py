@@ -1,0 +1,93 @@
+"""The dashboard in a real browser: Playwright (Python) driving Debian's chromium (installed by
+`make install`; Playwright never downloads a browser here) against a real hub process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.helpers import Proc, start_worker
+from tests.http_helpers import HttpHub, start_http_hub
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[tuple[HttpHub, Proc]]:
+    started = start_http_hub(tmp_path)
+    worker = start_worker(
+        tmp_path, started.endpoint, service="echo", handler="tests.handlers:upper", name="dash-w"
+    )
+    yield started, worker
+    worker.close()
+    started.proc.close()
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    assert CHROMIUM.exists(), "Debian's chromium is missing: run `make install`"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1440, "height": 900})
+        finally:
+            browser.close()
+
+
+def test_dashboard_shows_jobs_live_and_cancels_one(
+    hub: tuple[HttpHub, Proc], page: Page, tmp_path: Path
+) -> None:
+    server, _ = hub
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(server.url + "/")
+    expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
+    expect(page.locator(".worker")).to_have_count(1, timeout=15_000)  # the ZeroMQ worker
+
+    with httpx.Client(base_url=server.url, timeout=20) as api:
+        done = api.post(
+            "/api/jobs", json={"type": "echo", "payload": "shown live", "payload_encoding": "text"}
+        )
+        waiting = api.post("/api/jobs", json={"type": "nobody-runs-this", "payload": {"n": 1}, "priority": 5})
+        done_id, waiting_id = done.json()["job_id"], waiting.json()["job_id"]
+
+        row = page.locator(f'#jobs tr[data-job-id="{done_id}"]')
+        expect(row.locator("td.status")).to_have_text("completed", timeout=20_000)
+        other = page.locator(f'#jobs tr[data-job-id="{waiting_id}"]')
+        expect(other.locator("td.status")).to_have_text("queued", timeout=20_000)
+
+        other.click()
+        detail = page.locator("#detail")
+        expect(detail).to_be_visible()
+        expect(page.locator("#d-explain")).to_contain_text("no connected worker serves nobody-runs-this")
+        page.locator("#btn-cancel").click()
+        expect(page.locator("#d-status")).to_have_text("cancelled", timeout=10_000)
+        expect(other.locator("td.status")).to_have_text("cancelled", timeout=10_000)
+        assert api.get(f"/api/jobs/{waiting_id}").json()["status"] == "cancelled"
+        assert api.get(f"/api/jobs/{done_id}").json()["result"] == "SHOWN LIVE"
+
+        deadline = time.monotonic() + 10  # the queue and throughput figures arrive each second
+        while "echo" not in page.locator("#services").inner_text() and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        expect(page.locator("#services")).to_contain_text("echo")
+
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.stat().st_size > 10_000
+    print(f"dashboard screenshot: {shot}")
+    assert not errors, errors
