@@ -19,6 +19,8 @@ class HubConfig:
     store: str = DEFAULT_STORE
     #: ZeroMQ endpoints the hub binds (native protocol, and Majordomo on the same socket).
     zmq: list[str] = field(default_factory=lambda: [DEFAULT_HUB])
+    #: The ZeroMQ implementation: ``asyncio`` (jobq's ZMTP on the event loop) or ``libzmq``.
+    zmq_engine: str = "asyncio"
     #: Seconds between heartbeats the hub expects from (and sends to) workers.
     heartbeat: float = 1.0
     #: Heartbeats a worker may miss before it counts as gone.

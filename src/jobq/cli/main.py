@@ -77,6 +77,13 @@ def _logging(level: str) -> None:
     help="Largest job payload in bytes.",
 )
 @option(
+    "--zmq-engine",
+    type=click.Choice(["asyncio", "libzmq"]),
+    default="asyncio",
+    show_default=True,
+    help="ZeroMQ implementation of the hub's socket: jobq's own ZMTP on the event loop, or libzmq.",
+)
+@option(
     "--line",
     "line_listeners",
     multiple=True,
@@ -176,6 +183,7 @@ def _logging(level: str) -> None:
 def hub(
     store: str,
     zmq_endpoints: tuple[str, ...],
+    zmq_engine: str,
     heartbeat: float,
     liveness: int,
     lease_ttl: float,
@@ -206,6 +214,7 @@ def hub(
     config = HubConfig(
         store=store,
         zmq=endpoints,
+        zmq_engine=zmq_engine,
         heartbeat=heartbeat,
         liveness=liveness,
         lease_ttl=lease_ttl,

@@ -81,6 +81,9 @@ class Client:
         self._opened = False
         self._batch: list[tuple[JobSpec, asyncio.Future[tuple[int, str, bool]]]] = []
         self._batch_watch = False
+        self._turn_open = False
+        #: Submit messages sent and not answered yet.
+        self._submits_out = 0
         self._finished: dict[int, asyncio.Future[JobEvent]] = {}
         self._streams: list[asyncio.Queue[JobEvent]] = []
         self._pinger: asyncio.Task[None] | None = None
@@ -218,12 +221,18 @@ class Client:
         await self.connect()
         if watch:
             self._ensure_pinger()
-        future: asyncio.Future[tuple[int, str, bool]] = asyncio.get_running_loop().create_future()
-        if not self._batch:
-            asyncio.get_running_loop().call_soon(self._send_batch)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, str, bool]] = loop.create_future()
         self._batch.append((self._keyed(spec), future))
         self._batch_watch = self._batch_watch or watch
-        if len(self._batch) >= SUBMIT_BATCH:
+        if not self._turn_open:
+            self._turn_open = True
+            loop.call_soon(self._end_turn)
+            if not self._submits_out:
+                # Nothing in flight (a producer waiting for each answer): send at once. Under a
+                # stream of submits, they travel together at the end of the turn.
+                self._send_batch()
+        elif len(self._batch) >= SUBMIT_BATCH:
             self._send_batch()
         if not watch:
             return await future
@@ -237,6 +246,10 @@ class Client:
         if epoch != self._epoch:
             self._start_resync()  # sent again elsewhere: its end may have come before the watch
         return result
+
+    def _end_turn(self) -> None:
+        self._turn_open = False
+        self._send_batch()
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
@@ -255,6 +268,7 @@ class Client:
                 left -= 1
                 asyncio.get_running_loop().call_soon(resend)
                 return
+            self._submits_out -= 1
             if isinstance(outcome, jqp.Accepted) and len(outcome.jobs) == len(batch):
                 for (_, future), accepted in zip(batch, outcome.jobs, strict=True):
                     if not future.done():
@@ -277,6 +291,7 @@ class Client:
             watch=watch,
             credential=self.credential,
         )
+        self._submits_out += 1
         self.conn.call(message, settle)
 
     async def submit_many(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -18,6 +19,7 @@ import zmq
 from jobq.errors import JobqError, Unavailable, error_from_code
 from jobq.protocol import native as jqp
 from jobq.protocol.zmqio import AsyncSocket
+from jobq.protocol.zmtp_io import DealerSocket
 
 log = logging.getLogger("jobq.connection")
 
@@ -25,6 +27,11 @@ _encode = msgspec.msgpack.Encoder().encode
 
 #: Called once with a request's reply, or with the error that ended it.
 ReplyCallback = Callable[[jqp.Outbound | JobqError], None]
+
+
+#: Which ZeroMQ implementation the SDK uses: ``asyncio`` (jobq's own ZMTP on the event loop,
+#: the default: no hand-off to an I/O thread per message) or ``libzmq`` (pyzmq).
+ENGINE = os.environ.get("JOBQ_SDK_ENGINE", os.environ.get("JOBQ_ZMQ_ENGINE", "asyncio"))
 
 
 def endpoints_of(hub: str | Sequence[str]) -> list[str]:
@@ -49,9 +56,10 @@ class Connection:
         self.on_push = on_push
         self.identity = identity
         self.timeout = timeout
-        self.context = zmq.Context()
+        self.engine = ENGINE
+        self.context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._index = 0
-        self._io: AsyncSocket | None = None
+        self._io: AsyncSocket | DealerSocket | None = None
         #: rid → (what to do with the reply or the failure, its timeout timer)
         self._pending: dict[int, tuple[ReplyCallback, asyncio.TimerHandle | None]] = {}
         self._rids = itertools.count(1)
@@ -66,6 +74,15 @@ class Connection:
         return self.endpoints[self._index]
 
     def open(self) -> None:
+        if self.engine != "libzmq":
+            dealer = DealerSocket(
+                self.endpoint, self._on_frames, identity=self.identity or b"", on_disconnect=self._dropped
+            )
+            dealer.start()
+            self._io = dealer
+            return
+        if self.context is None:
+            self.context = zmq.Context()
         sock: zmq.Socket[bytes] = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 100_000)
@@ -82,7 +99,11 @@ class Connection:
             self._monitor.start()
 
     def _on_monitor(self, frames: list[bytes]) -> None:
-        if self.on_disconnect is not None and len(frames) == 2:
+        if len(frames) == 2:
+            self._dropped()
+
+    def _dropped(self) -> None:
+        if self.on_disconnect is not None:
             self.on_disconnect()
 
     def _close_socket(self) -> None:
@@ -96,7 +117,8 @@ class Connection:
     def close(self) -> None:
         self._close_socket()
         self._fail_pending(Unavailable("the connection was closed"))
-        self.context.term()
+        if self.context is not None:
+            self.context.term()
 
     def failover(self) -> str:
         """Drop the socket and connect to the next endpoint (outstanding requests fail)."""

@@ -155,8 +155,7 @@ class MajordomoDoor:
 
     @property
     def closed(self) -> bool:
-        io = self.gateway.io
-        return io is None or io.closed
+        return self.gateway.closed
 
     @property
     def _sweep_every(self) -> float:

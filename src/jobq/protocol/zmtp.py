@@ -1,0 +1,199 @@
+"""ZMTP 3.1 (ZeroMQ's wire protocol, RFC 37/ZMTP) with the NULL mechanism, without I/O.
+
+Bytes in → events out (:class:`Parser`), messages in → bytes out (:func:`encode_message`). The
+hub's ROUTER door and the SDK's DEALER connection drive it from asyncio, so a message costs no
+hand-off to a ZeroMQ I/O thread (see docs/architecture.md, "Why jobq speaks ZMTP itself").
+Peers are ordinary libzmq sockets: what they send and expect is written below.
+
+A connection starts with a 64-byte greeting each way::
+
+    signature  %xFF 8*%x00 %x7F
+    version    %x03 %x01            (3.0 is accepted too)
+    mechanism  "NULL" padded with zeros to 20 bytes
+    as-server  %x00 or %x01
+    filler     31*%x00
+
+then each side sends a READY command whose properties say its socket type and, optionally,
+its routing identity. After that, messages are frames::
+
+    flags (bit 0 MORE, bit 1 LONG, bit 2 COMMAND), size (1 octet, or 8 with LONG), body
+
+A multi-frame message is its frames with MORE set on all but the last. Commands (PING, PONG,
+ERROR, READY) are single frames with COMMAND set.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+SIGNATURE_HEAD = b"\xff\x00\x00\x00\x00\x00\x00\x00\x00\x7f"
+GREETING_SIZE = 64
+MECHANISM_NULL = b"NULL".ljust(20, b"\x00")
+
+MORE = 0x01
+LONG = 0x02
+COMMAND = 0x04
+
+#: Socket types a ROUTER talks to, and the ones a DEALER talks to.
+ROUTER_PEERS = frozenset({b"DEALER", b"REQ", b"ROUTER"})
+DEALER_PEERS = frozenset({b"ROUTER", b"REP", b"DEALER"})
+
+_LONG_SIZE = struct.Struct(">Q")
+_PROPERTY_SIZE = struct.Struct(">I")
+
+
+class ProtocolViolation(Exception):
+    """The peer sent something ZMTP does not allow; the connection must be closed."""
+
+
+def greeting(as_server: bool) -> bytes:
+    return SIGNATURE_HEAD + b"\x03\x01" + MECHANISM_NULL + (b"\x01" if as_server else b"\x00") + bytes(31)
+
+
+def encode_command(name: bytes, body: bytes = b"") -> bytes:
+    data = bytes([len(name)]) + name + body
+    if len(data) > 255:
+        return bytes([COMMAND | LONG]) + _LONG_SIZE.pack(len(data)) + data
+    return bytes([COMMAND, len(data)]) + data
+
+
+def ready(socket_type: bytes, identity: bytes = b"") -> bytes:
+    props = [(b"Socket-Type", socket_type)]
+    if identity:
+        props.append((b"Identity", identity))
+    body = b"".join(bytes([len(k)]) + k + _PROPERTY_SIZE.pack(len(v)) + v for k, v in props)
+    return encode_command(b"READY", body)
+
+
+def encode_message(frames: Sequence[bytes]) -> bytes:
+    """One message (at least one frame) as bytes on the wire."""
+    parts: list[bytes] = []
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        more = MORE if i < last else 0
+        size = len(frame)
+        if size < 256:
+            parts.append(bytes((more, size)))
+        else:
+            parts.append(bytes((more | LONG,)) + _LONG_SIZE.pack(size))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def encode_messages(messages: Iterable[Sequence[bytes]]) -> bytes:
+    return b"".join(encode_message(m) for m in messages)
+
+
+def parse_properties(data: bytes) -> dict[bytes, bytes]:
+    props: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        size = data[pos]
+        name = data[pos + 1 : pos + 1 + size]
+        pos += 1 + size
+        if pos + 4 > len(data):
+            raise ProtocolViolation("truncated metadata property")
+        (length,) = _PROPERTY_SIZE.unpack_from(data, pos)
+        pos += 4
+        if pos + length > len(data):
+            raise ProtocolViolation("truncated metadata value")
+        props[name.lower()] = data[pos : pos + length]
+        pos += length
+    return props
+
+
+@dataclass(slots=True)
+class Command:
+    name: bytes
+    body: bytes
+
+
+@dataclass(slots=True)
+class Parser:
+    """Feed bytes as they come; take greeting, commands and complete messages out."""
+
+    max_message: int = 64 * 1024 * 1024
+    greeted: bool = False
+    peer_version: tuple[int, int] = (0, 0)
+    _buffer: bytearray = field(default_factory=bytearray)
+    _frames: list[bytes] = field(default_factory=list)
+    _size: int = 0
+
+    def feed(self, data: bytes) -> tuple[list[Command], list[list[bytes]]]:
+        """Add received bytes; returns the commands and the complete messages they finished."""
+        buffer = self._buffer
+        buffer += data
+        commands: list[Command] = []
+        messages: list[list[bytes]] = []
+        pos = 0
+        if not self.greeted:
+            if len(buffer) >= 1 and buffer[0] != 0xFF:
+                raise ProtocolViolation("not a ZMTP 3 peer (bad signature)")
+            if len(buffer) >= 10 and buffer[9] != 0x7F:
+                raise ProtocolViolation("not a ZMTP 3 peer (bad signature)")
+            if len(buffer) >= 11 and buffer[10] < 3:
+                raise ProtocolViolation(f"ZMTP {buffer[10]}.x is not supported (3.0 or later)")
+            if len(buffer) < GREETING_SIZE:
+                return commands, messages
+            self.peer_version = (buffer[10], buffer[11])
+            mechanism = bytes(buffer[12:32])
+            if mechanism != MECHANISM_NULL:
+                raise ProtocolViolation(f"security mechanism {mechanism.rstrip(bytes(1))!r} is not supported")
+            self.greeted = True
+            pos = GREETING_SIZE
+        end = len(buffer)
+        view = memoryview(buffer)
+        try:
+            pos = self._frames_from(view, pos, end, commands, messages)
+        finally:
+            view.release()
+        if pos:
+            del buffer[:pos]
+        if len(buffer) > self.max_message + 9:
+            raise ProtocolViolation(f"message larger than {self.max_message} bytes")
+        return commands, messages
+
+    def _frames_from(
+        self,
+        view: memoryview,
+        pos: int,
+        end: int,
+        commands: list[Command],
+        messages: list[list[bytes]],
+    ) -> int:
+        frames = self._frames
+        while end - pos >= 2:
+            flags = view[pos]
+            if flags & LONG:
+                if end - pos < 9:
+                    break
+                (size,) = _LONG_SIZE.unpack_from(view, pos + 1)
+                start = pos + 9
+            else:
+                size = view[pos + 1]
+                start = pos + 2
+            if flags & 0xF8:
+                raise ProtocolViolation("reserved flag bits set")
+            if self._size + size > self.max_message:
+                raise ProtocolViolation(f"message larger than {self.max_message} bytes")
+            stop = start + size
+            if stop > end:
+                break
+            body = view[start:stop].tobytes()
+            pos = stop
+            if flags & COMMAND:
+                if frames:
+                    raise ProtocolViolation("command inside a multi-frame message")
+                name_size = body[0] if body else 0
+                commands.append(Command(body[1 : 1 + name_size], body[1 + name_size :]))
+                continue
+            frames.append(body)
+            if flags & MORE:
+                self._size += size
+            else:
+                messages.append(frames)
+                frames = self._frames = []
+                self._size = 0
+        return pos
