@@ -42,9 +42,6 @@ class HubConfig:
     subscriber_ttl: float = 60.0
     #: Hub name shown to peers (several hubs share one Redis).
     name: str = "hub"
-    #: Seconds between dispatches under load: jobs that arrive meanwhile go out together.
-    #: A quiet hub dispatches at once.
-    dispatch_window: float = 0.0005
     #: Fair-share weight per customer between jobs of equal priority (default 1 each).
     customer_weights: dict[str, float] = field(default_factory=dict)
     #: Line-protocol listeners (DSJQ and work-queue commands on each): ``HOST:PORT``, or

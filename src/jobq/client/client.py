@@ -304,11 +304,21 @@ class Client:
         epoch = self._epoch
         self._watch_inflight += watch
         try:
-            for start in range(0, len(specs), SUBMIT_BATCH):
-                chunk = specs[start : start + SUBMIT_BATCH]
-                reply = await self._request(
-                    jqp.Submit(rid=self.conn.next_rid(), jobs=chunk, watch=watch, credential=self.credential)
+            # Every chunk is sent at once: the hub works on the next while the last commits.
+            replies = await asyncio.gather(
+                *(
+                    self._request(
+                        jqp.Submit(
+                            rid=self.conn.next_rid(),
+                            jobs=specs[start : start + SUBMIT_BATCH],
+                            watch=watch,
+                            credential=self.credential,
+                        )
+                    )
+                    for start in range(0, len(specs), SUBMIT_BATCH)
                 )
+            )
+            for reply in replies:
                 assert isinstance(reply, jqp.Accepted)
                 out.extend(tuple(item) for item in reply.jobs)  # type: ignore[misc]
         finally:

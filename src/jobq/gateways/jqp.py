@@ -166,11 +166,19 @@ class NativeDoor:
         for identity, msg in dones:
             worker_id = self.workers.get(identity) or self._worker_id(identity) or ""
             by_worker.setdefault(worker_id, []).extend(Completion(i, t, r) for i, t, r in msg.results)
-        # Concurrently, so that every worker's results share one commit.
-        outcomes = await asyncio.gather(
-            *(self.hub.complete(worker_id, results) for worker_id, results in by_worker.items()),
-            return_exceptions=True,
-        )
+        outcomes: list[object]
+        if len(by_worker) == 1:
+            ((worker_id, results),) = by_worker.items()
+            try:
+                outcomes = [await self.hub.complete(worker_id, results)]
+            except JobqError as exc:
+                outcomes = [exc]
+        else:
+            # Concurrently, so that every worker's results share one commit.
+            outcomes = await asyncio.gather(
+                *(self.hub.complete(worker_id, results) for worker_id, results in by_worker.items()),
+                return_exceptions=True,
+            )
         for worker_id, outcome in zip(by_worker, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 log.warning("results of %s refused: %s", worker_id, outcome)

@@ -67,7 +67,6 @@ class Hub:
         }
         self._dispatching = False
         self._kicked = False
-        self._last_dispatch = 0.0
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopped = asyncio.Event()
@@ -90,7 +89,7 @@ class Hub:
         self.draining = True
         grace = self.config.grace if grace is None else grace
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and await self._running_count():
+        while time.monotonic() < deadline and self._running_count():
             await asyncio.sleep(0.05)
         if self._timer is not None:
             self._timer.cancel()
@@ -103,9 +102,10 @@ class Hub:
         await self.store.close()
         self._stopped.set()
 
-    async def _running_count(self) -> int:
-        stats = await self.store.stats()
-        return stats.by_state.get(RUNNING, 0)
+    def _running_count(self) -> int:
+        """Jobs this hub's workers are running (on a shared store, other hubs' are not ours to
+        wait for)."""
+        return sum(session.busy for session in self.sessions.values())
 
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run a coroutine in the background, keeping a reference so it is not collected."""
@@ -175,6 +175,7 @@ class Hub:
             session = self.sessions.get(worker)
             if session is not None:
                 session.link.stop([job_id])
+                session.busy = max(0, session.busy - 1)
                 self.kick()
             elif self._shared:
                 self.store.notify_stop(worker, [job_id])
@@ -465,31 +466,19 @@ class Hub:
             self.kick()
 
     def kick(self) -> None:
-        """Something changed that may let a worker take a job: dispatch soon.
-
-        On a quiet hub that is at the end of this turn. Under load, dispatches are spaced by
-        ``dispatch_window`` (a fraction of a millisecond), so each hands out what arrived
-        meanwhile in one message per worker, and the workers answer in one message each: fewer
-        messages and commits per job, for a latency only busy hubs pay.
-        """
+        """Something changed that may let a worker take a job: dispatch at the end of the turn
+        (everything that arrived in the turn goes out together, one message per worker)."""
+        if not self.store.has_queued():
+            return  # nothing could be handed out: spare the dispatcher (hot path)
         self._kicked = True
-        if self._dispatching:
-            return
-        self._dispatching = True
-        wait = self._last_dispatch + self.config.dispatch_window - time.monotonic()
-        if wait > 0:
-            asyncio.get_running_loop().call_later(wait, self._start_dispatch)
-        else:
-            self._start_dispatch()
-
-    def _start_dispatch(self) -> None:
-        self.spawn(self._dispatch())
+        if not self._dispatching:
+            self._dispatching = True
+            self.spawn(self._dispatch())
 
     async def _dispatch(self) -> None:
         try:
             while self._kicked and not self.draining:
                 self._kicked = False
-                self._last_dispatch = time.monotonic()
                 sessions = [s for s in self.sessions.values() if s.link.pushes and s.info.slots > 0]
                 if len(sessions) > 1:
                     # Rotate so that the same worker is not always offered work first.
@@ -503,6 +492,8 @@ class Hub:
                     for session in sessions:
                         if self.sessions.get(session.worker_id) is not session:
                             continue
+                        if not self.store.has_queued():
+                            break
                         jobs = await self._claim_for(session, DISPATCH_CHUNK)
                         if jobs:
                             handed.setdefault(session.worker_id, []).extend(jobs)

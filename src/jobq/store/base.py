@@ -93,6 +93,9 @@ class Store(Protocol):
 
     async def stats(self) -> StoreStats: ...
 
+    def has_queued(self) -> bool:
+        """A hint for the dispatcher: False only when no job can be queued right now."""
+
     async def set_customer_weight(self, customer: str, weight: float) -> None:
         """Fair-share weight of a customer between jobs of equal priority (default 1)."""
 

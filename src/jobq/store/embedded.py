@@ -267,6 +267,9 @@ class EmbeddedStore:
             raise InvalidRequest(f"the weight of customer {customer} must be positive")
         self.index.set_weight(customer, weight)
 
+    def has_queued(self) -> bool:
+        return len(self.index) > 0
+
     def _ttl(self, job: Job) -> float:
         return self.result_ttl if job.result_ttl is None else job.result_ttl
 

@@ -921,6 +921,10 @@ class RedisStore:
 
     # ------------------------------------------------------------------ several hubs
 
+    def has_queued(self) -> bool:
+        """Other hubs queue jobs too: always worth asking Redis."""
+        return True
+
     def listen(self, listener: StoreListener) -> None:
         self._listener = listener
         if self._bus is not None:
