@@ -360,8 +360,9 @@ async def test_pypi_majortomo_client_and_worker_work_unmodified() -> None:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
 
         def work() -> None:
+            # A linger, so that the last reply is on its way before the worker closes its socket.
             worker: Any = MtWorker(
-                env.endpoint, "upper", heartbeat_interval=0.2, zmq_context=ctx, zmq_linger=0
+                env.endpoint, "upper", heartbeat_interval=0.2, zmq_context=ctx, zmq_linger=2000
             )
             worker.connect()
             for _ in range(2):

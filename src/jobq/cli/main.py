@@ -16,6 +16,7 @@ from jobq.cli import client_commands, line_tools
 from jobq.cli.options import CONTEXT, EXIT_USAGE, hub_option, option, parse_pairs
 from jobq.config import DEFAULT_HUB, DEFAULT_STORE, HubConfig
 from jobq.errors import JobqError
+from jobq.process import tune_gc
 
 
 @click.group(context_settings=CONTEXT)
@@ -344,6 +345,7 @@ def worker(
         f"(concurrency {concurrency}) on {hub}",
         err=True,
     )
+    tune_gc()
     w.run_forever()
 
 

@@ -241,6 +241,8 @@ def is_text_line(frames: Sequence[bytes]) -> bool:
     data = frames[0] if frames else b""
     if len(data) > MAX_LINE_PAYLOAD or b"\n" in data or b"\r" in data:
         return False
+    if data.isascii():
+        return True  # ASCII is UTF-8: no need to decode (the common case, and fast)
     try:
         data.decode()
     except UnicodeDecodeError:

@@ -43,7 +43,8 @@ def validate_spec(spec: JobSpec, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None
     _name("service", spec.service, required=True)
     if len(spec.payload) > MAX_FRAMES:
         raise InvalidRequest(f"payload has more than {MAX_FRAMES} frames")
-    size = sum(len(frame) for frame in spec.payload)
+    payload = spec.payload
+    size = len(payload[0]) if len(payload) == 1 else sum(map(len, payload))
     if size > max_payload:
         raise PayloadTooLarge(f"payload is {size} bytes; the limit is {max_payload}")
     if not PRIORITY_MIN <= spec.priority <= PRIORITY_MAX:

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from jobq.core.model import Job, JobEvent, Submitted, assignment_of
+from jobq.core.states import TERMINAL
 from jobq.errors import InvalidRequest, JobqError
 from jobq.gateways.zmq import ZmqGateway
 from jobq.hub.hub import Hub
@@ -231,9 +232,9 @@ class NativeDoor:
     def _accepted(self, identity: bytes, msg: jqp.Submit, done: list[Submitted]) -> None:
         if msg.watch:
             sub = self._subscriber(identity)
-            live = [item.job.id for item in done if not item.job.state.terminal]
+            live = [item.job.id for item in done if item.job.state not in TERMINAL]
             self.hub.events.watch(sub, live, ends_only=True)
-            ended = [item.job for item in done if item.job.state.terminal]
+            ended = [item.job for item in done if item.job.state in TERMINAL]
             if ended:
                 from jobq.hub.events import event_of
 
@@ -241,7 +242,8 @@ class NativeDoor:
                 sub.push([event_of(job, job.state.value, now, with_result=True) for job in ended])
         self.send(
             identity,
-            jqp.Accepted(rid=msg.rid, jobs=[(i.job.id, i.job.state.value, i.created) for i in done]),
+            # A JobState is a str: it goes on the wire as its value (no enum lookups per job).
+            jqp.Accepted(rid=msg.rid, jobs=[(i.job.id, i.job.state, i.created) for i in done]),
         )
 
     async def _get(self, identity: bytes, msg: jqp.Get) -> None:

@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 from jobq.config import HubConfig
 from jobq.gateways.zmq import ZmqGateway
 from jobq.hub.hub import Hub
+from jobq.process import tune_gc
 from jobq.store.base import open_store
 
 log = logging.getLogger("jobq.hub")
@@ -85,6 +86,7 @@ async def serve(config: HubConfig, ready: Callable[[HubServer], None] | None = N
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     server = HubServer(config)
     await server.start()
+    tune_gc()
     log.info("hub %s ready: store %s, doors %s", config.name, server.hub.store.url, server.endpoints)
     if ready is not None:
         ready(server)
