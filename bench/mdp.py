@@ -1,6 +1,6 @@
 """Majordomo round trips per second through a real hub process, printed as JSON.
 
-    python -m bench.mdp [--seconds 5] [--store sqlite:///...] [--prefetch 0]
+    python -m bench.mdp [--seconds 5] [--store sqlite:///...] [--prefetch N]
 
 Three runs, each with fresh MDP/0.1 echo workers written as the zguide's (one request at a
 time, separate processes) and a client in this process:
@@ -55,13 +55,15 @@ def worker(endpoint: str, service: str) -> None:
 
 
 @contextmanager
-def hub(store: str | None, prefetch: int) -> Iterator[str]:
+def hub(store: str | None, prefetch: int | None) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="jobq-bench-mdp-") as tmp:
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         store = store or f"sqlite:///{Path(tmp) / 'jobq.db'}"
         args = [sys.executable, "-m", "jobq.cli.main", "hub", "--store", store, "--zmq", endpoint]
         # Only the ZeroMQ door: the other doors' default ports may be in use.
-        args += ["--line", "off", "--http", "off", "--mdp-prefetch", str(prefetch), "--log-level", "warning"]
+        args += ["--line", "off", "--http", "off", "--log-level", "warning"]
+        if prefetch is not None:
+            args += ["--mdp-prefetch", str(prefetch)]
         proc = subprocess.Popen(args, stderr=open(Path(tmp) / "hub.log", "wb"))  # noqa: SIM115
         try:
             wait_ready(endpoint)
@@ -170,7 +172,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
     parser.add_argument("--store", default=None, help="hub store (default: SQLite in a temp folder)")
-    parser.add_argument("--prefetch", type=int, default=0, help="the hub's --mdp-prefetch")
+    parser.add_argument(
+        "--prefetch", type=int, default=None, help="the hub's --mdp-prefetch (default: its own)"
+    )
     parser.add_argument("--window", type=int, default=100, help="outstanding requests when pipelined")
     parser.add_argument("--worker", nargs=2, metavar=("ENDPOINT", "SERVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,7 +183,7 @@ def main() -> None:
         return
     figures: dict[str, object] = {
         "store": args.store or "sqlite (default, durability=normal)",
-        "prefetch": args.prefetch,
+        "prefetch": "hub default" if args.prefetch is None else args.prefetch,
         "seconds": args.seconds,
     }
     with hub(args.store, args.prefetch) as endpoint:

@@ -66,9 +66,12 @@ class HubConfig:
     #: Seconds an MDP request for a service that no worker serves waits for one, before the
     #: client gets an error reply instead of silence.
     mdp_no_worker_timeout: float = 10.0
-    #: Requests the hub may hand an MDP worker beyond the one it runs (0: Majordomo's one at
-    #: a time; more hides the round trip, the worker reads them one after the other).
-    mdp_prefetch: int = 0
+    #: Requests the hub may hand an MDP worker beyond the one it runs, while that worker's
+    #: requests take less than ``mdp_prefetch_below`` seconds on average (0: always
+    #: Majordomo's one at a time). Queued requests hide the round trip between short
+    #: requests; long ones are never queued behind each other.
+    mdp_prefetch: int = 8
+    mdp_prefetch_below: float = 0.005
 
     #: HTTP door (REST, WebSocket, dashboard, /metrics): ``HOST:PORT``; ``off`` or empty: none.
     #: If the default address is taken, the hub starts without HTTP and says so.

@@ -143,7 +143,14 @@ def _logging(level: str) -> None:
     type=int,
     default=HubConfig().mdp_prefetch,
     show_default=True,
-    help="Requests queued at an MDP worker beyond the one it runs.",
+    help="Requests queued at an MDP worker beyond the one it runs, while its requests are short.",
+)
+@option(
+    "--mdp-prefetch-below",
+    type=float,
+    default=HubConfig().mdp_prefetch_below,
+    show_default=True,
+    help="Average seconds per request below which an MDP worker gets requests queued ahead.",
 )
 @option(
     "--http",
@@ -199,6 +206,7 @@ def hub(
     mdp_liveness: int,
     mdp_no_worker_timeout: float,
     mdp_prefetch: int,
+    mdp_prefetch_below: float,
     http_address: str,
     http_max_body: int,
     http_monitor_queue: int,
@@ -230,6 +238,7 @@ def hub(
         mdp_liveness=mdp_liveness,
         mdp_no_worker_timeout=mdp_no_worker_timeout,
         mdp_prefetch=mdp_prefetch,
+        mdp_prefetch_below=mdp_prefetch_below,
         http="" if http_address == "off" else http_address,
         http_max_body=http_max_body,
         http_monitor_queue=http_monitor_queue,

@@ -2,7 +2,8 @@
 
 A client REQUEST becomes a job of that service; its REPLY goes back to that client on the exact
 service frame it sent, framed as it framed its request (see :mod:`jobq.protocol.mdp`). A worker
-READY attaches a worker of that service (one request at a time, plus ``mdp_prefetch``); the
+READY attaches a worker of that service (one request at a time, a few more queued while its
+requests are short: ``mdp_prefetch``); the
 hub pushes it jobs from any door, and its REPLY completes the job. ``mmi.*`` and
 ``titanic.*`` are answered by the hub itself (:mod:`jobq.gateways.mdp_services`).
 
@@ -90,10 +91,16 @@ class _Worker:
     #: Attempts the hub told it to stop; it is given no new work until it has answered them.
     stopped: set[int] = field(default_factory=set)
     pushes: bool = True
+    #: When each request in its hands was sent, and how long its requests take (moving average).
+    sent_at: dict[int, float] = field(default_factory=dict)
+    service_time: float | None = None
+    last_done: float = 0.0
 
     def deliver(self, jobs: Sequence[Job]) -> None:
         send = self.door.gateway.send
+        now = time.monotonic()
         for job in jobs:
+            self.sent_at[job.id] = now
             if not send(self.identity, mdp.request_frames(self.framing, address_of(job), job.payload)):
                 self.door.lost(self, "cannot be reached")
                 return
@@ -216,7 +223,8 @@ class MajordomoDoor:
         if not service or service.startswith(RESERVED):
             self._refuse(identity, message.framing)
             return None
-        worker = _Worker(self, identity, message.framing, service, 1 + max(0, self.config.mdp_prefetch))
+        # One request at a time until its requests prove short (see _completed).
+        worker = _Worker(self, identity, message.framing, service, 1)
         worker.worker_id = f"mdp-{identity.hex()}"
         self.workers[identity] = worker
         return worker
@@ -316,10 +324,32 @@ class MajordomoDoor:
                 return
             results.append(Completion(attempt[0], attempt[1], reply.body, worker.worker_id))
         await self.hub.complete(worker.worker_id, results)
+        slots = self._slots_for(worker, results)
         if worker.stopped:
             worker.stopped.difference_update(r.job_id for r in results)
             if not worker.stopped and not worker.gone:
+                worker.slots = slots
                 await self.hub.set_slots(worker.worker_id, worker.slots)
+        elif slots != worker.slots and not worker.gone:
+            worker.slots = slots
+            await self.hub.set_slots(worker.worker_id, slots)
+
+    def _slots_for(self, worker: _Worker, results: list[Completion]) -> int:
+        """Majordomo hands a worker one request at a time. While a worker's requests are short,
+        the hub queues a few more at it (``mdp_prefetch``), so it never waits a round trip
+        between them; when they are long, nothing waits behind a busy worker."""
+        now = time.monotonic()
+        for result in results:
+            sent = worker.sent_at.pop(result.job_id, None)
+            if sent is not None:
+                # A worker runs its requests one after the other: a queued request's time
+                # starts when the one before it ended.
+                took = now - max(sent, worker.last_done)
+                average = worker.service_time
+                worker.service_time = took if average is None else 0.8 * average + 0.2 * took
+        worker.last_done = now
+        fast = worker.service_time is not None and worker.service_time < self.config.mdp_prefetch_below
+        return 1 + (max(0, self.config.mdp_prefetch) if fast else 0)
 
     def unexpected(self, worker: _Worker, why: str) -> None:
         """A valid command at the wrong time: DISCONNECT, and its jobs go back to the queue."""
