@@ -9,8 +9,7 @@ Durability levels (``?durability=``):
 
 - ``normal`` (default): ``synchronous=NORMAL``. The commit is in the WAL file (the OS's page
   cache) before anything is acknowledged, so a crash of the hub process loses nothing
-  acknowledged. A power loss can lose the last commits. Small commits run on the event loop
-  (lowest latency), big ones on the writer thread (the loop keeps working meanwhile).
+  acknowledged. A power loss can lose the last commits. Commits run on the event loop.
 - ``full``: ``synchronous=FULL``: every commit is fsynced before acknowledging, and survives
   power loss. The commit runs on a writer thread so the hub keeps taking requests meanwhile;
   everything that arrives during one fsync shares the next one.
@@ -72,8 +71,6 @@ ChangedRow = tuple[str, str | None, float | None, bytes, int]
 
 #: Seconds between WAL checkpoints, run off the event loop.
 CHECKPOINT_EVERY = 1.0
-#: Rows from which a commit runs on the writer thread rather than on the event loop.
-THREAD_BATCH = 200
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Job).decode
@@ -272,8 +269,9 @@ class SqliteStore(EmbeddedStore):
         new, changed, deletes = self._take_batch()
         executor = self._executor
         assert executor is not None
-        if self.durability != "full" and len(new) + len(changed) + len(deletes) < THREAD_BATCH:
-            # Small and not fsynced: quicker here than a hand-off to the writer thread.
+        if self.durability != "full":
+            # No fsync: quicker here than a hand-off to the writer thread, even for big batches
+            # (the thread would fight the loop for the GIL on every row it binds).
             try:
                 self._write(new, changed, deletes)
             except sqlite3.Error as exc:
@@ -281,8 +279,8 @@ class SqliteStore(EmbeddedStore):
             else:
                 self._settle(waiters, None)
             return
-        # An fsync, or a big batch: on the writer thread (SQLite lets go of the GIL), so the
-        # hub keeps working meanwhile; whatever arrives shares the next commit.
+        # An fsync: on the writer thread (SQLite lets go of the GIL while it waits for the
+        # disk), so the hub keeps working meanwhile; whatever arrives shares the next commit.
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(executor, self._write, new, changed, deletes)
         self._committing = asyncio.ensure_future(future)
