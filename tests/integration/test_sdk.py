@@ -171,3 +171,14 @@ async def test_worker_drains_on_stop() -> None:
             await asyncio.wait_for(task, 10)
             assert time.monotonic() - started >= 0.1, "it waited for the running jobs"
             assert [(await client.wait(i, 5)).state for i in ids] == [JobState.COMPLETED] * 2
+
+
+async def test_a_worker_changes_its_capabilities_while_connected() -> None:
+    w = Worker(grace=1, capabilities={"hardware.gpu_memory_gb": 8})
+    w.register("render", lambda payload: b"rendered")
+    async with hub_and_worker(w) as (endpoint, _), Client(endpoint) as client:
+        job_id = await client.submit("render", b"", requires={"hardware.gpu_memory_gb": 16})
+        blocked = await client.jobs(blocked=True)
+        assert [j.id for j in blocked] == [job_id]
+        w.update_capabilities({"hardware.gpu_memory_gb": 24})
+        assert await client.result(job_id, 10) == b"rendered"

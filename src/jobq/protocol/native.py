@@ -21,7 +21,6 @@ from typing import Any
 
 import msgspec
 
-from jobq.core.index import Explanation
 from jobq.core.model import Assignment, Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats
 from jobq.store.base import WorkerInfo
 
@@ -269,20 +268,6 @@ class ExplainInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     position: int | None = None
     estimated_start: float | None = None
     blocked: str | None = None
-
-
-def explain_info(job: Job, found: Explanation | None, summary: str) -> ExplainInfo:
-    if found is None:
-        return ExplainInfo(id=job.id, state=job.state.value, summary=summary)
-    return ExplainInfo(
-        id=job.id,
-        state=job.state.value,
-        summary=summary,
-        eligible=found.eligible,
-        ineligible=found.ineligible,
-        position=found.ahead + 1,
-        blocked=found.blocked,
-    )
 
 
 __all__ = [

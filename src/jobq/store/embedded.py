@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from jobq.core import retry
 from jobq.core.index import Explanation, ReadyIndex
-from jobq.core.lease import holds_lease, lease_deadline
+from jobq.core.lease import attempt_deadline, holds_lease, lease_deadline
 from jobq.core.matching import Profile, Shape, is_text_line, shape_of
 from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
 from jobq.core.states import (
@@ -450,7 +450,8 @@ class EmbeddedStore:
         for job_id in list(self._running):
             job = self._live[job_id]
             worker = job.worker
-            if job.timeout is not None and job.started_at is not None and now - job.started_at > job.timeout:
+            deadline = attempt_deadline(job.started_at, job.timeout) if job.started_at else None
+            if deadline is not None and now > deadline:
                 self._stop_running(job)
                 self._after_failed_attempt(job, f"timed out after {job.timeout:g}s", now, True, 0.5)
                 result.expired.append((job, worker))

@@ -25,7 +25,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -350,7 +350,3 @@ class SqliteStore(EmbeddedStore):
             self._schedule()
         self._flush_lazy()  # claims and other lazy changes reach the disk within one tick
         return [job for job in gone if job.id not in self._live]
-
-    def rows(self) -> Iterable[tuple[int, str]]:
-        """Every stored (id, state), for tests and tools."""
-        return self._read("SELECT id, state FROM jobs ORDER BY id")
