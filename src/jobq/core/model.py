@@ -111,6 +111,40 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
         return b"".join(self.result or ())
 
 
+def start_time(spec: JobSpec, now: float) -> float | None:
+    """When a job submitted ``now`` may first run, if that is later than now (``run_at``, or
+    ``delay`` seconds from now, whichever is later)."""
+    run_at = spec.run_at
+    if spec.delay:
+        run_at = max(run_at or 0.0, now + spec.delay)
+    return run_at if run_at is not None and run_at > now else None
+
+
+def new_job(spec: JobSpec, job_id: int, now: float) -> Job:
+    """The job a store creates for ``spec``: queued, or scheduled when it may not run yet."""
+    run_at = start_time(spec, now)
+    return Job(
+        id=job_id,
+        service=spec.service,
+        state=JobState.QUEUED if run_at is None else JobState.SCHEDULED,
+        seq=job_id,
+        submitted_at=now,
+        run_at=run_at,
+        payload=spec.payload,
+        content_type=spec.content_type,
+        priority=spec.priority,
+        requires=spec.requires,
+        must_not=spec.must_not,
+        customer_id=spec.customer_id,
+        isolation=spec.isolation,
+        max_attempts=spec.max_attempts,
+        timeout=spec.timeout,
+        idempotency_key=spec.idempotency_key,
+        result_ttl=spec.result_ttl,
+        backoff=spec.backoff,
+    )
+
+
 class Assignment(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=True):
     """One attempt of a job, as handed to a worker."""
 

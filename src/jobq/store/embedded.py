@@ -16,7 +16,7 @@ from jobq.core import retry
 from jobq.core.index import Explanation, ReadyIndex
 from jobq.core.lease import attempt_deadline, holds_lease, lease_deadline
 from jobq.core.matching import Profile, Shape, is_text_line, shape_of
-from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
+from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted, new_job
 from jobq.core.states import (
     CANCELLED,
     COMPLETED,
@@ -167,36 +167,13 @@ class EmbeddedStore:
                     continue
             job_id = self._next_id
             self._next_id += 1
-            run_at = spec.run_at
-            if spec.delay:
-                run_at = max(run_at or 0.0, now + spec.delay)
-            job = Job(
-                id=job_id,
-                service=spec.service,
-                state=QUEUED,
-                seq=job_id,
-                submitted_at=now,
-                payload=spec.payload,
-                content_type=spec.content_type,
-                priority=spec.priority,
-                requires=spec.requires,
-                must_not=spec.must_not,
-                customer_id=spec.customer_id,
-                isolation=spec.isolation,
-                max_attempts=spec.max_attempts,
-                timeout=spec.timeout,
-                idempotency_key=key,
-                result_ttl=spec.result_ttl,
-                backoff=spec.backoff,
-            )
+            job = new_job(spec, job_id, now)
             self._live[job_id] = job
             self._shapes[job_id] = shape
             if key is not None:
                 self._idempotent[key] = job_id
-            if run_at is not None and run_at > now:
-                job.state = SCHEDULED
-                job.run_at = run_at
-                heapq.heappush(self._scheduled, (run_at, job_id))
+            if job.run_at is not None:
+                heapq.heappush(self._scheduled, (job.run_at, job_id))
             else:
                 self.index.add(job_id, shape, job.priority, job_id, now)
             self._counts[(job.service, job.state)] += 1

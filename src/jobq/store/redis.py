@@ -48,8 +48,8 @@ from jobq.core import retry
 from jobq.core.index import DEFAULT_RESERVE_AFTER, Explanation
 from jobq.core.lease import lease_deadline
 from jobq.core.matching import Load, Profile, Shape, first_miss, load_miss, shape_of
-from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
-from jobq.core.states import QUEUED, SCHEDULED, JobState
+from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted, new_job, start_time
+from jobq.core.states import JobState
 from jobq.errors import Conflict, InvalidRequest, JobqError, LeaseLost, NotFound, Unavailable
 from jobq.store.base import Completion, StoreListener, TickResult, WorkerInfo
 from jobq.store.embedded import DEAD_LETTER_TTL, DEFAULT_RESULT_TTL
@@ -446,13 +446,9 @@ class RedisStore:
             {sid: (shape, blob, meta) for shape, (sid, blob, meta) in zip(decided, shapes, strict=True)}
         )
         values: list[bytes | str] = []
-        run_ats: list[float | None] = []
         for spec, (sid, _, _) in zip(specs, shapes, strict=True):
-            run_at = spec.run_at
-            if spec.delay:
-                run_at = max(run_at or 0.0, now + spec.delay)
-            scheduled = run_at is not None and run_at > now
-            run_ats.append(run_at if scheduled else None)
+            run_at = start_time(spec, now)
+            scheduled = run_at is not None
             values += [
                 spec.idempotency_key or "",
                 sid,
@@ -476,32 +472,7 @@ class RedisStore:
                 existing.append(job_id)
                 out.append(None)
                 continue
-            run_at = run_ats[i]
-            out.append(
-                Submitted(
-                    job=Job(
-                        id=job_id,
-                        service=spec.service,
-                        state=SCHEDULED if run_at is not None else QUEUED,
-                        seq=job_id,
-                        submitted_at=now,
-                        payload=spec.payload,
-                        content_type=spec.content_type,
-                        priority=spec.priority,
-                        requires=spec.requires,
-                        must_not=spec.must_not,
-                        customer_id=spec.customer_id,
-                        isolation=spec.isolation,
-                        max_attempts=spec.max_attempts,
-                        timeout=spec.timeout,
-                        idempotency_key=spec.idempotency_key,
-                        result_ttl=spec.result_ttl,
-                        backoff=spec.backoff,
-                        run_at=run_at,
-                    ),
-                    created=True,
-                )
-            )
+            out.append(Submitted(job=new_job(spec, job_id, now), created=True))
         if existing:
             found = dict(zip(existing, await self._jobs(existing), strict=True))
             for i, item in enumerate(out):
