@@ -19,6 +19,7 @@ from jobq.core.model import Job, JobEvent, Submitted, assignment_of
 from jobq.core.states import TERMINAL
 from jobq.errors import InvalidRequest, JobqError
 from jobq.gateways.zmq import ZmqGateway
+from jobq.hub.events import event_of
 from jobq.hub.hub import Hub
 from jobq.protocol import native as jqp
 from jobq.store.base import Completion, WorkerInfo
@@ -236,8 +237,6 @@ class NativeDoor:
             self.hub.events.watch(sub, live, ends_only=True)
             ended = [item.job for item in done if item.job.state in TERMINAL]
             if ended:
-                from jobq.hub.events import event_of
-
                 now = self.hub.clock()
                 sub.push([event_of(job, job.state.value, now, with_result=True) for job in ended])
         self.send(

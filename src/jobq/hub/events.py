@@ -80,10 +80,6 @@ class EventBus:
             self._all.discard(subscriber)
             self._pending.pop(subscriber, None)
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._all) + len(self._by_job) + len(self._ends)
-
     def wants(self, job_id: int, final: bool = True) -> bool:
         """Whether anyone listens for this job's event (``final``: the one that ends it)."""
         if self._all or job_id in self._by_job:
