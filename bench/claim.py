@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobq.core.model import JobSpec
-from jobq.store.base import Completion, Store, WorkerInfo, open_store
+from jobq.core.model import Completion, JobSpec, WorkerInfo
+from jobq.store.base import Store, open_store
 
 SHAPES = 50
 SERVICES = ["render", "upscale", "caption", "embed", "speech"]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import zmq
 
+from jobq.app import HubServer
 from jobq.client.client import Client  # noqa: F401 - re-exported for tests
 from jobq.config import HubConfig
-from jobq.hub.server import HubServer
 from jobq.protocol import native as jqp
 
 PYTHON = sys.executable

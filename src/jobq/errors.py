@@ -1,7 +1,7 @@
 """One root error for jobq, and the wire-facing errors every door reports.
 
 Each error says whose fault it was (the caller's input, a missing thing, a conflict with the
-job's state, or the hub) and carries a stable ``code`` that every gateway maps onto its own
+job's state, or the hub) and carries a stable ``code`` that every door maps onto its own
 wire (a native ``error`` message, an HTTP status, an ``ERR`` line).
 """
 

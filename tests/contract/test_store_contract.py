@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from jobq.core.model import Job, JobFilter, JobSpec
+from jobq.core.model import Completion, Job, JobFilter, JobSpec, WorkerInfo
 from jobq.core.states import JobState
 from jobq.errors import Conflict, LeaseLost, NotFound
-from jobq.store.base import Completion, Store, WorkerInfo, open_store
+from jobq.store.base import Store, open_store
 from tests.redis_helpers import Namespace, require_redis
 
 T0 = 1_000_000.0

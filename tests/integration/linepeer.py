@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from jobq.gateways.line import LineGateway
-from jobq.hub.server import HubServer
+from jobq.app import HubServer
+from jobq.doors.line import LineDoor
 from tests.helpers import running_hub
 
 TIMEOUT = 10.0
@@ -70,7 +70,7 @@ class LineHub:
     def __init__(self, server: HubServer) -> None:
         self.server = server
         self.hub = server.hub
-        self.door = server.door(LineGateway)
+        self.door = server.door(LineDoor)
         host, port, _ = self.door.addresses[0]
         self.plain = (host, port)
         host, port, _ = self.door.addresses[1]

@@ -15,10 +15,10 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from jobq.app import HubServer
 from jobq.client.client import Client
-from jobq.gateways.mdp import MajordomoDoor
-from jobq.gateways.zmq import ZmqGateway
-from jobq.hub.server import HubServer
+from jobq.doors.zmq.mdp import MajordomoDoor
+from jobq.doors.zmq.router import ZmqRouter
 from jobq.worker.runtime import Worker as SdkWorker
 from tests.helpers import eventually, running_hub
 from tests.mdp_peers import C01, C02, W01, Peer, Worker
@@ -42,7 +42,7 @@ class Env:
 
     @property
     def door(self) -> MajordomoDoor:
-        return self.server.door(ZmqGateway).majordomo
+        return self.server.door(ZmqRouter).majordomo
 
     def client(self, kind: int = zmq.DEALER) -> Peer:
         peer = Peer(self.ctx, self.endpoint, kind)
@@ -66,7 +66,7 @@ class Env:
 async def mdp_hub(store: str = "memory://", **config: object) -> AsyncIterator[Env]:
     async with running_hub(store, **config) as server:
         ctx = zmq.asyncio.Context()
-        env = Env(server, server.door(ZmqGateway).endpoints[0], ctx)
+        env = Env(server, server.door(ZmqRouter).endpoints[0], ctx)
         try:
             yield env
         finally:

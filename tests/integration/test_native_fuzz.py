@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobq import Client
+from jobq.doors.zmq.router import ZmqRouter
 from jobq.errors import PayloadTooLarge
-from jobq.gateways.zmq import ZmqGateway
 from jobq.protocol import native as jqp
 from tests.helpers import running_hub
 
@@ -93,7 +93,7 @@ async def send_all(endpoint: str, batch: list[list[bytes]]) -> list[Any]:
 def test_random_frames_never_hurt_the_hub(batch: list[list[bytes]]) -> None:
     async def scenario() -> None:
         async with running_hub() as server:
-            endpoint = server.door(ZmqGateway).endpoints[0]
+            endpoint = server.door(ZmqRouter).endpoints[0]
             async with Client(endpoint, timeout=5) as good:
                 before = await good.submit("svc", b"keep me")
                 replies = await send_all(endpoint, batch)
@@ -111,7 +111,7 @@ def test_random_frames_never_hurt_the_hub(batch: list[list[bytes]]) -> None:
 
 async def test_malformed_messages_get_an_error_reply() -> None:
     async with running_hub() as server:
-        endpoint = server.door(ZmqGateway).endpoints[0]
+        endpoint = server.door(ZmqRouter).endpoints[0]
         replies = await send_all(
             endpoint,
             [
@@ -130,7 +130,7 @@ async def test_malformed_messages_get_an_error_reply() -> None:
 
 async def test_oversized_payload_is_refused_with_a_reason() -> None:
     async with running_hub(max_payload=1000) as server:
-        endpoint = server.door(ZmqGateway).endpoints[0]
+        endpoint = server.door(ZmqRouter).endpoints[0]
         async with Client(endpoint) as client:
             with pytest.raises(PayloadTooLarge, match="limit is 1000"):
                 await client.submit("svc", b"x" * 1001)

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from jobq.core.model import Job, JobEvent, JobFilter, JobSpec
+from jobq.core.model import Completion, Job, JobEvent, JobFilter, JobSpec, WorkerInfo
 from jobq.core.states import JobState
 from jobq.errors import InvalidRequest, JobqError, Unavailable
-from jobq.store.base import Completion, Store, WorkerInfo, open_store
+from jobq.store.base import Store, open_store
 from jobq.store.memory import MemoryStore
 from jobq.store.redis import RedisStore
 from tests.redis_helpers import REDIS_URL, Namespace, Proxy, require_redis

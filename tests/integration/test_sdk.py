@@ -10,15 +10,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from jobq import Client, HandlerError, JobContext, JobState, SyncClient, Worker
+from jobq.doors.zmq.router import ZmqRouter
 from jobq.errors import InvalidRequest, JobFailed
-from jobq.gateways.zmq import ZmqGateway
 from tests.helpers import running_hub
 
 
 @contextlib.asynccontextmanager
 async def hub_and_worker(worker: Worker | None = None) -> AsyncIterator[tuple[str, Worker | None]]:
     async with running_hub(heartbeat=0.2) as server:
-        endpoint = server.door(ZmqGateway).endpoints[0]
+        endpoint = server.door(ZmqRouter).endpoints[0]
         task = None
         if worker is not None:
             worker.hub = endpoint
@@ -158,7 +158,7 @@ async def test_worker_drains_on_stop() -> None:
         return b"rested"
 
     async with running_hub(heartbeat=0.2) as server:
-        endpoint = server.door(ZmqGateway).endpoints[0]
+        endpoint = server.door(ZmqRouter).endpoints[0]
         w.hub = endpoint
         task = asyncio.create_task(w.run())
         await w.wait_connected()

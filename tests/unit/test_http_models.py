@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobq.core.model import Assignment
-from jobq.gateways import http_models as m
+from jobq.doors.http import models as m
 from jobq.protocol import native as jqp
 from jobq.worker import ws_transport as wst
 

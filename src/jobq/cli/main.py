@@ -216,7 +216,7 @@ def hub(
     log_level: str,
 ) -> None:
     """Run the hub (the broker)."""
-    from jobq.hub import server
+    from jobq import app
 
     _logging(log_level)
     endpoints = [e for raw in zmq_endpoints for e in raw.split(",") if e and e != "off"]
@@ -247,13 +247,13 @@ def hub(
         customer_weights={k: float(v) for k, v in parse_pairs(customer_weights, "--customer-weight").items()},
     )
 
-    def ready(srv: server.HubServer) -> None:
+    def ready(srv: app.HubServer) -> None:
         click.echo(
             f"jobq hub {name}: store {srv.hub.store.url}; listening on {', '.join(srv.endpoints)}", err=True
         )
 
     try:
-        server.run(config, ready)
+        app.run(config, ready)
     except JobqError as exc:
         click.echo(f"jobq hub: {exc.message}", err=True)
         sys.exit(EXIT_USAGE)

@@ -13,9 +13,8 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from jobq.core.model import Job
+from jobq.core.model import Job, WorkerInfo
 from jobq.protocol.native import ExplainInfo, ServiceInfo
-from jobq.store.base import WorkerInfo
 
 console = Console()
 errors = Console(stderr=True)

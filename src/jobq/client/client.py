@@ -19,11 +19,10 @@ import msgspec
 
 from jobq.client.connection import Connection
 from jobq.config import DEFAULT_HUB
-from jobq.core.model import JSON, TEXT, Frames, Job, JobEvent, JobFilter, JobSpec
+from jobq.core.model import JSON, TEXT, Frames, Job, JobEvent, JobFilter, JobSpec, WorkerInfo
 from jobq.core.states import COMPLETED, JobState
 from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
 from jobq.protocol import native as jqp
-from jobq.store.base import WorkerInfo
 
 PayloadLike = bytes | bytearray | memoryview | str | Sequence[bytes] | Mapping[str, Any] | None
 

@@ -231,3 +231,31 @@ class JobEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     customer_id: str | None = None
     #: A partial result streamed by the worker (Majordomo PARTIAL); not kept.
     partial: Frames | None = None
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A worker as the registry shows it."""
+
+    id: str
+    services: list[str]
+    capabilities: dict[str, Any] = msgspec.field(default_factory=dict)
+    slots: int = 1
+    name: str | None = None
+    door: str = "zmq"
+    hub: str | None = None
+    connected_at: float = 0.0
+    last_seen: float = 0.0
+    running: list[int] = msgspec.field(default_factory=list)
+    #: Figures from the last heartbeat (cpu percent, memory, ...).
+    metrics: dict[str, float] = msgspec.field(default_factory=dict)
+    #: Plugins the worker advertises: service → JSON Schema of its payload.
+    schemas: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Completion(msgspec.Struct, array_like=True):
+    """A worker's result for one attempt."""
+
+    job_id: int
+    token: int
+    result: Frames
+    worker: str | None = None

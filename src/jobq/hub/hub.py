@@ -17,7 +17,17 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from jobq.config import HubConfig
-from jobq.core.model import Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
+from jobq.core.model import (
+    Completion,
+    Frames,
+    Job,
+    JobEvent,
+    JobFilter,
+    JobSpec,
+    StoreStats,
+    Submitted,
+    WorkerInfo,
+)
 from jobq.core.states import RUNNING, TERMINAL
 from jobq.core.validate import validate_spec
 from jobq.errors import InvalidRequest, JobqError, NotFound, Timeout, Unavailable
@@ -26,7 +36,7 @@ from jobq.hub.metrics import HubMetrics
 from jobq.hub.schemas import SchemaRegistry
 from jobq.hub.sessions import Liveness, WorkerLink, WorkerSession
 from jobq.protocol.native import ExplainInfo, ServiceInfo
-from jobq.store.base import Completion, Store, WorkerInfo
+from jobq.store.base import Store
 
 log = logging.getLogger("jobq.hub")
 

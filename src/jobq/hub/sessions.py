@@ -1,6 +1,6 @@
 """Connected workers, whatever door they came through.
 
-A door (gateway) gives the hub a :class:`WorkerLink` for each worker connection: how to push
+A door gives the hub a :class:`WorkerLink` for each worker connection: how to push
 jobs to it and how to tell it to stop one. Pull-style doors (line ``FETCH``, WebSocket
 ``claim_job``) set ``pushes = False`` and ask the hub for work themselves.
 """
@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from jobq.core.model import Job
-from jobq.store.base import WorkerInfo
+from jobq.core.model import Job, WorkerInfo
 
 
 class WorkerLink(Protocol):

@@ -21,8 +21,7 @@ from typing import Any
 
 import msgspec
 
-from jobq.core.model import Assignment, Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats
-from jobq.store.base import WorkerInfo
+from jobq.core.model import Assignment, Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats, WorkerInfo
 
 HEADER = b"JQ1"
 

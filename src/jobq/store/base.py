@@ -12,42 +12,23 @@ Durability: a mutating call returns once its change is as durable as the store p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
 from jobq.core.index import Explanation
-from jobq.core.model import Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted
+from jobq.core.model import (
+    Completion,
+    Job,
+    JobEvent,
+    JobFilter,
+    JobSpec,
+    StoreStats,
+    Submitted,
+    WorkerInfo,
+)
 from jobq.errors import InvalidRequest
-
-
-class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A worker as the registry shows it."""
-
-    id: str
-    services: list[str]
-    capabilities: dict[str, Any] = msgspec.field(default_factory=dict)
-    slots: int = 1
-    name: str | None = None
-    door: str = "zmq"
-    hub: str | None = None
-    connected_at: float = 0.0
-    last_seen: float = 0.0
-    running: list[int] = msgspec.field(default_factory=list)
-    #: Figures from the last heartbeat (cpu percent, memory, ...).
-    metrics: dict[str, float] = msgspec.field(default_factory=dict)
-    #: Plugins the worker advertises: service → JSON Schema of its payload.
-    schemas: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class Completion(msgspec.Struct, array_like=True):
-    """A worker's result for one attempt."""
-
-    job_id: int
-    token: int
-    result: Frames
-    worker: str | None = None
 
 
 class StoreListener(Protocol):

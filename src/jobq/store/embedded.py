@@ -16,7 +16,17 @@ from jobq.core import retry
 from jobq.core.index import Explanation, ReadyIndex
 from jobq.core.lease import attempt_deadline, holds_lease, lease_deadline
 from jobq.core.matching import Profile, Shape, is_text_line, shape_of
-from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted, new_job
+from jobq.core.model import (
+    Completion,
+    Job,
+    JobEvent,
+    JobFilter,
+    JobSpec,
+    StoreStats,
+    Submitted,
+    WorkerInfo,
+    new_job,
+)
 from jobq.core.states import (
     CANCELLED,
     COMPLETED,
@@ -28,7 +38,7 @@ from jobq.core.states import (
     check_transition,
 )
 from jobq.errors import Conflict, InvalidRequest, LeaseLost, NotFound
-from jobq.store.base import Completion, StoreListener, TickResult, WorkerInfo
+from jobq.store.base import StoreListener, TickResult
 
 #: Seconds a finished job is kept by default (``result_ttl`` overrides it per job).
 DEFAULT_RESULT_TTL = 24 * 3600.0

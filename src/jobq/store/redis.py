@@ -48,10 +48,21 @@ from jobq.core import retry
 from jobq.core.index import DEFAULT_RESERVE_AFTER, Explanation
 from jobq.core.lease import lease_deadline
 from jobq.core.matching import Load, Profile, Shape, first_miss, load_miss, shape_of
-from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted, new_job, start_time
+from jobq.core.model import (
+    Completion,
+    Job,
+    JobEvent,
+    JobFilter,
+    JobSpec,
+    StoreStats,
+    Submitted,
+    WorkerInfo,
+    new_job,
+    start_time,
+)
 from jobq.core.states import JobState
 from jobq.errors import Conflict, InvalidRequest, JobqError, LeaseLost, NotFound, Unavailable
-from jobq.store.base import Completion, StoreListener, TickResult, WorkerInfo
+from jobq.store.base import StoreListener, TickResult
 from jobq.store.embedded import DEAD_LETTER_TTL, DEFAULT_RESULT_TTL
 from jobq.store.redis_bus import BLOCK_MS, BUS_AGE, BUS_LENGTH, Bus
 from jobq.store.redis_codec import (

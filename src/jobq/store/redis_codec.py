@@ -16,9 +16,8 @@ from typing import Any
 import msgspec
 
 from jobq.core.matching import Constraint, Profile, Shape
-from jobq.core.model import Frames, Isolation, Job, JobSpec
+from jobq.core.model import Frames, Isolation, Job, JobSpec, WorkerInfo
 from jobq.core.states import JobState
-from jobq.store.base import WorkerInfo
 
 #: Queue order: priority descending as hex of (PRIORITY_BIAS - priority), 8 characters.
 PRIORITY_BIAS = 2**31 - 1

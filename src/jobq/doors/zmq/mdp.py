@@ -5,7 +5,7 @@ service frame it sent, framed as it framed its request (see :mod:`jobq.protocol.
 READY attaches a worker of that service (one request at a time, a few more queued while its
 requests are short: ``mdp_prefetch``); the
 hub pushes it jobs from any door, and its REPLY completes the job. ``mmi.*`` and
-``titanic.*`` are answered by the hub itself (:mod:`jobq.gateways.mdp_services`).
+``titanic.*`` are answered by the hub itself (:mod:`jobq.doors.zmq.mmi`).
 
 What Majordomo brokers usually lose, the hub keeps: a request is a durable job, a worker that
 dies busy has its request re-queued for another worker (found out at once when the hub's next
@@ -25,18 +25,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from jobq.core.model import Frames, Job, JobEvent, JobSpec
+from jobq.core.model import Completion, Frames, Job, JobEvent, JobSpec, WorkerInfo
 from jobq.core.states import QUEUED, SCHEDULED, TERMINAL, JobState
 from jobq.errors import InvalidRequest, JobqError, LeaseLost
 from jobq.hub.hub import Hub
 from jobq.hub.sessions import Liveness
 from jobq.protocol import mdp
-from jobq.store.base import Completion, WorkerInfo
 
 if TYPE_CHECKING:
-    from jobq.gateways.zmq import ZmqGateway
+    from jobq.doors.zmq.router import ZmqRouter
 
-log = logging.getLogger("jobq.gateways.mdp")
+log = logging.getLogger("jobq.doors.zmq.mdp")
 
 #: First frame of the body of an error reply: ``[ERROR, code, message]`` (codes as jobq's).
 ERROR = b"jobq.error"
@@ -97,7 +96,7 @@ class _Worker:
     last_done: float = 0.0
 
     def deliver(self, jobs: Sequence[Job]) -> None:
-        send = self.door.gateway.send
+        send = self.door.router.send
         now = time.monotonic()
         for job in jobs:
             self.sent_at[job.id] = now
@@ -127,11 +126,11 @@ class _Replies:
 
 
 class MajordomoDoor:
-    def __init__(self, hub: Hub, gateway: ZmqGateway) -> None:
-        from jobq.gateways.mdp_services import HubServices
+    def __init__(self, hub: Hub, router: ZmqRouter) -> None:
+        from jobq.doors.zmq.mmi import HubServices
 
         self.hub = hub
-        self.gateway = gateway
+        self.router = router
         self.config = hub.config
         self.workers: dict[bytes, _Worker] = {}
         #: Job id → the client waiting for it; by service for the no-worker sweep.
@@ -153,7 +152,7 @@ class MajordomoDoor:
         self._timers: list[asyncio.TimerHandle] = []
 
     def install(self) -> None:
-        self.gateway.add_handler(self.handle)
+        self.router.add_handler(self.handle)
         loop = asyncio.get_running_loop()
         self._timers = [
             loop.call_later(self.config.mdp_heartbeat, self._heartbeat),
@@ -162,7 +161,7 @@ class MajordomoDoor:
 
     @property
     def closed(self) -> bool:
-        return self.gateway.closed
+        return self.router.closed
 
     @property
     def _sweep_every(self) -> float:
@@ -244,7 +243,7 @@ class MajordomoDoor:
 
     def _refuse(self, identity: bytes, framing: mdp.Framing) -> None:
         self.counters["disconnects_sent"] += 1
-        self.gateway.send(identity, mdp.disconnect_frames(framing))
+        self.router.send(identity, mdp.disconnect_frames(framing))
 
     # ------------------------------------------------------------------ workers
 
@@ -371,7 +370,7 @@ class MajordomoDoor:
             del self.workers[worker.identity]
 
     def send_worker(self, worker: _Worker, frames: list[bytes]) -> bool:
-        return self.gateway.send(worker.identity, frames)
+        return self.router.send(worker.identity, frames)
 
     def _heartbeat(self) -> None:
         """Heartbeat every worker, busy ones too: a zguide worker reads them when it is done,
@@ -450,7 +449,7 @@ class MajordomoDoor:
         if frames is None:
             return  # an MDP/0.1 client has no PARTIAL
         self.counters["partials" if not final else "errors" if error else "replies"] += 1
-        if not self.gateway.send(request.identity, frames):
+        if not self.router.send(request.identity, frames):
             # The client is gone (an mdcliapi that gave up and reconnected, say). The result
             # stays with its job for jobq's other doors; only this copy is lost.
             self.counters["undeliverable"] += 1

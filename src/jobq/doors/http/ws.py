@@ -17,16 +17,15 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from jobq.core.model import Job, JobEvent, assignment_of
+from jobq.core.model import Completion, Job, JobEvent, WorkerInfo, assignment_of
 from jobq.core.states import TERMINAL
+from jobq.doors.http import models as m
+from jobq.doors.http.app import door_of
+from jobq.doors.http.streams import Monitor, Outbox, encode, event_message, now_ms
 from jobq.errors import InvalidRequest, JobqError, NotFound
-from jobq.gateways import http_models as m
-from jobq.gateways.http import door_of
-from jobq.gateways.http_streams import Monitor, Outbox, encode, event_message, now_ms
 from jobq.hub.events import event_of
-from jobq.store.base import Completion, WorkerInfo
 
-log = logging.getLogger("jobq.gateways.http")
+log = logging.getLogger("jobq.doors.http.app")
 
 #: Requests one client connection may have in progress at once (then reading pauses).
 CLIENT_IN_FLIGHT = 64

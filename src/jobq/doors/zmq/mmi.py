@@ -26,7 +26,7 @@ from jobq.core.states import CANCELLED, COMPLETED, FAILED, TERMINAL
 from jobq.errors import InvalidRequest, JobqError, NotFound
 
 if TYPE_CHECKING:
-    from jobq.gateways.mdp import MajordomoDoor, _Request
+    from jobq.doors.zmq.mdp import MajordomoDoor, _Request
 
 OK, PENDING, UNKNOWN, NOT_FOUND, ERROR, NOT_IMPLEMENTED = b"200", b"300", b"400", b"404", b"500", b"501"
 TITANIC_KEY = "titanic:"

@@ -15,16 +15,15 @@ from typing import Any
 
 import msgspec
 
-from jobq.core.model import Job, JobEvent, Submitted, assignment_of
+from jobq.core.model import Completion, Job, JobEvent, Submitted, WorkerInfo, assignment_of
 from jobq.core.states import TERMINAL
+from jobq.doors.zmq.router import ZmqRouter
 from jobq.errors import InvalidRequest, JobqError
-from jobq.gateways.zmq import ZmqGateway
 from jobq.hub.events import event_of
 from jobq.hub.hub import Hub
 from jobq.protocol import native as jqp
-from jobq.store.base import Completion, WorkerInfo
 
-log = logging.getLogger("jobq.gateways.jqp")
+log = logging.getLogger("jobq.doors.zmq.native")
 
 _Handler = Callable[[bytes, Any], Awaitable[None]]
 
@@ -76,9 +75,9 @@ def _strip(job: Job | None, payload: bool) -> Job | None:
 
 
 class NativeDoor:
-    def __init__(self, hub: Hub, gateway: ZmqGateway) -> None:
+    def __init__(self, hub: Hub, router: ZmqRouter) -> None:
         self.hub = hub
-        self.gateway = gateway
+        self.router = router
         self.workers: dict[bytes, str] = {}
         #: One link per connection, so a repeated hello is recognised as the same connection.
         self.links: dict[bytes, _Link] = {}
@@ -108,13 +107,13 @@ class NativeDoor:
         }
 
     def install(self) -> None:
-        self.gateway.add_handler(self.handle, self._end_of_batch)
+        self.router.add_handler(self.handle, self._end_of_batch)
         self._sweeper = asyncio.get_running_loop().call_later(5.0, self._sweep)
 
     # ------------------------------------------------------------------ plumbing
 
     def send(self, identity: bytes, message: jqp.Outbound) -> None:
-        self.gateway.send(identity, (jqp.HEADER, _encode(message)))
+        self.router.send(identity, (jqp.HEADER, _encode(message)))
 
     def handle(self, identity: bytes, frames: list[bytes]) -> bool:
         if frames[0] != jqp.HEADER:

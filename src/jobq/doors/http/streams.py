@@ -20,17 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from jobq.core.model import Job, JobEvent, JobFilter
+from jobq.core.model import Job, JobEvent, JobFilter, WorkerInfo
 from jobq.core.states import QUEUED, TERMINAL
-from jobq.gateways import http_models as m
+from jobq.doors.http import models as m
 from jobq.hub.events import event_of
 from jobq.hub.metrics import Histogram
-from jobq.store.base import WorkerInfo
 
 if TYPE_CHECKING:
-    from jobq.gateways.http import HttpDoor
+    from jobq.doors.http.app import HttpDoor
 
-log = logging.getLogger("jobq.gateways.http")
+log = logging.getLogger("jobq.doors.http.app")
 
 #: Seconds between ``system_stats`` messages (and worker change checks) while monitors listen.
 STATS_INTERVAL = 1.0

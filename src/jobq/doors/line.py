@@ -22,15 +22,14 @@ from dataclasses import dataclass
 
 from jobq.config import HubConfig
 from jobq.core.matching import LINE_ONLY
-from jobq.core.model import TEXT, Job, JobSpec
+from jobq.core.model import TEXT, Completion, Job, JobSpec, WorkerInfo
 from jobq.core.validate import validate_spec
 from jobq.errors import InvalidRequest, JobqError, NotFound
 from jobq.hub.hub import Hub
 from jobq.hub.sessions import Liveness
 from jobq.protocol import line as wire
-from jobq.store.base import Completion, WorkerInfo
 
-log = logging.getLogger("jobq.gateways.line")
+log = logging.getLogger("jobq.doors.line")
 
 COMPAT = "dsjq-compat"
 #: Bytes asked of the socket at once (a pipelining producer sends many lines per read).
@@ -68,7 +67,7 @@ class _Connection:
 
     pushes = False
 
-    def __init__(self, door: LineGateway, worker_id: str, peer: str, replies: wire.Replies) -> None:
+    def __init__(self, door: LineDoor, worker_id: str, peer: str, replies: wire.Replies) -> None:
         self.door = door
         self.worker_id = worker_id
         self.peer = peer
@@ -98,7 +97,7 @@ class _Connection:
         self.held = None
 
 
-class LineGateway:
+class LineDoor:
     def __init__(self, hub: Hub, listeners: Sequence[str] | None = None) -> None:
         config: HubConfig = hub.config
         self.hub = hub

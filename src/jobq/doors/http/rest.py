@@ -16,12 +16,12 @@ from litestar.params import Parameter
 
 from jobq.core.model import Job, JobFilter, Submitted
 from jobq.core.states import COMPLETED, TERMINAL, JobState
+from jobq.doors.http import models as m
+from jobq.doors.http.app import door_of
 from jobq.errors import JobFailed, Timeout, Unavailable
-from jobq.gateways import http_models as m
-from jobq.gateways.http import door_of
 
 if TYPE_CHECKING:
-    from jobq.gateways.http import HttpDoor
+    from jobq.doors.http.app import HttpDoor
 
 JobIdParam = Annotated[int, Parameter(ge=1, le=m.MAX_ID, description="The job's id.")]
 

@@ -18,7 +18,7 @@ from jobq.core.model import StoreStats
 from jobq.hub.metrics import Histogram
 
 if TYPE_CHECKING:
-    from jobq.gateways.http import HttpDoor
+    from jobq.doors.http.app import HttpDoor
 
 _COUNTERS = {
     "submitted": "Jobs accepted by submit",
@@ -129,6 +129,6 @@ class Exposition:
 
 @get("/metrics", summary="Prometheus metrics", tags=["cluster"], media_type=CONTENT_TYPE_LATEST)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    from jobq.gateways.http import door_of
+    from jobq.doors.http.app import door_of
 
     return Response(await door_of(request).exposition.render(), media_type=CONTENT_TYPE_LATEST)

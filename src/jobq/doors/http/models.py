@@ -22,10 +22,20 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from jobq.core.model import BINARY, JSON, PRIORITY_MAX, PRIORITY_MIN, TEXT, Frames, Job, JobEvent, JobSpec
+from jobq.core.model import (
+    BINARY,
+    JSON,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    TEXT,
+    Frames,
+    Job,
+    JobEvent,
+    JobSpec,
+    WorkerInfo,
+)
 from jobq.errors import InvalidRequest, PayloadTooLarge
 from jobq.protocol.native import ExplainInfo, ServiceInfo
-from jobq.store.base import WorkerInfo
 
 Encoding = Literal["json", "text", "base64"]
 Isolation = Literal["strict", "loose", "none"]

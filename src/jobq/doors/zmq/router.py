@@ -3,7 +3,7 @@
 The socket is jobq's own ZMTP implementation on the event loop by default (``engine``
 ``asyncio``), or pyzmq's (``libzmq``); peers cannot tell them apart.
 
-``[identity, b"JQ1", body]`` is jobq's own protocol (:mod:`jobq.gateways.jqp`). Other protocols
+``[identity, b"JQ1", body]`` is jobq's own protocol (:mod:`jobq.doors.zmq.native`). Other protocols
 (Majordomo) register a handler for the frames they start with. Anything else is counted as
 malformed and dropped: a ROUTER cannot answer a peer whose framing it does not know.
 """
@@ -19,13 +19,13 @@ from jobq.hub.hub import Hub
 from jobq.protocol.zmqio import AsyncSocket
 from jobq.protocol.zmtp_io import RouterSocket
 
-log = logging.getLogger("jobq.gateways.zmq")
+log = logging.getLogger("jobq.doors.zmq.router")
 
 #: Given the frames after the identity, returns True when it took the message.
 FrameHandler = Callable[[bytes, list[bytes]], bool]
 
 
-class ZmqGateway:
+class ZmqRouter:
     def __init__(
         self,
         hub: Hub,
@@ -52,8 +52,8 @@ class ZmqGateway:
             self._batch_end.append(on_batch_end)
 
     async def start(self) -> None:
-        from jobq.gateways.jqp import NativeDoor
-        from jobq.gateways.mdp import MajordomoDoor
+        from jobq.doors.zmq.mdp import MajordomoDoor
+        from jobq.doors.zmq.native import NativeDoor
 
         if self.engine == "libzmq":
             self.io = self._libzmq_router()

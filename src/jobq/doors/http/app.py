@@ -27,15 +27,15 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
 from jobq.config import HubConfig
+from jobq.doors.http import models as m
 from jobq.errors import JobqError
-from jobq.gateways import http_models as m
 from jobq.hub.hub import Hub
 
-log = logging.getLogger("jobq.gateways.http")
+log = logging.getLogger("jobq.doors.http.app")
 
 #: The address the issue fixes as the default; if it is taken the hub starts without HTTP.
 DEFAULT_HTTP = "127.0.0.1:8080"
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 
 _STATUS_CODES = {
     400: "invalid",
@@ -108,11 +108,11 @@ async def openapi_document(request: Request[Any, Any, Any]) -> bytes:
 
 
 class HttpDoor:
-    """The HTTP gateway, started and stopped with the hub like every door."""
+    """The HTTP door, started and stopped with the hub like every door."""
 
     def __init__(self, hub: Hub, config: HubConfig) -> None:
-        from jobq.gateways.http_metrics import Exposition
-        from jobq.gateways.http_streams import Streams
+        from jobq.doors.http.metrics import Exposition
+        from jobq.doors.http.streams import Streams
 
         self.hub = hub
         self.config = config
@@ -185,7 +185,9 @@ class HttpDoor:
     # ------------------------------------------------------------------ the app
 
     def _build_app(self) -> Litestar:
-        from jobq.gateways import http_metrics, http_rest, http_ws
+        from jobq.doors.http import metrics as http_metrics
+        from jobq.doors.http import rest as http_rest
+        from jobq.doors.http import ws as http_ws
 
         static = create_static_files_router(
             path="/dashboard", directories=[DASHBOARD], include_in_schema=False, name="dashboard"
@@ -229,7 +231,7 @@ class HttpDoor:
     def openapi(self) -> bytes:
         """Litestar's document for the routes, with the request bodies that the handlers
         decode themselves (strictly, with msgspec) and the WebSocket messages added."""
-        from jobq.gateways import http_ws
+        from jobq.doors.http import ws as http_ws
 
         document: dict[str, Any] = self.app.openapi_schema.to_schema()
         document["openapi"] = "3.1.0"

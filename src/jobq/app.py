@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from jobq.config import HubConfig
-from jobq.gateways.zmq import ZmqGateway
+from jobq.doors.zmq.router import ZmqRouter
 from jobq.hub.hub import Hub
 from jobq.process import tune_gc
 from jobq.store.base import open_store
@@ -25,7 +25,7 @@ D = TypeVar("D")
 
 
 class Door(Protocol):
-    """A gateway: turns bytes into hub calls and events into bytes."""
+    """A door: turns bytes into hub calls and events into bytes."""
 
     endpoints: list[str]
 
@@ -39,13 +39,13 @@ def build_doors(hub: Hub, config: HubConfig) -> list[Door]:
     only when enabled, so its dependencies stay optional for the others."""
     doors: list[Door] = []
     if config.zmq:
-        doors.append(ZmqGateway(hub, config.zmq))
+        doors.append(ZmqRouter(hub, config.zmq))
     if config.line:
-        from jobq.gateways.line import LineGateway
+        from jobq.doors.line import LineDoor
 
-        doors.append(LineGateway(hub, config.line))
+        doors.append(LineDoor(hub, config.line))
     if config.http and config.http != "off":
-        from jobq.gateways.http import HttpDoor
+        from jobq.doors.http.app import HttpDoor
 
         doors.append(HttpDoor(hub, config))
     return doors
