@@ -327,8 +327,8 @@ async def test_leases_pause_while_no_hub_could_tick(namespace: Namespace) -> Non
         await store.claim("w1", 1, T0, TTL)
         await store.tick(T0)
         # Pretend the last tick anyone managed was 25 s ago (Redis time): Redis was unreachable.
-        server = await store._cmd("TIME")
-        await store._cmd("SET", store.key("clock"), repr(int(server[0]) - 25.0))
+        server = await store.client.cmd("TIME")
+        await store.client.cmd("SET", store.key("clock"), repr(int(server[0]) - 25.0))
         await store.tick(T0 + 1)
         moved = await store.get(job.id)
         assert moved is not None and moved.lease_expires is not None
@@ -370,10 +370,11 @@ async def test_scripts_are_loaded_again_when_redis_lost_them(namespace: Namespac
     store = await opened(namespace.url)
     try:
         # A script Redis has never seen (as after a restart): the store loads it and goes on.
-        store._sources = {**store._sources, "claim": store._sources["claim"] + "\n-- again"}
-        store._shas = {
-            **store._shas,
-            "claim": __import__("hashlib").sha1(store._sources["claim"].encode()).hexdigest(),
+        scripts = store.scripts
+        scripts.sources = {**scripts.sources, "claim": scripts.sources["claim"] + "\n-- again"}
+        scripts.shas = {
+            **scripts.shas,
+            "claim": __import__("hashlib").sha1(scripts.sources["claim"].encode()).hexdigest(),
         }
         await store.attach_worker(WorkerInfo(id="w1", services=["echo"], slots=1), T0)
         await store.submit([JobSpec(service="echo")], T0)
@@ -453,7 +454,7 @@ async def test_calls_fail_fast_while_redis_is_away_and_recover(namespace: Namesp
 
 async def test_a_namespace_of_another_layout_is_refused(namespace: Namespace) -> None:
     store = await opened(namespace.url)
-    await store._cmd("SET", store.key("layout"), "0")
+    await store.client.cmd("SET", store.key("layout"), "0")
     await store.close()
     with pytest.raises(InvalidRequest, match="another version of jobq"):
         await opened(namespace.url)

@@ -3,8 +3,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jobq.core.explain import Candidate, competing, judge, waited
 from jobq.core.index import ReadyIndex
-from jobq.core.matching import Profile, Shape, first_miss, load_miss, shape_of
+from jobq.core.matching import Load, Profile, Shape, first_miss, load_miss, shape_of
 
 
 def s(service: str = "a", customer: str | None = None, isolation: str = "none", **requires: Any) -> Shape:
@@ -159,6 +160,30 @@ def test_explain_counts_competitors() -> None:
     assert found.ahead == 2
     assert found.eligible == ["w"]
     assert found.ineligible == {"other": "does not serve a"}
+
+
+def test_explain_rules_without_an_index() -> None:
+    """core/explain.py decides for every store: the index only gathers its workers and queues."""
+    big = Candidate("big", p(hardware__gpu_memory_gb=24), 2, Load(gpu_in_use=20))
+    small = Candidate("small", p(hardware__gpu_memory_gb=8), 1, Load())
+    other = Candidate("other", p("b"), 5, Load())
+    verdict = judge(s(hardware__gpu_memory_gb=16), [big, small, other])
+    assert verdict.eligible == ["big"] and verdict.free_slots == 2 and verdict.blocked is None
+    assert verdict.ineligible == {
+        "big": "eligible, but needs 16 GB of GPU memory, 4 GB free now",
+        "small": "needs hardware.gpu_memory_gb >= 16, worker has 8",
+        "other": "does not serve a",
+    }
+    blocked = judge(s(hardware__gpu_memory_gb=48), [big, small, other])
+    assert blocked.eligible == [] and blocked.free_slots == 0
+    assert blocked.blocked == (
+        "big: needs hardware.gpu_memory_gb >= 48, worker has 24; "
+        "small: needs hardware.gpu_memory_gb >= 48, worker has 8"
+    )
+    assert judge(s("c"), [big, other]).blocked == "no connected worker serves c"
+    shapes_of = {"w1": ["x", "own"], "w2": ["y", "x"]}
+    assert competing("own", ["w1", "w2"], shapes_of.__getitem__) == ["own", "x", "y"]
+    assert waited(now=5.0, since=7.0) == 0.0 and waited(now=7.0, since=5.0) == 2.0
 
 
 # ---- properties: never an ineligible worker; an idle eligible worker always gets work

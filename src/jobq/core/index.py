@@ -24,12 +24,21 @@ import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from jobq.core.matching import Load, Profile, Shape, first_miss, load_miss
+from jobq.core.explain import (
+    Candidate,
+    Explanation,
+    blocked_queues,
+    blocked_reason,
+    competing,
+    explanation,
+    judge,
+)
+from jobq.core.matching import DEFAULT_RESERVE_AFTER, Load, Profile, Shape, first_miss
+
+__all__ = ["DEFAULT_RESERVE_AFTER", "Claimed", "Explanation", "ReadyIndex", "ShapeQueue"]
 
 #: (-priority, seq, job_id, enqueued_at)
 Entry = tuple[int, int, int, float]
-
-DEFAULT_RESERVE_AFTER = 30.0
 
 
 class ShapeQueue:
@@ -342,6 +351,8 @@ class ReadyIndex:
         self._weights[customer] = weight
 
     # ------------------------------------------------------------------ explaining
+    # The rules are core/explain.py's (the Redis store applies the same ones); this only
+    # gathers what the index holds.
 
     def shape_of(self, job_id: int) -> Shape | None:
         found = self._entries.get(job_id)
@@ -352,16 +363,7 @@ class ReadyIndex:
         q = self._queues.get(shape)
         if q is not None and q.workers > 0:
             return None
-        reasons = []
-        for worker_id, state in self._workers.items():
-            miss = first_miss(shape, state.profile)
-            if miss is None:
-                return None
-            if shape.service in state.profile.services:
-                reasons.append(f"{worker_id}: {miss}")
-        if not reasons:
-            return f"no connected worker serves {shape.service}"
-        return "; ".join(reasons[:3])
+        return blocked_reason(shape, self.workers())
 
     def blocked_shapes(self) -> list[ShapeQueue]:
         return [q for q in self._queues.values() if q.live and q.workers == 0]
@@ -369,50 +371,30 @@ class ReadyIndex:
     def queued_ids(self, q: ShapeQueue) -> list[int]:
         return [e[2] for e in sorted(q._heap) if self._is_live(q, e)]
 
+    def blocked(self) -> list[tuple[int, str]]:
+        """Queued jobs no attached worker could ever run, with the reason, by job id."""
+        # Only queues no attached worker may take from can be blocked: the rest need no look.
+        found = blocked_queues(((q, q.shape) for q in self.blocked_shapes()), list(self.workers()))
+        return sorted((job_id, reason) for q, reason in found for job_id in self.queued_ids(q))
+
+    def candidates(self) -> list[Candidate]:
+        """The attached workers as ``explain`` sees them, in the order they attached."""
+        return [
+            Candidate(worker_id, state.profile, max(0, state.slots - len(state.running)), state.load)
+            for worker_id, state in self._workers.items()
+        ]
+
     def explain(self, job_id: int, now: float) -> Explanation | None:
         """Eligible and ineligible workers for a queued job, and its place among competitors."""
         found = self._entries.get(job_id)
         if found is None:
             return None
         q, entry = found
-        eligible: list[str] = []
-        ineligible: dict[str, str] = {}
-        competing: set[int] = {id(q)}
-        queues = [q]
-        for worker_id, state in self._workers.items():
-            miss = first_miss(q.shape, state.profile)
-            if miss is not None:
-                ineligible[worker_id] = miss
-                continue
-            load = load_miss(q.shape, state.profile, state.load)
-            if load is not None:
-                ineligible[worker_id] = f"eligible, but {load}"
-            eligible.append(worker_id)
-            for other in self._eligible[state.profile]:
-                if id(other) not in competing:
-                    competing.add(id(other))
-                    queues.append(other)
-        ahead = 0
-        for other in queues:
-            for e in other._heap:
-                if e[:2] < entry[:2] and self._is_live(other, e):
-                    ahead += 1
-        return Explanation(
-            eligible=eligible,
-            ineligible=ineligible,
-            ahead=ahead,
-            blocked=self.blocked_reason(q.shape),
-            waited=max(0.0, now - entry[3]),
-            free_slots=sum(self.free_slots(w) for w in eligible),
-        )
+        verdict = judge(q.shape, self.candidates())
+        queues = competing(q, verdict.eligible, lambda w: self._eligible[self._workers[w].profile])
+        return explanation(verdict, self._ahead(entry, queues), entry[3], now)
 
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    eligible: list[str]
-    ineligible: dict[str, str]
-    #: Queued jobs that the same workers would take first.
-    ahead: int
-    blocked: str | None
-    waited: float
-    free_slots: int
+    def _ahead(self, entry: Entry, queues: list[ShapeQueue]) -> int:
+        """Live entries of ``queues`` ordered before ``entry`` (priority, then seq)."""
+        key = entry[:2]
+        return sum(1 for q in queues for e in q._heap if e[:2] < key and self._is_live(q, e))

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from jobq.errors import InvalidRequest
+from jobq.core.errors import InvalidRequest
 
 Op = Literal["eq", "all", "min", "not"]
 Scalar = str | float | bool
@@ -52,6 +52,11 @@ NON_CAPABILITY_KEYS = frozenset(
 
 #: The capability whose minimum a running job also *consumes* from its worker.
 GPU_MEMORY = "hardware.gpu_memory_gb"
+
+#: Seconds a job that does not fit what its eligible worker has free now (GPU memory, customers)
+#: lets smaller jobs pass it; after that it reserves the worker, which takes nothing that would
+#: start before it (``core/index.py``; ``store/lua/claim.lua`` for the Redis store).
+DEFAULT_RESERVE_AFTER = 30.0
 
 #: A worker with this capability set can only carry a payload that is one line of text (the
 #: line-protocol doors); jobs whose payload is not are never handed to it.

@@ -4,6 +4,10 @@ Every store (memory, SQLite, Redis) passes one contract suite (``tests/contract`
 is the truth of the queue: jobs, the ready index, leases and the registry of attached workers
 (so several hubs on one Redis see one cluster). The hub owns connections and timers.
 
+The records the contract speaks of come from the core (jobs, workers, :class:`Explanation`)
+and from ``store/reports.py`` (:class:`TickResult`, :class:`StoreListener`); the backends import
+those, never this module, which imports the backends (:func:`open_store`).
+
 Durability: a mutating call returns once its change is as durable as the store promises
 (``memory``: not at all; ``sqlite``: survives a crash of the hub process, or power loss with
 ``?durability=full``). Calls made in the same event-loop turn share one commit.
@@ -15,9 +19,7 @@ from collections.abc import Sequence
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
-import msgspec
-
-from jobq.core.index import Explanation
+from jobq.core.explain import Explanation
 from jobq.core.model import (
     Completion,
     Job,
@@ -29,19 +31,9 @@ from jobq.core.model import (
     WorkerInfo,
 )
 from jobq.errors import InvalidRequest
+from jobq.store.reports import StoreListener, TickResult
 
-
-class StoreListener(Protocol):
-    """What a store shared by several hubs tells each hub (the hub implements it)."""
-
-    def on_ready(self) -> None:
-        """Jobs may have become runnable (submitted or released through another hub)."""
-
-    def on_event(self, event: JobEvent) -> None:
-        """A job event that happened at another hub."""
-
-    def on_stop(self, worker_id: str, job_ids: list[int]) -> None:
-        """Another hub wants a worker connected here to stop these attempts."""
+__all__ = ["Explanation", "Store", "StoreListener", "TickResult", "open_store"]
 
 
 class Store(Protocol):
@@ -152,15 +144,6 @@ class Store(Protocol):
 
     def notify_stop(self, worker_id: str, job_ids: list[int]) -> None:
         """Ask the hub that has ``worker_id`` to tell it to stop these attempts."""
-
-
-class TickResult(msgspec.Struct, kw_only=True):
-    #: Jobs that became runnable (the hub dispatches).
-    promoted: int = 0
-    #: Attempts that lost their lease or overran their timeout: (job after the decision,
-    #: worker that held it) so the hub can tell the worker to stop.
-    expired: list[tuple[Job, str | None]] = msgspec.field(default_factory=list)
-    purged: int = 0
 
 
 def open_store(url: str) -> Store:

@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from jobq.core import retry
-from jobq.core.index import Explanation, ReadyIndex
+from jobq.core.explain import Explanation
+from jobq.core.index import ReadyIndex
 from jobq.core.lease import attempt_deadline, holds_lease, lease_deadline
 from jobq.core.matching import Profile, Shape, is_text_line, shape_of
 from jobq.core.model import (
@@ -27,6 +28,7 @@ from jobq.core.model import (
     WorkerInfo,
     new_job,
 )
+from jobq.core.retention import DEFAULT_RESULT_TTL, dead_letter_ttl, expires_at, result_ttl
 from jobq.core.states import (
     CANCELLED,
     COMPLETED,
@@ -38,13 +40,7 @@ from jobq.core.states import (
     check_transition,
 )
 from jobq.errors import Conflict, InvalidRequest, LeaseLost, NotFound
-from jobq.store.base import StoreListener, TickResult
-
-#: Seconds a finished job is kept by default (``result_ttl`` overrides it per job).
-DEFAULT_RESULT_TTL = 24 * 3600.0
-#: Seconds a failed job (a dead letter) is kept.
-DEAD_LETTER_TTL = 7 * 24 * 3600.0
-
+from jobq.store.reports import StoreListener, TickResult
 
 #: Shapes of jobs without requirements, by (service, customer, isolation, one text line): most
 #: jobs are of a few such shapes, and building one costs more than the rest of a submit.
@@ -145,7 +141,7 @@ class EmbeddedStore:
         self._move(job, state)
         job.finished_at = now
         job.lease_expires = None
-        job.expires_at = now + ttl
+        job.expires_at = expires_at(now, ttl)
         self._live.pop(job.id, None)
         self._shapes.pop(job.id, None)
         self._running.discard(job.id)
@@ -258,7 +254,7 @@ class EmbeddedStore:
         return len(self.index) > 0
 
     def _ttl(self, job: Job) -> float:
-        return self.result_ttl if job.result_ttl is None else job.result_ttl
+        return result_ttl(job.result_ttl, self.result_ttl)
 
     # ------------------------------------------------------------------ workers
 
@@ -404,7 +400,7 @@ class EmbeddedStore:
             heapq.heappush(self._scheduled, (decision.at, job.id))
             self._save(job)
         else:
-            self._finish(job, FAILED, now, max(DEAD_LETTER_TTL, self._ttl(job)))
+            self._finish(job, FAILED, now, dead_letter_ttl(self._ttl(job)))
 
     async def release(self, job_id: int, token: int, now: float) -> Job:
         job = self._holding(job_id, token)
@@ -418,7 +414,7 @@ class EmbeddedStore:
         self._stop_running(job)
         if job.attempts >= job.max_attempts:
             job.error = f"{why} during its last attempt ({job.attempts} of {job.max_attempts})"
-            self._finish(job, FAILED, now, max(DEAD_LETTER_TTL, self._ttl(job)))
+            self._finish(job, FAILED, now, dead_letter_ttl(self._ttl(job)))
             return
         self._enqueue(job, job.submitted_at)
         self._save(job)
@@ -473,8 +469,4 @@ class EmbeddedStore:
         return self.index.explain(job_id, now)
 
     async def blocked(self) -> list[tuple[int, str]]:
-        out: list[tuple[int, str]] = []
-        for q in self.index.blocked_shapes():
-            reason = self.index.blocked_reason(q.shape) or "no eligible worker"
-            out.extend((job_id, reason) for job_id in self.index.queued_ids(q))
-        return sorted(out)
+        return self.index.blocked()

@@ -29,7 +29,7 @@ import msgspec
 
 from jobq.core.model import JobEvent
 from jobq.core.states import JobState
-from jobq.store.base import StoreListener
+from jobq.store.reports import StoreListener
 
 log = logging.getLogger("jobq.store.redis")
 

@@ -39,6 +39,7 @@ class Static(msgspec.Struct, array_like=True):
     idempotency_key: str | None
     result_ttl: float | None
     backoff: float | None
+    owner: str | None = None
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -89,6 +90,7 @@ def encode_static(spec: JobSpec, now: float) -> bytes:
             idempotency_key=spec.idempotency_key,
             result_ttl=spec.result_ttl,
             backoff=spec.backoff,
+            owner=spec.owner,
         )
     )
 
@@ -132,6 +134,7 @@ def job_of(job_id: int, fields: Mapping[bytes, bytes]) -> Job:
         idempotency_key=s.idempotency_key,
         result_ttl=s.result_ttl,
         backoff=s.backoff,
+        owner=s.owner,
         attempts=int(fields.get(b"att", b"0")),
         worker=_text(fields.get(b"w")),
         run_at=_float(fields.get(b"run")),

@@ -15,7 +15,10 @@
 -- * Every change of a job's state goes through move(), which keeps the per-state listing
 --   indexes and the counts by (service, state) true.
 -- * Counts and the fairness state are read at most once per script and written back once, at
---   its end: each script body runs as main(), followed by flush() (see RedisStore's loader).
+--   its end: each script body runs as main(), followed by flush() (see store/redis_scripts.py).
+-- * A function here that mirrors a rule the embedded stores apply in Python is mapped to that
+--   Python function, and to the contract cases holding both to one answer, in docs/redis.md
+--   ("Python and Lua"); the constants filled in below come from where Python keeps them.
 
 local K = KEYS[1]
 local DEAD_LETTER_TTL = tonumber('@DEAD_LETTER_TTL@')

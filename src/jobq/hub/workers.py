@@ -1,0 +1,308 @@
+"""The worker half of the hub's API: attaching, attempts and their results, and the clock.
+
+:class:`~jobq.hub.hub.Hub` is this class plus the client half; the state both halves share is
+declared here and set up by ``Hub.__init__``. Every worker connection, whatever its door, is a
+:class:`~jobq.hub.sessions.WorkerSession` with the attempts it holds (job id → fencing token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from jobq.config import HubConfig
+from jobq.core.model import Completion, Frames, Job, JobEvent, WorkerInfo
+from jobq.core.states import TERMINAL
+from jobq.core.views import Welcome, WorkerHello
+from jobq.errors import InvalidRequest, JobqError, NotFound, Unavailable
+from jobq.hub.dispatch import Dispatcher
+from jobq.hub.events import EventBus, event_of
+from jobq.hub.metrics import HubMetrics
+from jobq.hub.schemas import SchemaRegistry
+from jobq.hub.sessions import Liveness, WorkerLink, WorkerSession
+from jobq.store.base import Store
+
+log = logging.getLogger("jobq.hub")
+
+
+class WorkerSide:
+    config: HubConfig
+    clock: Callable[[], float]
+    rand: Callable[[], float]
+    metrics: HubMetrics
+    _store: Store
+    _events: EventBus
+    _schemas: SchemaRegistry
+    _sessions: dict[str, WorkerSession]
+    _counters: dict[str, int]
+    _shared: bool
+    _draining: bool
+    _dispatcher: Dispatcher
+
+    # ------------------------------------------------------------------ workers
+
+    async def attach(
+        self,
+        hello: WorkerHello,
+        link: WorkerLink,
+        *,
+        held: Sequence[tuple[int, int]] = (),
+        liveness: Liveness | None = None,
+    ) -> Welcome:
+        """A worker connected (or reconnected). The welcome names the held attempts it may keep."""
+        if self._draining:
+            raise Unavailable("the hub is shutting down")
+        if not hello.id:
+            raise InvalidRequest("a worker needs an id")
+        if not hello.services:
+            raise InvalidRequest("a worker must serve at least one service")
+        if hello.slots < 0 or hello.slots > 100_000:
+            raise InvalidRequest("slots must be between 0 and 100000")
+        now = self.clock()
+        self._schemas.advertise(hello.schemas)
+        info = WorkerInfo(
+            id=hello.id,
+            services=hello.services,
+            capabilities=hello.capabilities,
+            slots=hello.slots,
+            name=hello.name,
+            door=hello.door,
+            schemas=hello.schemas,
+            hub=self.config.name,
+            connected_at=now,
+        )
+        old = self._sessions.get(info.id)
+        await self._store.attach_worker(info, now)
+        kept = await self._store.adopt(info.id, held, now, self.config.lease_ttl) if held else []
+        if old is not None and old.link is not link:
+            old.link.disconnect("replaced by a new connection of the same worker")
+        tokens = dict(held)
+        self._sessions[info.id] = WorkerSession(
+            info=info,
+            link=link,
+            liveness=liveness or Liveness(self.config.worker_silence, self.config.worker_silence),
+            last_seen=now,
+            held={job_id: tokens[job_id] for job_id in kept},
+        )
+        self.kick()
+        config = self.config
+        return Welcome(heartbeat=config.heartbeat, lease_ttl=config.lease_ttl, kept=kept, hub=config.name)
+
+    async def detach(self, worker_id: str, reason: str = "disconnected") -> None:
+        """The worker is gone: its running jobs go back to the front of the queue."""
+        session = self._sessions.pop(worker_id, None)
+        now = self.clock()
+        released = await self._store.detach_worker(worker_id, now)
+        if session is not None:
+            log.info("worker %s left (%s); %d job(s) re-queued", worker_id, reason, len(released))
+        self._counters["requeued"] += len(released)
+        for job in released:
+            kind = "failed" if job.state in TERMINAL else "requeued"
+            self._announce(job, kind, now)
+        if released:
+            self.kick()
+
+    def seen(self, worker_id: str) -> bool:
+        """A sign of life from the worker; False when this hub does not know it."""
+        session = self._sessions.get(worker_id)
+        if session is None:
+            return False
+        session.last_seen = self.clock()
+        return True
+
+    async def heartbeat(self, worker_id: str, metrics: dict[str, float] | None = None) -> bool:
+        """Renew the worker's leases. False when the hub does not know the worker."""
+        session = self._sessions.get(worker_id)
+        if session is None:
+            return False
+        session.last_seen = self.clock()
+        await self._store.touch_worker(worker_id, session.last_seen, self.config.lease_ttl, metrics)
+        return True
+
+    async def set_slots(self, worker_id: str, slots: int) -> None:
+        session = self._sessions.get(worker_id)
+        if session is None:
+            raise NotFound(f"no worker {worker_id}")
+        session.info.slots = max(0, slots)
+        await self._store.attach_worker(session.info, self.clock())
+        self.kick()
+
+    async def claim(self, worker_id: str, limit: int) -> list[Job]:
+        """Pull-style doors ask for work here; push doors are served by the dispatcher."""
+        if self._draining:
+            return []
+        session = self._sessions.get(worker_id)
+        if session is None:
+            raise NotFound(f"no worker {worker_id}")
+        session.last_seen = self.clock()
+        return await self._claim_for(session, limit)
+
+    async def _claim_for(self, session: WorkerSession, limit: int) -> list[Job]:
+        now = self.clock()
+        jobs = await self._store.claim(session.worker_id, limit, now, self.config.lease_ttl)
+        if jobs:
+            self._counters["claimed"] += len(jobs)
+            for job in jobs:
+                session.held[job.id] = job.attempts
+                self.metrics.job_started(job.service, now - (job.run_at or job.submitted_at))
+                self._announce(job, "started", now)
+        return jobs
+
+    def _finished(self, worker_id: str, job_ids: Iterable[int]) -> None:
+        """The worker no longer runs these attempts (a sign of life too)."""
+        session = self._sessions.get(worker_id)
+        if session is not None:
+            session.last_seen = self.clock()
+            for job_id in job_ids:
+                session.held.pop(job_id, None)
+
+    async def complete(self, worker_id: str, results: Sequence[Completion]) -> list[Job | Exception]:
+        now = self.clock()
+        self._finished(worker_id, (result.job_id for result in results))
+        outcomes = await self._store.complete(results, now)
+        finished = 0
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                self._counters["lease_lost"] += 1
+                continue
+            finished += 1
+            self.metrics.job_finished(outcome.service, now - (outcome.started_at or now))
+            self._announce(outcome, "completed", now, with_result=True)
+        self._counters["completed"] += finished
+        self.kick()
+        return outcomes
+
+    async def fail(
+        self, worker_id: str, job_id: int, token: int, error: str, *, retryable: bool = True
+    ) -> Job:
+        now = self.clock()
+        self._finished(worker_id, (job_id,))
+        try:
+            job = await self._store.fail(job_id, token, error, now, retryable=retryable, rand=self.rand())
+        finally:
+            self.kick()
+        self._after_attempt(job, now)
+        return job
+
+    def _after_attempt(self, job: Job, now: float) -> None:
+        """Count and announce what followed a failed or lost attempt."""
+        if job.state in TERMINAL:
+            self._counters["failed"] += 1
+            self._announce(job, "failed", now)
+        else:
+            self._counters["retried"] += 1
+            self._announce(job, "retrying", now)
+
+    async def progress(
+        self,
+        worker_id: str,
+        job_id: int,
+        token: int,
+        value: float | None,
+        message: str | None,
+        data: Frames | None = None,
+    ) -> Job:
+        """Progress of a running attempt; ``data`` is a partial result passed on to listeners
+        (Majordomo PARTIAL replies) and not kept."""
+        self.seen(worker_id)
+        now = self.clock()
+        job = await self._store.progress(job_id, token, value, message, now)
+        self._announce(job, "progress", now, partial=data)
+        return job
+
+    async def release(self, worker_id: str, attempts: Sequence[tuple[int, int]]) -> None:
+        """The worker gives these attempts back unstarted (draining, or it cannot run them)."""
+        now = self.clock()
+        for job_id, token in attempts:
+            with contextlib.suppress(JobqError):
+                job = await self._store.release(job_id, token, now)
+                self._counters["requeued"] += 1
+                self._announce(job, "requeued" if job.state not in TERMINAL else "failed", now)
+                self._finished(worker_id, (job_id,))
+        self.kick()
+
+    # ------------------------------------------------------------------ events
+
+    def _announce(
+        self,
+        job: Job,
+        kind: str,
+        now: float,
+        *,
+        with_result: bool = False,
+        partial: Frames | None = None,
+    ) -> None:
+        """Tell whoever listens. Events are only built when someone may want them; on a store
+        shared by several hubs every event also goes to the other hubs."""
+        if not (self._shared or self._events.wants(job.id, job.state in TERMINAL)):
+            return
+        event = event_of(job, kind, now, with_result=with_result, partial=partial)
+        self._events.publish(event)
+        if self._shared:
+            self._store.broadcast(event)
+
+    # The store calls these when other hubs sharing it change something (StoreListener).
+
+    def on_ready(self) -> None:
+        """Jobs may have become runnable through another hub."""
+        self.kick()
+
+    def on_event(self, event: JobEvent) -> None:
+        """An event that happened at another hub."""
+        self._events.publish(event)
+
+    def on_stop(self, worker_id: str, job_ids: list[int]) -> None:
+        """Another hub cancelled jobs that a worker connected here is running."""
+        session = self._sessions.get(worker_id)
+        if session is not None:
+            session.link.stop(job_ids)
+            for job_id in job_ids:
+                session.held.pop(job_id, None)
+            self.kick()
+
+    def kick(self) -> None:
+        """Something changed that may let a worker take a job: dispatch at the end of the turn."""
+        self._dispatcher.kick()
+
+    # ------------------------------------------------------------------ the clock
+
+    async def _clock_loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("clock tick failed")
+            now = self.clock()
+            due = await self._store.next_due()
+            delay = self.config.tick if due is None else min(self.config.tick, max(0.0, due - now))
+            await asyncio.sleep(max(delay, 0.001))
+
+    async def tick(self) -> None:
+        """What time does: silent workers expire (their jobs go back to the front of the
+        queue), scheduled jobs become due, leases and timeouts expire, old jobs are retired.
+        The clock task calls it; tests call it with an injected clock."""
+        now = self.clock()
+        for session in list(self._sessions.values()):
+            if session.expired(now):
+                session.link.disconnect("no heartbeat")
+                await self.detach(session.worker_id, "expired: no heartbeat")
+        result = await self._store.tick(now)
+        for job, worker in result.expired:
+            holder = self._sessions.get(worker) if worker is not None else None
+            if holder is not None:
+                holder.link.stop([job.id])
+                holder.held.pop(job.id, None)
+            if job.state == "queued":
+                self._counters["requeued"] += 1
+                self._announce(job, "requeued", now)
+            else:
+                self._after_attempt(job, now)
+        if result.promoted or result.expired:
+            self.kick()
+
+
+__all__ = ["WorkerSide"]

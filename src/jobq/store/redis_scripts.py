@@ -1,0 +1,88 @@
+"""The Redis store's Lua scripts (``store/lua``): loading them and calling them.
+
+Each script is the shared prelude (``prelude.lua``, with the constants it shares with Python
+filled in from where Python keeps them) followed by its own body, which runs as ``main()``;
+what the body left for its end (counts, fairness) is written after it by ``flush()``. Scripts
+are loaded once when the store opens (``SCRIPT LOAD``) and called by digest (``EVALSHA``); a
+Redis that lost them (restarted, flushed) gets the script again on ``NOSCRIPT``.
+
+Which Lua function mirrors which Python function is mapped in ``docs/redis.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from jobq.core.retention import DEAD_LETTER_TTL
+from jobq.store.redis_bus import BUS_AGE, BUS_LENGTH
+from jobq.store.redis_client import RedisClient
+from jobq.store.redis_codec import num
+
+SCRIPTS = (
+    "submit",
+    "claim",
+    "complete",
+    "fail",
+    "release",
+    "cancel",
+    "retry",
+    "progress",
+    "attach",
+    "detach",
+    "touch",
+    "adopt",
+    "register",
+    "sweep",
+    "tick",
+)
+
+
+def constants() -> dict[str, str]:
+    """The ``@NAME@`` placeholders of the prelude and their values, as the scripts read them."""
+    return {
+        "@DEAD_LETTER_TTL@": num(DEAD_LETTER_TTL),
+        "@BUS_LENGTH@": str(BUS_LENGTH),
+        "@BUS_AGE@": num(BUS_AGE),
+    }
+
+
+@functools.cache
+def load_scripts() -> dict[str, str]:
+    """Each script's source: the prelude (with our constants filled in) and its own body."""
+    folder = resources.files("jobq.store") / "lua"
+    prelude = folder.joinpath("prelude.lua").read_text()
+    for name, value in constants().items():
+        prelude = prelude.replace(name, value)
+    return {
+        name: f"{prelude}\nlocal function main()\n{folder.joinpath(f'{name}.lua').read_text()}\nend\n"
+        "local result = main()\nflush()\nreturn result\n"
+        for name in SCRIPTS
+    }
+
+
+class Scripts:
+    """The scripts of one store, by name: ``sources`` and their ``shas`` (digests)."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+        self.sources = load_scripts()
+        self.shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.sources.items()}
+
+    async def load(self) -> None:
+        """Load every script into Redis (one round trip)."""
+        await self.client.pipeline([("SCRIPT", "LOAD", source) for source in self.sources.values()])
+
+    async def call(self, name: str, *args: Any) -> Any:
+        """Run script ``name`` on the namespace (its one declared key is the namespace tag)."""
+        command = ("EVALSHA", self.shas[name], 1, self.client.tag, *args)
+        try:
+            return await self.client.cmd(*command)
+        except NoScriptError:
+            # Redis restarted (or flushed its scripts): load it again, once.
+            await self.client.cmd("SCRIPT", "LOAD", self.sources[name])
+            return await self.client.cmd(*command)

@@ -1,0 +1,211 @@
+"""The rules the Redis store runs in Lua as well as in Python, each held to one answer.
+
+The embedded stores decide these in Python (``core/index.py``, ``core/matching.py``,
+``core/explain.py``, ``core/retention.py``, ``store/embedded.py``); the Redis store runs them in
+its scripts (``store/lua``). ``docs/redis.md`` maps each Lua function to the Python function it
+mirrors and to its case here (cases that the main contract suite already has are named there
+too); every case runs on every backend.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from jobq.core.model import Completion
+from jobq.core.retention import DEAD_LETTER_TTL
+from jobq.core.states import JobState
+from jobq.store.base import Store
+from tests.contract.support import T0, TTL, Backend, attach, spec, submit_one
+
+GPU = "hardware.gpu_memory_gb"
+DAY = 24 * 3600.0
+
+
+# ---------------------------------------------------------------- claim.lua: what fits now
+
+
+async def test_a_job_that_does_not_fit_lets_smaller_ones_pass_then_reserves_the_worker(
+    store: Store,
+) -> None:
+    """claim.lua load_miss and the reservation ↔ ReadyIndex._pick (matching.load_miss);
+    load_take / load_give_back ↔ Load.take / Load.give_back."""
+    await attach(store, "big", slots=10, caps={GPU: 24})
+    first = await submit_one(store, spec(requires={GPU: 8}))
+    assert [j.id for j in await store.claim("big", 1, T0, TTL)] == [first.id]
+    large = await submit_one(store, spec(requires={GPU: 20}))
+    small = await submit_one(store, spec(requires={GPU: 8}))
+    # 16 GB free: the 20 GB job does not fit yet, the smaller one behind it passes.
+    assert [j.id for j in await store.claim("big", 10, T0 + 5, TTL)] == [small.id]
+    later = await submit_one(store, spec(requires={GPU: 4}), T0 + 6)
+    # The large job has waited 30 s: the worker is kept for it and takes nothing smaller.
+    assert await store.claim("big", 10, T0 + 31, TTL) == []
+    done = await store.complete([Completion(first.id, 1, []), Completion(small.id, 1, [])], T0 + 32)
+    assert all(not isinstance(d, Exception) for d in done)
+    # The memory they held is given back: the large job fits, and the small one after it.
+    assert [j.id for j in await store.claim("big", 1, T0 + 32, TTL)] == [large.id]
+    assert [j.id for j in await store.claim("big", 10, T0 + 32, TTL)] == [later.id]
+
+
+async def test_a_worker_at_its_customer_limit_takes_no_further_customer(store: Store) -> None:
+    """claim.lua load_miss (customers) ↔ matching.load_miss; explain's "eligible, but"."""
+    await attach(store, slots=5, caps={"customer_access": {"max_concurrent_customers": 1}})
+    one = await submit_one(store, spec(customer_id="c1", isolation="loose"))
+    two = await submit_one(store, spec(customer_id="c2", isolation="loose"))
+    more = await submit_one(store, spec(customer_id="c1", isolation="loose"))
+    assert [j.id for j in await store.claim("w1", 5, T0, TTL)] == [one.id, more.id]
+    found = await store.explain(two.id, T0 + 1)
+    assert found is not None and found.eligible == ["w1"]
+    assert found.ineligible == {"w1": "eligible, but worker already serves 1 customers (max 1)"}
+    await store.complete([Completion(one.id, 1, []), Completion(more.id, 1, [])], T0 + 2)
+    assert [j.id for j in await store.claim("w1", 5, T0 + 2, TTL)] == [two.id]
+
+
+async def test_a_failed_job_goes_back_to_its_worker_when_no_other_can_run_it(store: Store) -> None:
+    """claim.lua head / avoided with shape_workers ↔ ReadyIndex._pick (ShapeQueue.workers)."""
+    job = await submit_one(store, spec(backoff=0))
+    await attach(store, "w1", slots=1)
+    await attach(store, "elsewhere", services=("resize",), slots=1)  # attached, not eligible
+    await store.claim("w1", 1, T0, TTL)
+    await store.fail(job.id, 1, "boom", T0)
+    await store.tick(T0 + 0.1)
+    (again,) = await store.claim("w1", 1, T0 + 0.2, TTL)
+    assert again.id == job.id and again.attempts == 2
+
+
+async def test_a_new_shape_is_matched_against_the_workers_already_attached(store: Store) -> None:
+    """register.lua (pairs decided by matching.first_miss) ↔ ReadyIndex.queue."""
+    await attach(store, "big", slots=5, caps={GPU: 24, "location": {"region": "eu"}})
+    await attach(store, "small", slots=5, caps={GPU: 8})
+    job = await submit_one(store, spec(requires={GPU: 16, "region": "eu"}))
+    assert await store.claim("small", 5, T0, TTL) == []
+    assert [j.id for j in await store.claim("big", 5, T0, TTL)] == [job.id]
+
+
+# ---------------------------------------------------------------- prelude.lua: fairness
+
+
+async def test_a_customer_back_from_idle_has_banked_no_share(store: Store) -> None:
+    """fair_add (back from idle at the virtual time) ↔ ReadyIndex.add; fair_left on a cancel
+    ↔ ReadyIndex.discard; fair_take ↔ ReadyIndex.claim."""
+    await attach(store, slots=100)
+    first, dropped = [d.job for d in await store.submit([spec(customer_id="b")] * 2, T0)]
+    await store.submit([spec(customer_id="a")] * 20, T0)
+    assert [j.id for j in await store.claim("w1", 1, T0, TTL)] == [first.id]
+    await store.cancel(dropped.id, T0)  # b has nothing queued now: it is idle
+    assert {j.customer_id for j in await store.claim("w1", 20, T0, TTL)} == {"a"}
+    await store.submit([spec(customer_id="b")] * 10, T0 + 1)
+    await store.submit([spec(customer_id="a")] * 10, T0 + 1)
+    taken = [j.customer_id for j in await store.claim("w1", 10, T0 + 1, TTL)]
+    # b idled while a ran 20 jobs: it shares from now on, it does not take the worker over.
+    assert taken.count("b") <= 6 and "a" in taken[:3]
+
+
+# ---------------------------------------------------------------- prelude.lua: ends and retention
+
+
+async def test_failed_jobs_are_kept_as_dead_letters(store: Store) -> None:
+    """fail.lua / release (dead_letter_ttl, finish) ↔ retention.dead_letter_ttl, expires_at."""
+    short = await submit_one(store, spec(max_attempts=1, result_ttl=10))
+    long = await submit_one(store, spec(max_attempts=1, result_ttl=30 * DAY))
+    await attach(store, slots=2)
+    await store.claim("w1", 2, T0, TTL)
+    failed = await store.fail(short.id, 1, "boom", T0 + 1)
+    assert failed.state is JobState.FAILED and failed.expires_at == T0 + 1 + DEAD_LETTER_TTL
+    released = await store.release(long.id, 1, T0 + 1)
+    assert released.state is JobState.FAILED
+    assert released.error == "released by its worker during its last attempt (1 of 1)"
+    assert released.expires_at == T0 + 1 + 30 * DAY
+    assert (await store.tick(T0 + 100)).purged == 0
+    assert (await store.tick(T0 + 1 + DEAD_LETTER_TTL)).purged == 1
+    assert await store.get(short.id) is None
+    kept = await store.get(long.id)
+    assert kept is not None and kept.state is JobState.FAILED
+
+
+async def test_completing_a_job_that_reported_progress_sets_it_to_100(store: Store) -> None:
+    """complete.lua ↔ EmbeddedStore.complete."""
+    with_progress = await submit_one(store)
+    without = await submit_one(store)
+    await attach(store, slots=2)
+    await store.claim("w1", 2, T0, TTL)
+    await store.progress(with_progress.id, 1, 40.0, "almost", T0)
+    await store.complete([Completion(with_progress.id, 1, []), Completion(without.id, 1, [])], T0 + 1)
+    done = await store.get(with_progress.id)
+    assert done is not None and done.progress == 100.0 and done.progress_message == "almost"
+    plain = await store.get(without.id)
+    assert plain is not None and plain.progress is None
+
+
+# ---------------------------------------------------------------- attach.lua, adopt.lua
+
+
+async def test_workers_are_listed_in_the_order_they_attached(store: Store) -> None:
+    """attach.lua (workers, a re-attach keeps its place) ↔ EmbeddedStore.attach_worker."""
+    for name in ("w2", "w1", "w3"):
+        await attach(store, name, slots=1)
+    await attach(store, "w2", slots=4)
+    listed = await store.list_workers()
+    assert [(w.id, w.slots) for w in listed] == [("w2", 4), ("w1", 1), ("w3", 1)]
+
+
+async def test_an_adopted_attempt_holds_its_share_of_the_worker(backend: Backend) -> None:
+    """adopt.lua (load_take) ↔ ReadyIndex.adopt."""
+    if not backend.durable:
+        pytest.skip("memory:// keeps nothing")
+    store = await backend.open()
+    held, waiting = [d.job for d in await store.submit([spec(requires={GPU: 16})] * 2, T0)]
+    await attach(store, "big", slots=5, caps={GPU: 24})
+    await store.claim("big", 1, T0, TTL)
+    store = await backend.reopen(store, T0 + 1)
+    await attach(store, "big", slots=5, caps={GPU: 24})
+    assert await store.adopt("big", [(held.id, 1)], T0 + 1, TTL) == [held.id]
+    assert await store.claim("big", 5, T0 + 2, TTL) == []
+    found = await store.explain(waiting.id, T0 + 2)
+    assert found is not None
+    assert found.ineligible == {"big": "eligible, but needs 16 GB of GPU memory, 8 GB free now"}
+
+
+# ---------------------------------------------------------------- explain and blocked
+
+
+async def test_explain_names_the_workers_and_the_jobs_ahead(store: Store) -> None:
+    """core/explain.py: judge, competing, explanation (both store families)."""
+    older = await submit_one(store, spec(priority=0))
+    urgent = await submit_one(store, spec(priority=5))
+    gpu = await submit_one(store, spec(requires={GPU: 16}))
+    job = await submit_one(store, spec(priority=0))
+    await submit_one(store, spec(priority=0))  # behind it: not ahead
+    await submit_one(store, spec(service="resize", priority=9))  # nobody here takes it first
+    await attach(store, "small", slots=2, caps={GPU: 8})
+    await attach(store, "big", slots=3, caps={GPU: 24})
+    await attach(store, "other", services=("resize",), slots=1)
+    found = await store.explain(job.id, T0 + 7)
+    assert found is not None
+    assert found.eligible == ["small", "big"]
+    assert found.ineligible == {"other": "does not serve echo"}
+    assert found.ahead == 3  # older, urgent, and the GPU job big would take first
+    assert found.blocked is None and found.waited == 7.0 and found.free_slots == 5
+    claimed = await store.claim("big", 3, T0 + 8, TTL)
+    assert [j.id for j in claimed] == [urgent.id, older.id, gpu.id]
+    again = await store.explain(job.id, T0 + 8)
+    assert again is not None and again.ahead == 0 and again.free_slots == 2
+    assert await store.explain(gpu.id, T0 + 8) is None  # running
+    assert await store.explain(999_999, T0 + 8) is None
+
+
+async def test_blocked_names_what_each_worker_misses(store: Store) -> None:
+    """core/explain.py: blocked_reason, blocked_queues (both store families)."""
+    job = await submit_one(store, spec(requires={GPU: 16}))
+    fine = await submit_one(store)
+    for name in ("s1", "s2", "s3", "s4"):
+        await attach(store, name, slots=1, caps={GPU: 8})
+    await attach(store, "other", services=("resize",), slots=1)
+    miss = "needs hardware.gpu_memory_gb >= 16, worker has 8"
+    reason = f"s1: {miss}; s2: {miss}; s3: {miss}"
+    assert await store.blocked() == [(job.id, reason)]
+    found = await store.explain(job.id, T0 + 1)
+    assert found is not None and found.eligible == [] and found.blocked == reason
+    assert found.free_slots == 0 and found.ahead == 0
+    assert (await store.explain(fine.id, T0 + 1)) is not None
+    await attach(store, "big", slots=1, caps={GPU: 24})
+    assert await store.blocked() == []
