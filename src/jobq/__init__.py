@@ -20,8 +20,7 @@ from jobq.errors import (
     Timeout,
     Unavailable,
 )
-from jobq.worker.context import JobCancelled, JobContext
-from jobq.worker.handlers import HandlerError
+from jobq.worker.context import HandlerError, JobCancelled, JobContext
 from jobq.worker.runtime import Worker
 
 __version__ = "0.1.0"

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from jobq.config import HubConfig
+from jobq.doors.zmq.mdp import MajordomoDoor
+from jobq.doors.zmq.native import NativeDoor
 from jobq.doors.zmq.router import ZmqRouter
 from jobq.hub.hub import Hub
 from jobq.process import tune_gc
@@ -34,12 +36,20 @@ class Door(Protocol):
     async def stop(self) -> None: ...
 
 
+def zmq_door(hub: Hub, config: HubConfig) -> ZmqRouter:
+    """The ROUTER socket with its protocols: the native protocol (``JQ1``) and Majordomo."""
+    router = ZmqRouter(config.zmq, max_message=config.max_message, engine=config.zmq_engine)
+    router.install(NativeDoor(hub, router))
+    router.install(MajordomoDoor(hub, router))
+    return router
+
+
 def build_doors(hub: Hub, config: HubConfig) -> list[Door]:
     """Every door the configuration asks for, in start order. Each door is imported here
     only when enabled, so its dependencies stay optional for the others."""
     doors: list[Door] = []
     if config.zmq:
-        doors.append(ZmqRouter(hub, config.zmq))
+        doors.append(zmq_door(hub, config))
     if config.line:
         from jobq.doors.line import LineDoor
 
@@ -87,7 +97,7 @@ async def serve(config: HubConfig, ready: Callable[[HubServer], None] | None = N
     server = HubServer(config)
     await server.start()
     tune_gc()
-    log.info("hub %s ready: store %s, doors %s", config.name, server.hub.store.url, server.endpoints)
+    log.info("hub %s ready: store %s, doors %s", config.name, server.hub.store_url, server.endpoints)
     if ready is not None:
         ready(server)
     stop = asyncio.Event()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from jobq.errors import Unavailable
 from tests.helpers import Proc, start_hub, start_worker
 
 FAST = ["--heartbeat", "0.2", "--liveness", "5", "--lease-ttl", "5"]
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.close()
 
 
 def worker(

@@ -5,22 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from jobq.client.client import Client
 from jobq.core.states import JobState
 from tests.helpers import Proc, jobq_command, start_hub, start_worker
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.close()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

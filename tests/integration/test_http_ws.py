@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +17,6 @@ import websockets
 from jobq.client.client import Client
 from tests.helpers import Proc, start_worker
 from tests.http_helpers import HttpHub, Peer, start_http_hub
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.close()
 
 
 @pytest.fixture(autouse=True)

@@ -9,23 +9,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from jobq.client.client import Client
 from jobq.core.states import JobState
 from tests.helpers import Proc, eventually, free_port, jobq_command, start_hub, start_worker
 from tests.integration.linepeer import Peer, once
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.close()
 
 
 def line_hub_process(tmp: Path, procs: list[Proc], *extra: str) -> tuple[str, tuple[str, int]]:

@@ -32,8 +32,8 @@ async def test_document_dialect_submit_request_ack() -> None:
 
 async def test_fail_requeues_with_the_jobs_retry_policy() -> None:
     async with line_hub() as lh:
-        (submitted,) = await lh.hub.submit(
-            [JobSpec(service="default", payload=[b"flaky"], max_attempts=2, backoff=0.05)]
+        submitted = await lh.hub.submit_one(
+            JobSpec(service="default", payload=[b"flaky"], max_attempts=2, backoff=0.05)
         )
         job_id = submitted.job.id
         worker = await lh.peer()

@@ -9,7 +9,12 @@ import resource
 
 import pytest
 
+from jobq.config import HubConfig
 from jobq.core.model import JobFilter
+from jobq.doors.line import LineDoor
+from jobq.errors import InvalidRequest
+from jobq.hub.hub import Hub
+from jobq.store.memory import MemoryStore
 from tests.helpers import eventually
 from tests.integration.linepeer import LineHub, Peer, line_hub, once
 
@@ -129,7 +134,7 @@ async def test_thousands_of_idle_connections() -> None:
             await peer.close()
         await eventually(lambda: not lh.door.connections, timeout=20)
         await eventually(lambda: not lh.door._tasks)
-        assert not lh.hub.sessions
+        assert not lh.hub.connected()
     if before is not None:
         assert (_open_descriptors() or 0) < before + 50, "descriptors leaked"
 
@@ -151,3 +156,25 @@ async def test_hub_shutdown_with_line_connections_open() -> None:
         await lh.server.stop(grace=0)  # (running_hub stops it again: harmless)
         assert await idle.rest() == b""
         assert await worker.rest() == b""
+
+
+def test_a_bad_line_service_is_refused_when_the_door_is_made_not_per_line() -> None:
+    for service in ("", "two\nlines", "x" * 300):
+        hub = Hub(MemoryStore(), HubConfig(line_service=service))
+        with pytest.raises(InvalidRequest, match="service"):
+            LineDoor(hub, ["127.0.0.1:0"])
+
+
+async def test_a_line_the_hub_refuses_fails_alone_in_its_batch() -> None:
+    async with line_hub(max_payload=10) as lh:
+        peer = await lh.peer()
+        await peer.send(b"JOB short\nJOB far too long for it\nSUBMIT fits\n")
+        assert await peer.lines(3) == [
+            "ID 1",
+            "ERR payload is 19 bytes; the limit is 10",
+            "JOB_ID 2",
+        ]
+        compat = await lh.peer(compat=True)
+        await compat.send(b"SUBMIT far too long for it\nJOB ok\n")
+        assert await compat.line() == "ID 3", "a compat peer hears nothing about the refused SUBMIT"
+        assert sorted(j.id for j in await lh.hub.list_jobs(JobFilter())) == [1, 2, 3]

@@ -7,7 +7,6 @@ import asyncio
 import json
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,13 @@ from jobq.cli.line_tools import WORDS
 from jobq.client.client import Client
 from jobq.core.model import Assignment, Job
 from jobq.errors import InvalidRequest
-from jobq.worker.context import JobCancelled, JobContext
-from jobq.worker.handlers import HandlerError, resolve
+from jobq.worker.context import HandlerError, JobCancelled, JobContext
+from jobq.worker.handlers import resolve
 from jobq.worker.multicast import MulticastOptions, open_receiver, parse_group
 from tests.helpers import Proc, free_port, jobq_command, start_hub, start_worker
 
 GROUP = "239.0.0.1"
 LOOPBACK = "127.0.0.1"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.close()
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

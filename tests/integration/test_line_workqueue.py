@@ -61,7 +61,7 @@ async def test_fetch_done_cycle_and_repeated_fetch_returns_the_held_job() -> Non
         assert info.door == "line" and info.services == ["default"]
         assert info.capabilities[LINE_ONLY] is True
         await worker.close()
-        await eventually(lambda: not lh.hub.sessions)
+        await eventually(lambda: not lh.hub.connected())
 
 
 async def test_done_for_a_job_the_worker_does_not_hold_is_refused_and_changes_nothing() -> None:
@@ -139,7 +139,7 @@ async def test_idle_line_workers_never_expire() -> None:
         worker = await lh.peer()
         assert await worker.ask("FETCH") == "NOJOB"
         await asyncio.sleep(0.6)
-        assert len(lh.hub.sessions) == 1
+        assert len(lh.hub.connected()) == 1
         assert await once(lh.plain, "JOB now") == "ID 1"
         assert await worker.ask("FETCH") == "JOB 1 now"
         await worker.close()

@@ -42,7 +42,7 @@ class Env:
 
     @property
     def door(self) -> MajordomoDoor:
-        return self.server.door(ZmqRouter).majordomo
+        return self.server.door(ZmqRouter).protocol(MajordomoDoor)
 
     def client(self, kind: int = zmq.DEALER) -> Peer:
         peer = Peer(self.ctx, self.endpoint, kind)
@@ -56,10 +56,16 @@ class Env:
 
     async def ready(self, worker: Worker, service: bytes, count: int = 1) -> None:
         await worker.ready(service)
-        await eventually(lambda: self.serving(service.decode()) >= count)
+        await eventually(lambda: self.serves(service.decode(), count, at_least=True))
 
-    def serving(self, service: str) -> int:
-        return sum(service in s.info.services for s in self.server.hub.sessions.values())
+    async def serving(self, service: str) -> int:
+        """Workers connected to this hub that serve ``service``."""
+        statuses = await self.server.hub.worker_statuses()
+        return sum(s.local and service in s.info.services for s in statuses)
+
+    async def serves(self, service: str, count: int, *, at_least: bool = False) -> bool:
+        serving = await self.serving(service)
+        return serving >= count if at_least else serving == count
 
 
 @contextlib.asynccontextmanager
@@ -264,7 +270,7 @@ async def test_unexpected_worker_commands_get_disconnect(frames: list[bytes]) ->
         peer = env.client()
         await peer.send(frames)
         assert await peer.recv() == [b"", W01, b"\x05"]
-        assert not env.server.hub.sessions
+        assert not env.server.hub.connected()
 
 
 async def test_a_second_ready_gets_disconnect_and_the_job_goes_to_another_worker() -> None:

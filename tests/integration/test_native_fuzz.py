@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobq import Client
+from jobq.core.model import JobSpec
 from jobq.doors.zmq.router import ZmqRouter
-from jobq.errors import PayloadTooLarge
-from jobq.protocol import native as jqp
+from jobq.errors import InvalidRequest, PayloadTooLarge
+from jobq.protocol import native
 from tests.helpers import running_hub
 
 TAGS = [
@@ -61,9 +62,9 @@ bodies = st.one_of(
 )
 messages = st.one_of(
     st.lists(st.binary(max_size=50), min_size=0, max_size=4),
-    st.builds(lambda body: [jqp.HEADER, body], bodies),
+    st.builds(lambda body: [native.HEADER, body], bodies),
     st.builds(
-        lambda body, extra: [jqp.HEADER, body, *extra],
+        lambda body, extra: [native.HEADER, body, *extra],
         bodies,
         st.lists(st.binary(max_size=10), min_size=1, max_size=3),
     ),
@@ -98,8 +99,8 @@ def test_random_frames_never_hurt_the_hub(batch: list[list[bytes]]) -> None:
                 before = await good.submit("svc", b"keep me")
                 replies = await send_all(endpoint, batch)
                 for reply in replies:  # anything the hub answered is a well-formed JQ1 message
-                    assert reply[0] == jqp.HEADER
-                    jqp.decode_outbound(reply[1])
+                    assert reply[0] == native.HEADER
+                    native.decode_outbound(reply[1])
                 assert await good.ping() == "hub"
                 job = await good.status(before)
                 assert job is not None and job.payload == [] and job.state == "queued"
@@ -115,17 +116,17 @@ async def test_malformed_messages_get_an_error_reply() -> None:
         replies = await send_all(
             endpoint,
             [
-                [jqp.HEADER, b"\xc1garbage"],
-                [jqp.HEADER, msgspec.msgpack.encode(["submit", "not-an-int", []])],
-                [jqp.HEADER, msgspec.msgpack.encode(["submit", 7, [{"service": ""}]])],
-                [jqp.HEADER, msgspec.msgpack.encode(["submit", 8, [{"service": "x", "bogus": 1}]])],
-                [jqp.HEADER, b"a", b"b"],
+                [native.HEADER, b"\xc1garbage"],
+                [native.HEADER, msgspec.msgpack.encode(["submit", "not-an-int", []])],
+                [native.HEADER, msgspec.msgpack.encode(["submit", 7, [{"service": ""}]])],
+                [native.HEADER, msgspec.msgpack.encode(["submit", 8, [{"service": "x", "bogus": 1}]])],
+                [native.HEADER, b"a", b"b"],
             ],
         )
-        errors = [jqp.decode_outbound(r[1]) for r in replies]
-        assert all(isinstance(e, jqp.Error) for e in errors)
-        assert {e.code for e in errors if isinstance(e, jqp.Error)} == {"invalid"}
-        assert any(isinstance(e, jqp.Error) and e.rid == 7 and "service" in e.message for e in errors)
+        errors = [native.decode_outbound(r[1]) for r in replies]
+        assert all(isinstance(e, native.Error) for e in errors)
+        assert {e.code for e in errors if isinstance(e, native.Error)} == {"invalid"}
+        assert any(isinstance(e, native.Error) and e.rid == 7 and "service" in e.message for e in errors)
 
 
 async def test_oversized_payload_is_refused_with_a_reason() -> None:
@@ -135,3 +136,29 @@ async def test_oversized_payload_is_refused_with_a_reason() -> None:
             with pytest.raises(PayloadTooLarge, match="limit is 1000"):
                 await client.submit("svc", b"x" * 1001)
             assert await client.submit("svc", b"x" * 1000) > 0
+
+
+async def test_a_refused_spec_fails_alone_in_its_submit() -> None:
+    async with running_hub() as server:
+        endpoint = server.door(ZmqRouter).endpoints[0]
+        specs = [{"service": "a"}, {"service": "b", "max_attempts": 0}, {"service": "c"}]
+        replies = await send_all(
+            endpoint,
+            [
+                [native.HEADER, msgspec.msgpack.encode(["submit", 1, specs])],
+                [native.HEADER, msgspec.msgpack.encode(["submit", 2, [{"service": "d"}]])],
+            ],
+        )
+        by_rid = {msgspec.msgpack.decode(body)[1]: body for _, body in replies}
+        reply = native.decode_outbound(by_rid[1])
+        assert isinstance(reply, native.Accepted)
+        assert [state for _, state, _ in reply.jobs] == ["queued", "queued"]
+        [(index, code, message)] = reply.errors
+        assert (index, code) == (1, "invalid") and "max_attempts" in message
+        # Without a refusal the reply has no errors field at all: [accepted, rid, jobs].
+        assert len(msgspec.msgpack.decode(by_rid[2])) == 3
+        async with Client(endpoint) as client:
+            jobs = await client.jobs()
+            assert sorted(job.service for job in jobs) == ["a", "c", "d"]
+            with pytest.raises(InvalidRequest, match="max_attempts"):
+                await client.submit_many([JobSpec(service="e"), JobSpec(service="f", max_attempts=0)])

@@ -27,14 +27,6 @@ CHUNK = 500
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.close()
-
-
-@pytest.fixture
 def namespace() -> Iterator[Namespace]:
     require_redis()
     ns = Namespace(hub_ttl="3")

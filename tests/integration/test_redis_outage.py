@@ -25,14 +25,6 @@ FAST = ["--heartbeat", "0.2", "--liveness", "5", "--lease-ttl", "2"]
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.close()
-
-
-@pytest.fixture
 def proxy() -> Iterator[Proxy]:
     require_redis()
     p = Proxy().start()

@@ -12,6 +12,7 @@ import pytest
 from jobq import Client, HandlerError, JobContext, JobState, SyncClient, Worker
 from jobq.doors.zmq.router import ZmqRouter
 from jobq.errors import InvalidRequest, JobFailed
+from jobq.protocol import native
 from tests.helpers import running_hub
 
 
@@ -133,6 +134,35 @@ async def test_advertised_schema_refuses_bad_payloads_at_submit() -> None:
             await client.submit("resize", b"not json")
         services = {s.name: s for s in await client.services()}
         assert services["resize"].schema == schema
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2])
+async def test_one_bad_submit_in_a_turn_fails_alone(bad: int) -> None:
+    async with hub_and_worker() as (endpoint, _), Client(endpoint) as client:
+        sizes: list[int] = []
+        send = client.conn.send
+
+        def counting(message: native.Inbound) -> None:
+            if isinstance(message, native.Submit):
+                sizes.append(len(message.jobs))
+            send(message)
+
+        client.conn.send = counting  # type: ignore[method-assign]
+        calls = [
+            client.submit("echo", b"x", max_attempts=0 if i == bad else 3, customer_id=f"c{i}")
+            for i in range(3)
+        ]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        # One turn: the first submit goes at once, the other two together in one message.
+        assert sizes == [1, 2]
+        error = outcomes[bad]
+        assert isinstance(error, InvalidRequest) and "max_attempts" in error.message
+        good = [i for i in range(3) if i != bad]
+        ids = [outcome for outcome in outcomes if isinstance(outcome, int)]
+        assert len(set(ids)) == 2
+        for i, job_id in zip(good, ids, strict=True):
+            job = await client.status(job_id)
+            assert job is not None and job.customer_id == f"c{i}" and job.state is JobState.QUEUED
 
 
 async def test_sync_client_from_plain_code() -> None:

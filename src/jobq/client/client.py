@@ -1,7 +1,7 @@
 """The client SDK: submit jobs, follow them, get their results. Async first.
 
-Submits made in the same event-loop turn travel to the hub as one message, so a producer that
-keeps many submits in flight pays for one round trip per batch, not per job.
+Submits made in the same event-loop turn travel to the hub as one message
+(:mod:`jobq.client.batching`); each call still gets its own outcome.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from typing import Any
 
 import msgspec
 
-from jobq.client.connection import Connection
+from jobq.client.batching import SUBMIT_BATCH, SubmitResult, TurnBatcher, outcomes_of
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import JSON, TEXT, Frames, Job, JobEvent, JobFilter, JobSpec, WorkerInfo
 from jobq.core.states import COMPLETED, JobState
+from jobq.core.views import ExplainInfo, ServiceInfo
 from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
-from jobq.protocol import native as jqp
+from jobq.protocol import native
+from jobq.protocol.connection import Connection
 
 PayloadLike = bytes | bytearray | memoryview | str | Sequence[bytes] | Mapping[str, Any] | None
 
-#: Most jobs in one submit message.
-SUBMIT_BATCH = 5000
 #: Jobs whose state one request asks for while catching up after a failover.
 RESYNC_CHUNK = 200
 #: Seconds between checks of the oldest watched jobs still waiting: a safety net for an end
@@ -78,11 +78,6 @@ class Client:
         self.conn = Connection(hub, on_push=self._on_push, timeout=timeout)
         self.credential = credential
         self._opened = False
-        self._batch: list[tuple[JobSpec, asyncio.Future[tuple[int, str, bool]]]] = []
-        self._batch_watch = False
-        self._turn_open = False
-        #: Submit messages sent and not answered yet.
-        self._submits_out = 0
         self._finished: dict[int, asyncio.Future[JobEvent]] = {}
         self._streams: list[asyncio.Queue[JobEvent]] = []
         self._pinger: asyncio.Task[None] | None = None
@@ -97,6 +92,13 @@ class Client:
         self._subscriptions: list[list[int]] = []
         self._resync_task: asyncio.Task[None] | None = None
         self.conn.on_disconnect = self._hub_dropped
+        self._turns = TurnBatcher(
+            self.conn,
+            credential=credential,
+            failover=self._failover,
+            epoch=lambda: self._epoch,
+            move_on=self._move_on,
+        )
 
     # ------------------------------------------------------------------ connection
 
@@ -126,13 +128,13 @@ class Client:
 
     async def ping(self, timeout: float | None = None) -> str:
         await self.connect()
-        reply = await self._request(jqp.Ping(rid=self.conn.next_rid()), timeout)
-        assert isinstance(reply, jqp.Pong)
+        reply = await self._request(native.Ping(rid=self.conn.next_rid()), timeout)
+        assert isinstance(reply, native.Pong)
         return reply.hub
 
     # ------------------------------------------------------------------ failover
 
-    async def _request(self, message: jqp.Inbound, timeout: float | None = None) -> jqp.Outbound:
+    async def _request(self, message: native.Inbound, timeout: float | None = None) -> native.Outbound:
         """Send a request; with several endpoints, a hub that does not answer (or cannot serve
         now) is left for the next one and the request is sent again there."""
         left = len(self.conn.endpoints) - 1 if self._failover else 0
@@ -179,11 +181,11 @@ class Client:
         for attempt in itertools.count():
             try:
                 for ids in list(self._subscriptions):
-                    await self._request(jqp.Subscribe(rid=self.conn.next_rid(), ids=ids))
+                    await self._request(native.Subscribe(rid=self.conn.next_rid(), ids=ids))
                 waiting = [job_id for job_id, future in self._finished.items() if not future.done()]
                 for start in range(0, len(waiting), RESYNC_CHUNK):
                     chunk = waiting[start : start + RESYNC_CHUNK]
-                    await self._request(jqp.Subscribe(rid=self.conn.next_rid(), ids=chunk))
+                    await self._request(native.Subscribe(rid=self.conn.next_rid(), ids=chunk))
                     await self._catch_up(chunk)
                 return
             except JobqError as exc:
@@ -196,11 +198,11 @@ class Client:
         """Ends of these watched jobs that we may have missed, from their current state."""
         ended = [
             _final_event(job)
-            for job in await self._jobs(jqp.Get(rid=self.conn.next_rid(), ids=ids))
+            for job in await self._jobs(native.Get(rid=self.conn.next_rid(), ids=ids))
             if job is not None and job.state.terminal
         ]
         if ended:
-            self._on_push(jqp.Events(events=ended))
+            self._on_push(native.Events(events=ended))
 
     def _keyed(self, spec: JobSpec) -> JobSpec:
         """With failover, a submit may be sent twice: a key makes the second one a no-op."""
@@ -215,24 +217,13 @@ class Client:
         job_id, _state, _created = await self.submit_spec(make_spec(service, payload, **options))
         return job_id
 
-    async def submit_spec(self, spec: JobSpec, *, watch: bool = False) -> tuple[int, str, bool]:
-        """Submit a spec; returns (id, state, created). Batched with other submits of this turn."""
+    async def submit_spec(self, spec: JobSpec, *, watch: bool = False) -> SubmitResult:
+        """Submit a spec; returns (id, state, created). Batched with other submits of this turn;
+        raises why the hub refused this spec (it fails alone)."""
         await self.connect()
         if watch:
             self._ensure_pinger()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[int, str, bool]] = loop.create_future()
-        self._batch.append((self._keyed(spec), future))
-        self._batch_watch = self._batch_watch or watch
-        if not self._turn_open:
-            self._turn_open = True
-            loop.call_soon(self._end_turn)
-            if not self._submits_out:
-                # Nothing in flight (a producer waiting for each answer): send at once. Under a
-                # stream of submits, they travel together at the end of the turn.
-                self._send_batch()
-        elif len(self._batch) >= SUBMIT_BATCH:
-            self._send_batch()
+        future = self._turns.add(self._keyed(spec), watch=watch)
         if not watch:
             return await future
         self._watch_inflight += 1
@@ -246,60 +237,13 @@ class Client:
             self._start_resync()  # sent again elsewhere: its end may have come before the watch
         return result
 
-    def _end_turn(self) -> None:
-        self._turn_open = False
-        self._send_batch()
-
-    def _send_batch(self) -> None:
-        batch, self._batch = self._batch, []
-        watch, self._batch_watch = self._batch_watch, False
-        if not batch:
-            return
-
-        left = len(self.conn.endpoints) - 1 if self._failover else 0
-        epoch = self._epoch
-
-        def settle(outcome: jqp.Outbound | JobqError) -> None:
-            nonlocal left, epoch
-            if isinstance(outcome, Unavailable) and left > 0:
-                # The same message (same idempotency keys) to the next hub, once the
-                # connection has moved (this may be called from inside ``failover``).
-                left -= 1
-                asyncio.get_running_loop().call_soon(resend)
-                return
-            self._submits_out -= 1
-            if isinstance(outcome, jqp.Accepted) and len(outcome.jobs) == len(batch):
-                for (_, future), accepted in zip(batch, outcome.jobs, strict=True):
-                    if not future.done():
-                        future.set_result(tuple(accepted))  # type: ignore[arg-type]
-                return
-            error = outcome if isinstance(outcome, JobqError) else JobqError(f"unexpected reply {outcome!r}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-
-        def resend() -> None:
-            nonlocal epoch
-            self._move_on(epoch)
-            epoch = self._epoch
-            self.conn.call(message, settle)
-
-        message = jqp.Submit(
-            rid=self.conn.next_rid(),
-            jobs=[spec for spec, _ in batch],
-            watch=watch,
-            credential=self.credential,
-        )
-        self._submits_out += 1
-        self.conn.call(message, settle)
-
-    async def submit_many(
-        self, specs: Iterable[JobSpec], *, watch: bool = False
-    ) -> list[tuple[int, str, bool]]:
-        """Submit many specs in as few messages as possible; returns (id, state, created) each."""
+    async def submit_many(self, specs: Iterable[JobSpec], *, watch: bool = False) -> list[SubmitResult]:
+        """Submit many specs in as few messages as possible; returns (id, state, created) each.
+        Raises the first refusal (the hub still created the specs it accepted)."""
         await self.connect()
         specs = [self._keyed(spec) for spec in specs]
-        out: list[tuple[int, str, bool]] = []
+        chunks = [specs[start : start + SUBMIT_BATCH] for start in range(0, len(specs), SUBMIT_BATCH)]
+        out: list[SubmitResult] = []
         epoch = self._epoch
         self._watch_inflight += watch
         try:
@@ -307,19 +251,18 @@ class Client:
             replies = await asyncio.gather(
                 *(
                     self._request(
-                        jqp.Submit(
-                            rid=self.conn.next_rid(),
-                            jobs=specs[start : start + SUBMIT_BATCH],
-                            watch=watch,
-                            credential=self.credential,
+                        native.Submit(
+                            rid=self.conn.next_rid(), jobs=chunk, watch=watch, credential=self.credential
                         )
                     )
-                    for start in range(0, len(specs), SUBMIT_BATCH)
+                    for chunk in chunks
                 )
             )
-            for reply in replies:
-                assert isinstance(reply, jqp.Accepted)
-                out.extend(tuple(item) for item in reply.jobs)  # type: ignore[misc]
+            for chunk, reply in zip(chunks, replies, strict=True):
+                for outcome in outcomes_of(reply, len(chunk)):
+                    if isinstance(outcome, JobqError):
+                        raise outcome
+                    out.append(outcome)
         finally:
             self._watch_inflight -= watch
         if watch:
@@ -355,21 +298,21 @@ class Client:
 
     # ------------------------------------------------------------------ following
 
-    async def _jobs(self, message: jqp.Inbound, timeout: float | None = None) -> list[Job | None]:
+    async def _jobs(self, message: native.Inbound, timeout: float | None = None) -> list[Job | None]:
         await self.connect()
         reply = await self._request(message, timeout)
-        assert isinstance(reply, jqp.Jobs)
+        assert isinstance(reply, native.Jobs)
         return reply.jobs
 
     async def status(self, job_id: int, *, payload: bool = False) -> Job | None:
-        (job,) = await self._jobs(jqp.Get(rid=self.conn.next_rid(), ids=[job_id], payload=payload))
+        (job,) = await self._jobs(native.Get(rid=self.conn.next_rid(), ids=[job_id], payload=payload))
         return job
 
     async def wait(self, job_id: int, timeout: float | None = None) -> Job:
         """The job once it has ended (any way); raises Timeout."""
         reply_timeout = None if timeout is None else timeout + self.conn.timeout
         (job,) = await self._jobs(
-            jqp.Wait(rid=self.conn.next_rid(), ids=[job_id], timeout=timeout), reply_timeout or 1e9
+            native.Wait(rid=self.conn.next_rid(), ids=[job_id], timeout=timeout), reply_timeout or 1e9
         )
         assert job is not None
         return job
@@ -382,12 +325,12 @@ class Client:
         return job.result_bytes
 
     async def cancel(self, job_id: int) -> Job:
-        (job,) = await self._jobs(jqp.Cancel(rid=self.conn.next_rid(), ids=[job_id]))
+        (job,) = await self._jobs(native.Cancel(rid=self.conn.next_rid(), ids=[job_id]))
         assert job is not None
         return job
 
     async def retry(self, job_id: int) -> Job:
-        (job,) = await self._jobs(jqp.Retry(rid=self.conn.next_rid(), ids=[job_id]))
+        (job,) = await self._jobs(native.Retry(rid=self.conn.next_rid(), ids=[job_id]))
         assert job is not None
         return job
 
@@ -411,28 +354,28 @@ class Client:
             limit=limit,
             offset=offset,
         )
-        found = await self._jobs(jqp.ListJobs(rid=self.conn.next_rid(), query=query, blocked=blocked))
+        found = await self._jobs(native.ListJobs(rid=self.conn.next_rid(), query=query, blocked=blocked))
         return [job for job in found if job is not None]
 
     async def _info(self, what: str, job_id: int = 0) -> Any:
         await self.connect()
-        reply = await self._request(jqp.Info(rid=self.conn.next_rid(), what=what, id=job_id))
-        assert isinstance(reply, jqp.Reply)
+        reply = await self._request(native.Info(rid=self.conn.next_rid(), what=what, id=job_id))
+        assert isinstance(reply, native.Reply)
         return reply.value
 
     async def workers(self) -> list[WorkerInfo]:
         return msgspec.convert(await self._info("workers"), list[WorkerInfo])
 
-    async def services(self) -> list[jqp.ServiceInfo]:
-        return msgspec.convert(await self._info("services"), list[jqp.ServiceInfo])
+    async def services(self) -> list[ServiceInfo]:
+        return msgspec.convert(await self._info("services"), list[ServiceInfo])
 
     async def stats(self) -> dict[str, Any]:
         value = await self._info("stats")
         assert isinstance(value, dict)
         return value
 
-    async def explain(self, job_id: int) -> jqp.ExplainInfo:
-        return msgspec.convert(await self._info("explain", job_id), jqp.ExplainInfo)
+    async def explain(self, job_id: int) -> ExplainInfo:
+        return msgspec.convert(await self._info("explain", job_id), ExplainInfo)
 
     async def events(self, ids: Sequence[int] = ()) -> AsyncIterator[JobEvent]:
         """Events of these jobs (or of every job) as they happen."""
@@ -442,7 +385,7 @@ class Client:
         self._ensure_pinger()
         self._subscriptions.append(list(ids))
         try:
-            await self._request(jqp.Subscribe(rid=self.conn.next_rid(), ids=list(ids)))
+            await self._request(native.Subscribe(rid=self.conn.next_rid(), ids=list(ids)))
             while True:
                 event = await queue.get()
                 if not ids or event.id in ids:
@@ -452,12 +395,12 @@ class Client:
             self._subscriptions.remove(list(ids))
             if self._opened:
                 with contextlib.suppress(Exception):
-                    await self.conn.request(jqp.Unsubscribe(rid=self.conn.next_rid(), ids=list(ids)), 1.0)
+                    await self.conn.request(native.Unsubscribe(rid=self.conn.next_rid(), ids=list(ids)), 1.0)
 
     # ------------------------------------------------------------------ pushes
 
-    def _on_push(self, message: jqp.Outbound) -> None:
-        if not isinstance(message, jqp.Events):
+    def _on_push(self, message: native.Outbound) -> None:
+        if not isinstance(message, native.Events):
             return
         for event in message.events:
             if event.state.terminal:
@@ -491,7 +434,7 @@ class Client:
                     await self._catch_up(oldest[:RESYNC_CHUNK])
             epoch = self._epoch
             try:
-                await self.conn.request(jqp.Ping(rid=self.conn.next_rid()), min(5.0, self.conn.timeout))
+                await self.conn.request(native.Ping(rid=self.conn.next_rid()), min(5.0, self.conn.timeout))
             except Unavailable:
                 if self._failover:
                     self._move_on(epoch)

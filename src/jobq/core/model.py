@@ -54,6 +54,9 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     result_ttl: float | None = None
     #: First retry delay in seconds; doubles each attempt, with jitter, up to a cap.
     backoff: float | None = None
+    #: Who submitted it (a token's name). Set by the hub from the caller, never by a client:
+    #: with authentication on, whatever a client sends here is replaced.
+    owner: str | None = None
 
 
 class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -81,6 +84,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     idempotency_key: str | None = None
     result_ttl: float | None = None
     backoff: float | None = None
+    #: Who submitted it (the caller's name when authentication is on).
+    owner: str | None = None
     #: Attempts started so far. The running attempt's fencing token is this number.
     attempts: int = 0
     worker: str | None = None
@@ -142,6 +147,7 @@ def new_job(spec: JobSpec, job_id: int, now: float) -> Job:
         idempotency_key=spec.idempotency_key,
         result_ttl=spec.result_ttl,
         backoff=spec.backoff,
+        owner=spec.owner,
     )
 
 

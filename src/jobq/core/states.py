@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 
-from jobq.errors import InvalidTransition
+from jobq.core.errors import InvalidTransition
 
 
 class JobState(enum.StrEnum):

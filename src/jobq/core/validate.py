@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+from jobq.core.errors import InvalidRequest, PayloadTooLarge
 from jobq.core.model import ISOLATIONS, PRIORITY_MAX, PRIORITY_MIN, JobSpec
-from jobq.errors import InvalidRequest, PayloadTooLarge
 
 #: Default largest payload (all frames together), in bytes.
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024

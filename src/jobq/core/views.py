@@ -117,17 +117,22 @@ def queue_positions(before: StoreStats, jobs: Sequence[tuple[Job, bool]]) -> lis
     submit that created (``True``) or found (``False``) it: queued jobs of the service ahead of
     it, plus one. Jobs that are not queued (scheduled, running, ended) have no position."""
     added: dict[str, int] = {}
+    seen: dict[int, int] = {}
     out: list[int | None] = []
     for job, created in jobs:
         if job.state is not QUEUED:
             out.append(None)
             continue
-        ahead = before.by_service.get(job.service, {}).get("queued", 0) + added.get(job.service, 0)
+        queued = before.by_service.get(job.service, {}).get("queued", 0)
         if created:
+            place = queued + added.get(job.service, 0) + 1
             added[job.service] = added.get(job.service, 0) + 1
-            out.append(ahead + 1)
+        elif job.id in seen:
+            place = seen[job.id]  # created earlier in this batch
         else:
-            out.append(max(1, ahead))
+            place = max(1, queued)  # an older job: somewhere among those queued before
+        seen.setdefault(job.id, place)
+        out.append(place)
     return out
 
 

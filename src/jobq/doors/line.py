@@ -6,9 +6,13 @@ the other, so replies come back in the order the commands came; a run of submits
 together is handed to the hub as one batch (one commit).
 
 A connection becomes a worker at its first ``FETCH``/``REQUEST`` (one slot, pull-style, able to
-carry one line of text only). It holds at most one job: a repeated ``FETCH`` returns that job.
-It is gone when the connection closes, or when it holds a job and says nothing for the line
-lease; either way the hub puts the job back at the front of the queue.
+carry one line of text only); the door's ``WorkerDirectory``, the table every door with workers
+keeps, says which connections are workers now. It holds at most one job: a repeated ``FETCH``
+returns that job. It is gone when the connection closes, or when it holds a job and says nothing
+for the line lease; either way the hub puts the job back at the front of the queue.
+
+Only the hub's public API is used: the hub validates what is submitted and answers each line of
+a batch on its own (``Hub.submit``'s outcomes, in order).
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from dataclasses import dataclass
 
 from jobq.config import HubConfig
 from jobq.core.matching import LINE_ONLY
-from jobq.core.model import TEXT, Completion, Job, JobSpec, WorkerInfo
-from jobq.core.validate import validate_spec
+from jobq.core.model import TEXT, Completion, Job, JobSpec, Submitted
+from jobq.core.views import WorkerHello
 from jobq.errors import InvalidRequest, JobqError, NotFound
-from jobq.hub.hub import Hub
-from jobq.hub.sessions import Liveness
+from jobq.hub.hub import Hub, SubmitOutcome
+from jobq.hub.sessions import Liveness, WorkerDirectory
 from jobq.protocol import line as wire
 
 log = logging.getLogger("jobq.doors.line")
@@ -69,11 +73,11 @@ class _Connection:
 
     def __init__(self, door: LineDoor, worker_id: str, peer: str, replies: wire.Replies) -> None:
         self.door = door
+        #: The id this connection attaches under whenever it becomes a worker (again).
         self.worker_id = worker_id
         self.peer = peer
         self.replies = replies
         self.splitter = wire.LineSplitter(door.max_line)
-        self.attached = False
         #: The attempt this worker holds: (job id, fencing token, payload text).
         self.held: tuple[int, int, str] | None = None
         self.last_renewed = 0.0
@@ -93,8 +97,7 @@ class _Connection:
         """The hub dropped this worker (silent past the lease, shutting down). The connection
         stays; its next FETCH attaches it again."""
         log.info("line worker %s dropped by the hub: %s", self.worker_id, reason)
-        self.attached = False
-        self.held = None
+        self.door.drop(self)
 
 
 class LineDoor:
@@ -108,7 +111,7 @@ class LineDoor:
         self.max_connections = config.line_max_connections
         if self.max_line < 1 or self.max_connections < 1 or not self.lease > 0:
             raise InvalidRequest("line door: max line, max connections and lease must be positive")
-        validate_spec(JobSpec(service=self.service))  # a bad service name fails here, not per line
+        hub.check(JobSpec(service=self.service))  # a bad service name fails here, not per line
         if self.lease > config.lease_ttl:
             log.warning(
                 "line lease %gs is longer than the job lease %gs: a silent line worker loses its "
@@ -121,6 +124,9 @@ class LineDoor:
         #: Bound (host, port, compat) of each listener, in order (ports resolved when 0 was asked).
         self.addresses: list[tuple[str, int, bool]] = []
         self.connections: dict[int, _Connection] = {}
+        #: The connections that are workers now (from their FETCH until they close or the hub
+        #: drops them), each with the worker it speaks for.
+        self.workers: WorkerDirectory[_Connection] = WorkerDirectory(self._unknown)
         #: Lines refused, by reason (for operators and tests).
         self.refused: dict[str, int] = {"too_long": 0, "not_text": 0, "unknown": 0, "too_many": 0}
         self._servers: list[asyncio.Server] = []
@@ -188,10 +194,10 @@ class LineDoor:
             self.connections.pop(key, None)
             if task is not None:
                 self._tasks.discard(task)
-            if conn.attached:
-                conn.attached = False
+            worker_id = self.workers.forget(conn)
+            if worker_id is not None:
                 with contextlib.suppress(Exception):
-                    await self.hub.detach(conn.worker_id, "line connection closed")
+                    await self.hub.detach(worker_id, "line connection closed")
             await _close(writer)
 
     async def _converse(
@@ -202,8 +208,9 @@ class LineDoor:
             if not data:
                 return  # EOF: a half line left behind is not a request
             lines = conn.splitter.feed(data)
-            if conn.attached:
-                await self._heard(conn)
+            worker_id = self.workers.peek(conn)
+            if worker_id is not None:
+                await self._heard(conn, worker_id)
             out: list[bytes] = []
             go_on = await self._run(conn, lines, out)
             if conn.splitter.too_long:
@@ -216,18 +223,32 @@ class LineDoor:
             if not go_on:
                 return
 
-    async def _heard(self, conn: _Connection) -> None:
+    async def _heard(self, conn: _Connection, worker_id: str) -> None:
         """Any line from a worker is a sign of life; while it holds a job, the job's lease is
-        renewed too (at most a few times per lease)."""
-        self.hub.seen(conn.worker_id)
+        renewed too (at most a few times per lease). A worker the hub no longer knows holds
+        nothing: its next ``FETCH`` attaches it again."""
+        if not self.hub.seen(worker_id):
+            self.drop(conn)
+            return
         if conn.held is None:
             return
         now = self.hub.clock()
         if now - conn.last_renewed >= min(1.0, self.lease / 4):
             conn.last_renewed = now
-            if not await self.hub.heartbeat(conn.worker_id):
-                conn.attached = False
-                conn.held = None
+            if not await self.hub.heartbeat(worker_id):
+                self.drop(conn)
+
+    def drop(self, conn: _Connection) -> None:
+        """The connection no longer speaks for a worker (the hub dropped or forgot it); it
+        stays open, and its next ``FETCH`` attaches it again."""
+        self.workers.forget(conn)
+        conn.held = None
+
+    @staticmethod
+    def _unknown(conn: _Connection) -> None:
+        """A worker's command from a connection that is no worker: the line protocols have no
+        hello to ask for (a ``FETCH`` attaches), so the command's own refusal is the answer."""
+        log.debug("line connection %s is not a worker", conn.peer)
 
     async def _run(self, conn: _Connection, lines: list[bytes], out: list[bytes]) -> bool:
         """Answer ``lines`` in order; False once the connection is to be closed."""
@@ -277,15 +298,16 @@ class LineDoor:
         return JobSpec(service=self.service, payload=[request.text.encode()], content_type=TEXT)
 
     async def _submit(self, conn: _Connection, batch: list[wire.Submit], out: list[bytes]) -> None:
+        """One hub submit for the batch; each line gets its own outcome (one refused line costs
+        the others nothing)."""
         replies = conn.replies
         wanted = [r for r in batch if r.text]
-        outcomes: list[int | JobqError] = []
+        outcomes: list[SubmitOutcome] = []
         if wanted:
             try:
-                outcomes = [item.job.id for item in await self.hub.submit([self._spec(r) for r in wanted])]
-            except JobqError:
-                # One refusal must not cost the others their job: one by one, then.
-                outcomes = [await self._submit_one(r) for r in wanted]
+                outcomes = await self.hub.submit([self._spec(r) for r in wanted])
+            except JobqError as exc:  # refused as a whole (the hub is shutting down)
+                outcomes = [exc] * len(wanted)
             except Exception as exc:
                 log.exception("line submit failed")
                 outcomes = [JobqError(f"internal error: {exc}")] * len(wanted)
@@ -296,27 +318,16 @@ class LineDoor:
                 reply = replies.refused(request)  # JOB or SUBMIT without text
             else:
                 outcome = next(results)
-                if isinstance(outcome, JobqError):
-                    reply = replies.error(request, outcome.message)
+                if isinstance(outcome, Submitted):
+                    reply = replies.submitted(request, outcome.job.id)
                 else:
-                    reply = replies.submitted(request, outcome)
+                    reply = replies.error(request, outcome.message)
             if reply is not None:
                 out.append(reply)
 
-    async def _submit_one(self, request: wire.Submit) -> int | JobqError:
-        try:
-            return (await self.hub.submit([self._spec(request)]))[0].job.id
-        except JobqError as exc:
-            return exc
-
     async def _status(self, conn: _Connection, request: wire.Status) -> bytes:
-        if request.job_id is None:
-            return conn.replies.status(None)
-        try:
-            job = await self.hub.get(request.job_id)
-        except NotFound:
-            return conn.replies.status(None)
-        return conn.replies.status(job.state)
+        job = None if request.job_id is None else await self.hub.find(request.job_id)
+        return conn.replies.status(None if job is None else job.state)
 
     # ------------------------------------------------------------------ workers
 
@@ -325,21 +336,23 @@ class LineDoor:
         if conn.held is not None:
             job_id, _, text = conn.held
             return replies.job(request, job_id, text)
-        if not conn.attached:
-            info = WorkerInfo(
-                id=conn.worker_id,
+        worker_id = self.workers.peek(conn)
+        if worker_id is None:
+            worker_id = conn.worker_id
+            hello = WorkerHello(
+                id=worker_id,
                 services=[self.service],
                 capabilities={LINE_ONLY: True},
                 slots=1,
                 name=conn.peer,
                 door="line",
             )
-            await self.hub.attach(info, conn, liveness=Liveness(idle=None, busy=self.lease))
-            conn.attached = True
+            await self.hub.attach(hello, conn, liveness=Liveness(idle=None, busy=self.lease))
+            self.workers.bind(conn, worker_id)
         try:
-            jobs = await self.hub.claim(conn.worker_id, 1)
+            jobs = await self.hub.claim(worker_id, 1)
         except NotFound:
-            conn.attached = False  # the hub has forgotten this worker: attach again next time
+            self.drop(conn)  # the hub has forgotten this worker: attach again next time
             raise
         if not jobs:
             return replies.no_job(request)
@@ -352,16 +365,17 @@ class LineDoor:
 
     async def _finish(self, conn: _Connection, request: wire.Finish | wire.Fail) -> bytes | None:
         replies = conn.replies
+        worker_id = self.workers.worker_of(conn)
         held = conn.held
-        if held is None or request.job_id != held[0]:
+        if worker_id is None or held is None or request.job_id != held[0]:
             return replies.refused(request)  # not this worker's job: nothing changes
         job_id, token, _ = held
         conn.held = None
         if isinstance(request, wire.Fail):
-            await self.hub.fail(conn.worker_id, job_id, token, request.error or "FAIL from a line worker")
+            await self.hub.fail(worker_id, job_id, token, request.error or "FAIL from a line worker")
             return replies.done(request)
         result = [request.result.encode()] if request.result else []
-        (outcome,) = await self.hub.complete(conn.worker_id, [Completion(job_id, token, result)])
+        (outcome,) = await self.hub.complete(worker_id, [Completion(job_id, token, result)])
         return replies.refused(request) if isinstance(outcome, Exception) else replies.done(request)
 
 

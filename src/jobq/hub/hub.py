@@ -1,9 +1,13 @@
-"""The hub: one async API that every door calls, over one store.
+"""The hub: the one application API that every door calls, over one store.
 
 It owns what is about connections and time: worker sessions and their liveness, pushing work
 to workers with free slots (credit-based, like Majordomo's READY), the clock that makes
 scheduled jobs due and leases expire, and the event bus clients subscribe to. Rules about jobs
-live in the core and are applied by the store.
+live in the core and are applied by the store; the figures every door shows (stats, health,
+queue positions, explain) are the core's functions (``core/views.py``) filled in here.
+
+A door only translates: it never touches the store, the bus, the sessions or the counters,
+which are private to this class.
 """
 
 from __future__ import annotations
@@ -13,38 +17,44 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from jobq.config import HubConfig
-from jobq.core.model import (
-    Completion,
-    Frames,
-    Job,
-    JobEvent,
-    JobFilter,
-    JobSpec,
-    StoreStats,
-    Submitted,
-    WorkerInfo,
-)
+from jobq.core.matching import shape_of
+from jobq.core.model import Job, JobFilter, JobSpec, Submitted, WorkerInfo
 from jobq.core.states import RUNNING, TERMINAL
 from jobq.core.validate import validate_spec
+from jobq.core.views import (
+    ClusterStats,
+    DoorLoad,
+    ExplainInfo,
+    ServiceInfo,
+    WorkerStatus,
+    estimated_start,
+    queue_positions,
+    queued_summary,
+    services_of,
+    worker_health,
+)
 from jobq.errors import InvalidRequest, JobqError, NotFound, Timeout, Unavailable
-from jobq.hub.events import EventBus, event_of
+from jobq.hub.dispatch import Dispatcher
+from jobq.hub.events import EventBus, Subscriber, event_of
 from jobq.hub.metrics import HubMetrics
 from jobq.hub.schemas import SchemaRegistry
-from jobq.hub.sessions import Liveness, WorkerLink, WorkerSession
-from jobq.protocol.native import ExplainInfo, ServiceInfo
+from jobq.hub.sessions import WorkerSession
+from jobq.hub.workers import WorkerSide
 from jobq.store.base import Store
 
 log = logging.getLogger("jobq.hub")
 
-#: Jobs a worker is offered per round of a dispatch (rounds go on while workers take them all).
-DISPATCH_CHUNK = 16
+#: One outcome per submitted spec: the job, or why that spec was refused.
+SubmitOutcome = Submitted | JobqError
 
 
-class Hub:
+class Hub(WorkerSide):
+    """The one application API: the client half is here, the worker half in ``WorkerSide``."""
+
     def __init__(
         self,
         store: Store,
@@ -53,19 +63,19 @@ class Hub:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self.store = store
+        self._store = store
         self.config = config or HubConfig()
         self.clock = clock
         self.rand = rand
-        self.events = EventBus()
         self.metrics = HubMetrics()
-        self.schemas = SchemaRegistry()
-        self.sessions: dict[str, WorkerSession] = {}
+        self._events = EventBus()
+        self._schemas = SchemaRegistry()
+        self._sessions: dict[str, WorkerSession] = {}
         #: Several hubs share the store: events and cancellations cross between them.
         self._shared = bool(getattr(store, "shared", False))
-        self.draining = False
-        self.started_at = 0.0
-        self.counters: dict[str, int] = {
+        self._draining = False
+        self._started_at = 0.0
+        self._counters: dict[str, int] = {
             "submitted": 0,
             "completed": 0,
             "failed": 0,
@@ -75,20 +85,35 @@ class Hub:
             "claimed": 0,
             "lease_lost": 0,
         }
-        self._dispatching = False
-        self._kicked = False
+        self._dispatcher = Dispatcher(
+            store, self._sessions, self._claim_for, self.spawn, rand, lambda: self._draining
+        )
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopped = asyncio.Event()
 
     # ------------------------------------------------------------------ life cycle
 
+    @property
+    def draining(self) -> bool:
+        """True once the hub shuts down: no new jobs, no new work handed out."""
+        return self._draining
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the hub started, without asking the store (for liveness probes)."""
+        return max(0.0, self.clock() - self._started_at)
+
+    @property
+    def store_url(self) -> str:
+        return self._store.url
+
     async def start(self) -> None:
-        self.started_at = self.clock()
-        await self.store.open(self.started_at)
-        self.store.listen(self)
+        self._started_at = self.clock()
+        await self._store.open(self._started_at)
+        self._store.listen(self)
         for customer, weight in self.config.customer_weights.items():
-            await self.store.set_customer_weight(customer, weight)
+            await self._store.set_customer_weight(customer, weight)
         self._timer = asyncio.create_task(self._clock_loop(), name="jobq-hub-clock")
         self.kick()
 
@@ -96,7 +121,7 @@ class Hub:
         """Stop taking submits and work, let running jobs finish for up to ``grace`` seconds,
         then close the store. Running jobs left over are re-queued after the next start (or
         kept by their workers if they reconnect in time)."""
-        self.draining = True
+        self._draining = True
         grace = self.config.grace if grace is None else grace
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and self._running_count():
@@ -105,17 +130,17 @@ class Hub:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
-        for session in list(self.sessions.values()):
+        for session in list(self._sessions.values()):
             session.link.disconnect("the hub is shutting down")
         for task in list(self._tasks):
             task.cancel()
-        await self.store.close()
+        await self._store.close()
         self._stopped.set()
 
     def _running_count(self) -> int:
         """Jobs this hub's workers are running (on a shared store, other hubs' are not ours to
         wait for)."""
-        return sum(session.busy for session in self.sessions.values())
+        return sum(len(session.held) for session in self._sessions.values())
 
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run a coroutine in the background, keeping a reference so it is not collected."""
@@ -130,41 +155,101 @@ class Hub:
             if not isinstance(exc, JobqError):
                 log.error("background task failed", exc_info=exc)
 
+    async def serve_forever(self) -> None:
+        await self._stopped.wait()
+
     # ------------------------------------------------------------------ clients
 
     def _check_open(self) -> None:
-        if self.draining:
+        if self._draining:
             raise Unavailable("the hub is shutting down and takes no new jobs")
 
-    async def submit(self, specs: Sequence[JobSpec]) -> list[Submitted]:
+    async def submit(self, specs: Sequence[JobSpec]) -> list[SubmitOutcome]:
+        """One outcome per spec, in order: a refused spec fails alone, the others are created
+        (together, in one commit)."""
         self._check_open()
         if not specs:
             return []
         now = self.clock()
+        outcomes: list[SubmitOutcome | None] = []
+        valid: list[JobSpec] = []
         for spec in specs:
-            validate_spec(spec, self.config.max_payload)
-            self.schemas.check(spec)
-        done = await self.store.submit(specs, now)
-        created = 0
+            try:
+                validate_spec(spec, self.config.max_payload)
+                self._schemas.check(spec)
+            except JobqError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+                valid.append(spec)
+        created = iter(await self._store_submit(valid, now)) if valid else iter(())
+        done = [next(created) if outcome is None else outcome for outcome in outcomes]
+        fresh = 0
         for item in done:
-            if item.created:
-                created += 1
+            if isinstance(item, Submitted) and item.created:
+                fresh += 1
                 self._announce(item.job, "submitted", now)
-        if created:
-            self.counters["submitted"] += created
+        if fresh:
+            self._counters["submitted"] += fresh
             self.kick()
         return done
 
+    async def _store_submit(self, specs: Sequence[JobSpec], now: float) -> list[SubmitOutcome]:
+        """The store refuses a whole batch for one spec it cannot take (a requirement it cannot
+        index): then each spec is tried alone, so only that one fails."""
+        try:
+            return list(await self._store.submit(specs, now))
+        except JobqError:
+            if len(specs) == 1:
+                raise
+        outcomes: list[SubmitOutcome] = []
+        for spec in specs:
+            try:
+                outcomes.extend(await self._store.submit([spec], now))
+            except JobqError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def submit_one(self, spec: JobSpec) -> Submitted:
+        """Submit one spec; raises the reason it was refused."""
+        [outcome] = await self.submit([spec])
+        if isinstance(outcome, JobqError):
+            raise outcome
+        return outcome
+
+    def check(self, spec: JobSpec) -> None:
+        """Raise the reason ``submit`` would refuse ``spec`` (the model's rules, this hub's
+        limits, an advertised schema, requirements the store could not index), creating
+        nothing: for a door to refuse a bad setting, such as the service its jobs go to, when
+        it starts rather than on every submit, or to take a batch all or none."""
+        validate_spec(spec, self.config.max_payload)
+        self._schemas.check(spec)
+        shape_of(spec.service, spec.requires, spec.must_not, spec.customer_id, spec.isolation)
+
+    async def submit_placed(self, specs: Sequence[JobSpec]) -> list[tuple[SubmitOutcome, int | None]]:
+        """Submit, each outcome with the job's place in its service's queue. The queue is read
+        before the submit, so nothing waits between the submit and the caller's reply: the
+        reply goes out before any event of the new jobs."""
+        before = await self._store.stats()
+        outcomes = await self.submit(specs)
+        made = [(o.job, o.created) for o in outcomes if isinstance(o, Submitted)]
+        positions = iter(queue_positions(before, made))
+        return [(o, next(positions) if isinstance(o, Submitted) else None) for o in outcomes]
+
     async def get(self, job_id: int) -> Job:
-        job = await self.store.get(job_id)
+        job = await self._store.get(job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
         return job
 
+    async def find(self, job_id: int) -> Job | None:
+        """The job, or None when there is no such job (for doors that answer "unknown")."""
+        return await self._store.get(job_id)
+
     async def wait(self, job_id: int, timeout: float | None) -> Job:
         """The job once it has ended; raises Timeout after ``timeout`` seconds."""
         timeout = self.config.max_wait if timeout is None else min(timeout, self.config.max_wait)
-        waiter = self.events.waiter(job_id)
+        waiter = self._events.waiter(job_id)
         try:
             job = await self.get(job_id)
             if job.state in TERMINAL:
@@ -175,27 +260,27 @@ class Hub:
                 raise Timeout(f"job {job_id} did not end within {timeout:g}s") from None
             return await self.get(job_id)
         finally:
-            self.events.drop_waiter(job_id, waiter)
+            self._events.drop_waiter(job_id, waiter)
 
     async def cancel(self, job_id: int) -> Job:
         now = self.clock()
-        job, worker = await self.store.cancel(job_id, now)
-        self.counters["cancelled"] += 1
+        job, worker = await self._store.cancel(job_id, now)
+        self._counters["cancelled"] += 1
         if worker is not None:
-            session = self.sessions.get(worker)
+            session = self._sessions.get(worker)
             if session is not None:
                 session.link.stop([job_id])
-                session.busy = max(0, session.busy - 1)
+                session.held.pop(job_id, None)
                 self.kick()
             elif self._shared:
-                self.store.notify_stop(worker, [job_id])
+                self._store.notify_stop(worker, [job_id])
         self._announce(job, "cancelled", now)
         return job
 
     async def retry(self, job_id: int) -> Job:
         self._check_open()
         now = self.clock()
-        job = await self.store.retry(job_id, now)
+        job = await self._store.retry(job_id, now)
         self._announce(job, "requeued", now)
         self.kick()
         return job
@@ -204,36 +289,67 @@ class Hub:
         if query.limit < 0 or query.offset < 0 or query.limit > 10_000:
             raise InvalidRequest("limit must be 0..10000 and offset non-negative")
         if not blocked:
-            return await self.store.list_jobs(query)
-        ids = [job_id for job_id, _ in await self.store.blocked()]
+            return await self._store.list_jobs(query)
+        ids = [job_id for job_id, _ in await self._store.blocked()]
         if not ids:
             return []
         chosen = ids[::-1][query.offset : query.offset + query.limit]
-        return await self.store.list_jobs(JobFilter(ids=chosen, limit=len(chosen)))
+        return await self._store.list_jobs(JobFilter(ids=chosen, limit=len(chosen)))
 
-    async def stats(self) -> StoreStats:
-        return await self.store.stats()
+    async def stats(self) -> ClusterStats:
+        now = self.clock()
+        by_door: dict[str, DoorLoad] = {}
+        for session in self._sessions.values():
+            load = by_door.setdefault(session.info.door, DoorLoad())
+            load.workers += 1
+            load.slots += session.info.slots
+            load.free += max(0, session.info.slots - len(session.held))
+        return ClusterStats(
+            hub=self.config.name,
+            uptime=max(0.0, now - self._started_at),
+            draining=self._draining,
+            jobs=await self._store.stats(),
+            counters=dict(self._counters),
+            workers=len(self._sessions),
+            slots=sum(load.slots for load in by_door.values()),
+            slots_free=sum(load.free for load in by_door.values()),
+            by_door=by_door,
+        )
 
     async def workers(self) -> list[WorkerInfo]:
-        return await self.store.list_workers()
+        """Every registered worker, as the store's registry shows it (all hubs on a shared store)."""
+        return await self._store.list_workers()
+
+    async def worker_statuses(self) -> list[WorkerStatus]:
+        """Every registered worker with its health, by id."""
+        now = self.clock()
+        heartbeat, silence = self.config.heartbeat, self.config.worker_silence
+        out = []
+        for info in await self._store.list_workers():
+            session = self._sessions.get(info.id)
+            last_seen = max(info.last_seen, session.last_seen if session is not None else 0.0)
+            age = max(0.0, now - last_seen) if last_seen else 0.0
+            out.append(
+                WorkerStatus(
+                    info=info,
+                    health=worker_health(age, heartbeat, silence),
+                    last_seen=last_seen,
+                    running=len(info.running),
+                    local=session is not None,
+                )
+            )
+        return sorted(out, key=lambda status: status.info.id)
+
+    def connected(self) -> list[str]:
+        """Ids of the workers connected to this hub now."""
+        return list(self._sessions)
+
+    async def serves(self, service: str) -> bool:
+        """Whether any registered worker serves ``service``."""
+        return any(service in info.services for info in await self._store.list_workers())
 
     async def services(self) -> list[ServiceInfo]:
-        stats = await self.store.stats()
-        found: dict[str, ServiceInfo] = {}
-        for info in await self.store.list_workers():
-            for name in info.services:
-                entry = found.setdefault(
-                    name, ServiceInfo(name=name, workers=0, slots=0, queued=0, running=0)
-                )
-                entry.workers += 1
-                entry.slots += info.slots
-                if name in info.schemas:
-                    entry.schema = info.schemas[name]
-        for name, states in stats.by_service.items():
-            entry = found.setdefault(name, ServiceInfo(name=name, workers=0, slots=0, queued=0, running=0))
-            entry.queued = states.get("queued", 0) + states.get("scheduled", 0)
-            entry.running = states.get("running", 0)
-        return sorted(found.values(), key=lambda s: s.name)
+        return services_of(await self._store.list_workers(), await self._store.stats())
 
     async def explain(self, job_id: int) -> ExplainInfo:
         job = await self.get(job_id)
@@ -245,313 +361,43 @@ class Hub:
         if job.state != "queued":
             when = "" if job.run_at is None else f" until {time.ctime(job.run_at)}"
             return ExplainInfo(id=job.id, state=job.state, summary=f"waiting{when}")
-        found = await self.store.explain(job_id, now)
+        found = await self._store.explain(job_id, now)
         if found is None:
             return ExplainInfo(id=job.id, state=job.state, summary="queued")
-        if found.blocked:
-            summary = f"blocked: {found.blocked}"
-        elif not found.eligible:
-            summary = "no eligible worker is connected"
-        elif found.free_slots and not found.ahead:
-            summary = "about to start"
-        else:
-            summary = f"waiting behind {found.ahead} job(s) for {len(found.eligible)} eligible worker(s)"
+        rate = self._counters["completed"] / max(1.0, now - self._started_at)
         return ExplainInfo(
             id=job.id,
             state=job.state,
-            summary=summary,
+            summary=queued_summary(found.blocked, len(found.eligible), found.free_slots, found.ahead),
             eligible=found.eligible,
             ineligible=found.ineligible,
             position=found.ahead + 1,
-            estimated_start=self._estimate_start(found.ahead, len(found.eligible), now),
+            estimated_start=estimated_start(found.ahead, len(found.eligible), rate, now),
             blocked=found.blocked,
         )
 
-    def _estimate_start(self, ahead: int, workers: int, now: float) -> float | None:
-        if not workers:
-            return None
-        elapsed = max(1.0, now - self.started_at)
-        rate = self.counters["completed"] / elapsed  # jobs per second, hub lifetime average
-        return now if ahead == 0 else (now + ahead / rate if rate > 0 else None)
+    # ------------------------------------------------------------------ listening
 
-    # ------------------------------------------------------------------ workers
+    def watch(self, subscriber: Subscriber, ids: Iterable[int], *, ends_only: bool = False) -> None:
+        """Events of these jobs until each ends (with ``ends_only``, just the final one)."""
+        self._events.watch(subscriber, ids, ends_only=ends_only)
 
-    async def attach(
-        self,
-        info: WorkerInfo,
-        link: WorkerLink,
-        *,
-        held: Sequence[tuple[int, int]] = (),
-        liveness: Liveness | None = None,
-    ) -> list[int]:
-        """A worker connected (or reconnected). Returns the held attempts it may keep."""
-        if self.draining:
-            raise Unavailable("the hub is shutting down")
-        if not info.services:
-            raise InvalidRequest("a worker must serve at least one service")
-        if info.slots < 0 or info.slots > 100_000:
-            raise InvalidRequest("slots must be between 0 and 100000")
-        now = self.clock()
-        self.schemas.advertise(info.schemas)
-        old = self.sessions.get(info.id)
-        info.connected_at = now
-        info.hub = self.config.name
-        await self.store.attach_worker(info, now)
-        kept = await self.store.adopt(info.id, held, now, self.config.lease_ttl) if held else []
-        if old is not None and old.link is not link:
-            old.link.disconnect("replaced by a new connection of the same worker")
-        self.sessions[info.id] = WorkerSession(
-            info=info,
-            link=link,
-            liveness=liveness or Liveness(self.config.worker_silence, self.config.worker_silence),
-            last_seen=now,
-            busy=len(kept),
-        )
-        self.kick()
-        return kept
+    def watch_all(self, subscriber: Subscriber) -> None:
+        self._events.subscribe_all(subscriber)
 
-    async def detach(self, worker_id: str, reason: str = "disconnected") -> None:
-        """The worker is gone: its running jobs go back to the front of the queue."""
-        session = self.sessions.pop(worker_id, None)
-        now = self.clock()
-        released = await self.store.detach_worker(worker_id, now)
-        if session is not None:
-            log.info("worker %s left (%s); %d job(s) re-queued", worker_id, reason, len(released))
-        self.counters["requeued"] += len(released)
-        for job in released:
-            kind = "failed" if job.state in TERMINAL else "requeued"
-            self._announce(job, kind, now)
-        if released:
-            self.kick()
+    def unwatch(self, subscriber: Subscriber, ids: Iterable[int] | None = None) -> None:
+        """Stop events for ``ids`` (or everything) to this subscriber."""
+        self._events.unsubscribe(subscriber, ids)
 
-    def seen(self, worker_id: str) -> WorkerSession | None:
-        session = self.sessions.get(worker_id)
-        if session is not None:
-            session.last_seen = self.clock()
-        return session
-
-    async def heartbeat(self, worker_id: str, metrics: dict[str, float] | None = None) -> bool:
-        """Renew the worker's leases. False when the hub does not know the worker."""
-        session = self.seen(worker_id)
-        if session is None:
-            return False
-        await self.store.touch_worker(worker_id, session.last_seen, self.config.lease_ttl, metrics)
-        return True
-
-    async def set_slots(self, worker_id: str, slots: int) -> None:
-        session = self.sessions.get(worker_id)
-        if session is None:
-            raise NotFound(f"no worker {worker_id}")
-        session.info.slots = max(0, slots)
-        await self.store.attach_worker(session.info, self.clock())
-        self.kick()
-
-    async def claim(self, worker_id: str, limit: int) -> list[Job]:
-        """Pull-style doors ask for work here; push doors are served by the dispatcher."""
-        if self.draining:
-            return []
-        session = self.seen(worker_id)
-        if session is None:
-            raise NotFound(f"no worker {worker_id}")
-        return await self._claim_for(session, limit)
-
-    async def _claim_for(self, session: WorkerSession, limit: int) -> list[Job]:
-        now = self.clock()
-        jobs = await self.store.claim(session.worker_id, limit, now, self.config.lease_ttl)
-        if jobs:
-            session.busy += len(jobs)
-            self.counters["claimed"] += len(jobs)
-            for job in jobs:
-                self.metrics.job_started(job.service, now - (job.run_at or job.submitted_at))
-                self._announce(job, "started", now)
-        return jobs
-
-    async def complete(self, worker_id: str, results: Sequence[Completion]) -> list[Job | Exception]:
-        session = self.seen(worker_id)
-        now = self.clock()
-        outcomes = await self.store.complete(results, now)
-        finished = 0
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                self.counters["lease_lost"] += 1
-                continue
-            finished += 1
-            self.metrics.job_finished(outcome.service, now - (outcome.started_at or now))
-            self._announce(outcome, "completed", now, with_result=True)
-        self.counters["completed"] += finished
-        if session is not None:
-            session.busy = max(0, session.busy - len(results))
-        self.kick()
-        return outcomes
-
-    async def fail(
-        self, worker_id: str, job_id: int, token: int, error: str, *, retryable: bool = True
-    ) -> Job:
-        session = self.seen(worker_id)
-        now = self.clock()
-        try:
-            job = await self.store.fail(job_id, token, error, now, retryable=retryable, rand=self.rand())
-        finally:
-            if session is not None:
-                session.busy = max(0, session.busy - 1)
-            self.kick()
-        self._after_attempt(job, now)
-        return job
-
-    def _after_attempt(self, job: Job, now: float) -> None:
-        """Count and announce what followed a failed or lost attempt."""
-        if job.state in TERMINAL:
-            self.counters["failed"] += 1
-            self._announce(job, "failed", now)
-        else:
-            self.counters["retried"] += 1
-            self._announce(job, "retrying", now)
-
-    async def progress(
-        self,
-        worker_id: str,
-        job_id: int,
-        token: int,
-        value: float | None,
-        message: str | None,
-        data: Frames | None = None,
-    ) -> Job:
-        """Progress of a running attempt; ``data`` is a partial result passed on to listeners
-        (Majordomo PARTIAL replies) and not kept."""
-        self.seen(worker_id)
-        now = self.clock()
-        job = await self.store.progress(job_id, token, value, message, now)
-        self._announce(job, "progress", now, partial=data)
-        return job
-
-    async def release(self, worker_id: str, attempts: Sequence[tuple[int, int]]) -> None:
-        session = self.seen(worker_id)
-        now = self.clock()
-        for job_id, token in attempts:
-            with contextlib.suppress(JobqError):
-                job = await self.store.release(job_id, token, now)
-                self.counters["requeued"] += 1
-                self._announce(job, "requeued" if job.state not in TERMINAL else "failed", now)
-                if session is not None:
-                    session.busy = max(0, session.busy - 1)
-        self.kick()
-
-    # ------------------------------------------------------------------ dispatch
-
-    # ------------------------------------------------------------------ events
-
-    def _announce(
-        self,
-        job: Job,
-        kind: str,
-        now: float,
-        *,
-        with_result: bool = False,
-        partial: Frames | None = None,
-    ) -> None:
-        """Tell whoever listens. Events are only built when someone may want them; on a store
-        shared by several hubs every event also goes to the other hubs."""
-        if not (self._shared or self.events.wants(job.id, job.state in TERMINAL)):
-            return
-        event = event_of(job, kind, now, with_result=with_result, partial=partial)
-        self.events.publish(event)
-        if self._shared:
-            self.store.broadcast(event)
-
-    # The store calls these when other hubs sharing it change something (StoreListener).
-
-    def on_ready(self) -> None:
-        """Jobs may have become runnable through another hub."""
-        self.kick()
-
-    def on_event(self, event: JobEvent) -> None:
-        """An event that happened at another hub."""
-        self.events.publish(event)
-
-    def on_stop(self, worker_id: str, job_ids: list[int]) -> None:
-        """Another hub cancelled jobs that a worker connected here is running."""
-        session = self.sessions.get(worker_id)
-        if session is not None:
-            session.link.stop(job_ids)
-            self.kick()
-
-    def kick(self) -> None:
-        """Something changed that may let a worker take a job: dispatch at the end of the turn
-        (everything that arrived in the turn goes out together, one message per worker)."""
-        if not self.store.has_queued():
-            return  # nothing could be handed out: spare the dispatcher (hot path)
-        self._kicked = True
-        if not self._dispatching:
-            self._dispatching = True
-            self.spawn(self._dispatch())
-
-    async def _dispatch(self) -> None:
-        try:
-            while self._kicked and not self.draining:
-                self._kicked = False
-                sessions = [s for s in self.sessions.values() if s.link.pushes and s.info.slots > 0]
-                if len(sessions) > 1:
-                    # Rotate so that the same worker is not always offered work first.
-                    shift = int(self.rand() * len(sessions))
-                    sessions = sessions[shift:] + sessions[:shift]
-                handed: dict[str, list[Job]] = {}
-                more = True
-                while more:
-                    # Round-robin in chunks, so a burst is shared between the workers.
-                    more = False
-                    for session in sessions:
-                        if self.sessions.get(session.worker_id) is not session:
-                            continue
-                        if not self.store.has_queued():
-                            break
-                        jobs = await self._claim_for(session, DISPATCH_CHUNK)
-                        if jobs:
-                            handed.setdefault(session.worker_id, []).extend(jobs)
-                            more = more or len(jobs) == DISPATCH_CHUNK
-                for worker_id, jobs in handed.items():
-                    taker = self.sessions.get(worker_id)
-                    if taker is not None:
-                        taker.link.deliver(jobs)
-        finally:
-            self._dispatching = False
-
-    # ------------------------------------------------------------------ the clock
-
-    async def _clock_loop(self) -> None:
-        while True:
-            try:
-                await self._on_tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("clock tick failed")
+    def watch_ends(self, subscriber: Subscriber, jobs: Iterable[Job]) -> None:
+        """The end of each job: later for those still live, now (pushed at once, with results)
+        for those that already ended."""
+        jobs = list(jobs)
+        self._events.watch(subscriber, [job.id for job in jobs if job.state not in TERMINAL], ends_only=True)
+        ended = [job for job in jobs if job.state in TERMINAL]
+        if ended:
             now = self.clock()
-            due = await self.store.next_due()
-            delay = self.config.tick if due is None else min(self.config.tick, max(0.0, due - now))
-            await asyncio.sleep(max(delay, 0.001))
-
-    async def _on_tick(self) -> None:
-        now = self.clock()
-        for session in list(self.sessions.values()):
-            if session.expired(now):
-                session.link.disconnect("no heartbeat")
-                await self.detach(session.worker_id, "expired: no heartbeat")
-        result = await self.store.tick(now)
-        for job, worker in result.expired:
-            holder = self.sessions.get(worker) if worker is not None else None
-            if holder is not None:
-                holder.link.stop([job.id])
-                holder.busy = max(0, holder.busy - 1)
-            if job.state == "queued":
-                self.counters["requeued"] += 1
-                self._announce(job, "requeued", now)
-            else:
-                self._after_attempt(job, now)
-        if result.promoted or result.expired:
-            self.kick()
-
-    async def serve_forever(self) -> None:
-        await self._stopped.wait()
+            subscriber.push([event_of(job, job.state.value, now, with_result=True) for job in ended])
 
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "SubmitOutcome"]

@@ -7,9 +7,9 @@ jobs to it and how to tell it to stop one. Pull-style doors (line ``FETCH``, Web
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from jobq.core.model import Job, WorkerInfo
 
@@ -47,13 +47,51 @@ class WorkerSession:
     link: WorkerLink
     liveness: Liveness = field(default_factory=Liveness)
     last_seen: float = 0.0
-    #: Jobs pushed and not yet finished, as the hub last knew (for liveness only).
-    busy: int = 0
+    #: The attempts this connection holds: job id → fencing token. Only this session may
+    #: finish them; a busy worker is judged by the busy liveness limit.
+    held: dict[int, int] = field(default_factory=dict)
 
     @property
     def worker_id(self) -> str:
         return self.info.id
 
     def expired(self, now: float) -> bool:
-        limit = self.liveness.busy if self.busy else self.liveness.idle
+        limit = self.liveness.busy if self.held else self.liveness.idle
         return limit is not None and now - self.last_seen > limit
+
+
+Conn = TypeVar("Conn", bound=Hashable)
+
+
+class WorkerDirectory(Generic[Conn]):
+    """Which worker each connection of a door speaks for: the one table every door with
+    workers keeps. A message from a connection that never said hello (or was forgotten: the
+    hub expired it, or it restarted) is answered by ``on_unknown``, which tells the peer to
+    say hello again in the door's own words."""
+
+    def __init__(self, on_unknown: Callable[[Conn], None]) -> None:
+        self._by_conn: dict[Conn, str] = {}
+        self._on_unknown = on_unknown
+
+    def bind(self, conn: Conn, worker_id: str) -> None:
+        self._by_conn[conn] = worker_id
+
+    def worker_of(self, conn: Conn) -> str | None:
+        """The worker behind ``conn``; None (after telling the peer) when it is unknown."""
+        worker_id = self._by_conn.get(conn)
+        if worker_id is None:
+            self._on_unknown(conn)
+        return worker_id
+
+    def peek(self, conn: Conn) -> str | None:
+        """The worker behind ``conn``, without telling an unknown peer anything."""
+        return self._by_conn.get(conn)
+
+    def forget(self, conn: Conn) -> str | None:
+        return self._by_conn.pop(conn, None)
+
+    def __len__(self) -> int:
+        return len(self._by_conn)
+
+    def __contains__(self, conn: object) -> bool:
+        return conn in self._by_conn

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from jobq.config import HubConfig
 from jobq.core.model import Completion, Frames, Job, JobEvent, WorkerInfo
-from jobq.core.states import TERMINAL
+from jobq.core.states import RUNNING, TERMINAL
 from jobq.core.views import Welcome, WorkerHello
 from jobq.errors import InvalidRequest, JobqError, NotFound, Unavailable
 from jobq.hub.dispatch import Dispatcher
@@ -76,6 +76,7 @@ class WorkerSide:
         old = self._sessions.get(info.id)
         await self._store.attach_worker(info, now)
         kept = await self._store.adopt(info.id, held, now, self.config.lease_ttl) if held else []
+        await self._release_unheld(info.id, kept, now)
         if old is not None and old.link is not link:
             old.link.disconnect("replaced by a new connection of the same worker")
         tokens = dict(held)
@@ -90,6 +91,30 @@ class WorkerSide:
         config = self.config
         return Welcome(heartbeat=config.heartbeat, lease_ttl=config.lease_ttl, kept=kept, hub=config.name)
 
+    async def _release_unheld(self, worker_id: str, kept: Sequence[int], now: float) -> None:
+        """Attempts the store still runs for this worker id but the (re)connecting worker did
+        not claim back are lost to it: they go back to the queue now, instead of holding a
+        slot while its heartbeats renew their leases."""
+        running = next((w.running for w in await self._store.list_workers() if w.id == worker_id), [])
+        for job_id in set(running) - set(kept):
+            job = await self._store.get(job_id)
+            if job is None or job.state is not RUNNING or job.worker != worker_id:
+                continue
+            with contextlib.suppress(JobqError):
+                self._count_released(await self._store.release(job_id, job.token, now), now)
+        if running:
+            self.kick()
+
+    def _count_released(self, job: Job, now: float) -> None:
+        """Count and announce a job given back by (or taken from) its worker: re-queued, or
+        failed when that was its last attempt."""
+        if job.state in TERMINAL:
+            self._counters["failed"] += 1
+            self._announce(job, "failed", now)
+        else:
+            self._counters["requeued"] += 1
+            self._announce(job, "requeued", now)
+
     async def detach(self, worker_id: str, reason: str = "disconnected") -> None:
         """The worker is gone: its running jobs go back to the front of the queue."""
         session = self._sessions.pop(worker_id, None)
@@ -97,10 +122,8 @@ class WorkerSide:
         released = await self._store.detach_worker(worker_id, now)
         if session is not None:
             log.info("worker %s left (%s); %d job(s) re-queued", worker_id, reason, len(released))
-        self._counters["requeued"] += len(released)
         for job in released:
-            kind = "failed" if job.state in TERMINAL else "requeued"
-            self._announce(job, kind, now)
+            self._count_released(job, now)
         if released:
             self.kick()
 
@@ -217,9 +240,7 @@ class WorkerSide:
         now = self.clock()
         for job_id, token in attempts:
             with contextlib.suppress(JobqError):
-                job = await self._store.release(job_id, token, now)
-                self._counters["requeued"] += 1
-                self._announce(job, "requeued" if job.state not in TERMINAL else "failed", now)
+                self._count_released(await self._store.release(job_id, token, now), now)
                 self._finished(worker_id, (job_id,))
         self.kick()
 

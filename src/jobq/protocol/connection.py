@@ -17,16 +17,19 @@ import msgspec
 import zmq
 
 from jobq.errors import JobqError, Unavailable, error_from_code
-from jobq.protocol import native as jqp
+from jobq.protocol import native
 from jobq.protocol.zmqio import AsyncSocket
 from jobq.protocol.zmtp_io import DealerSocket
+
+#: Where a connection hands the messages the hub sends unasked (events, jobs for a worker).
+PushHandler = Callable[[native.Outbound], None]
 
 log = logging.getLogger("jobq.connection")
 
 _encode = msgspec.msgpack.Encoder().encode
 
 #: Called once with a request's reply, or with the error that ended it.
-ReplyCallback = Callable[[jqp.Outbound | JobqError], None]
+ReplyCallback = Callable[[native.Outbound | JobqError], None]
 
 
 #: Which ZeroMQ implementation the SDK uses: ``asyncio`` (jobq's own ZMTP on the event loop,
@@ -48,7 +51,7 @@ class Connection:
         self,
         hub: str | Sequence[str],
         *,
-        on_push: Callable[[jqp.Outbound], None] | None = None,
+        on_push: PushHandler | None = None,
         identity: bytes | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -138,12 +141,12 @@ class Connection:
     def next_rid(self) -> int:
         return next(self._rids)
 
-    def send(self, message: jqp.Inbound) -> None:
+    def send(self, message: native.Inbound) -> None:
         if self._io is None:
             raise Unavailable("not connected")
-        self._io.send((jqp.HEADER, _encode(message)))
+        self._io.send((native.HEADER, _encode(message)))
 
-    def call(self, message: jqp.Inbound, callback: ReplyCallback, timeout: float | None = None) -> None:
+    def call(self, message: native.Inbound, callback: ReplyCallback, timeout: float | None = None) -> None:
         """Send a request (its ``rid`` set) and have ``callback`` called once with the reply,
         or with the error (the hub's, or Unavailable when it does not answer in time)."""
         rid: int = message.rid  # type: ignore[union-attr]
@@ -162,11 +165,11 @@ class Connection:
         if found is not None:
             found[0](Unavailable(f"no answer from the hub at {self.endpoint} within {limit:g}s"))
 
-    async def request(self, message: jqp.Inbound, timeout: float | None = None) -> jqp.Outbound:
+    async def request(self, message: native.Inbound, timeout: float | None = None) -> native.Outbound:
         """Send a request (its ``rid`` already set) and wait for the matching reply."""
-        future: asyncio.Future[jqp.Outbound] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[native.Outbound] = asyncio.get_running_loop().create_future()
 
-        def settle(outcome: jqp.Outbound | JobqError) -> None:
+        def settle(outcome: native.Outbound | JobqError) -> None:
             if future.done():
                 return
             if isinstance(outcome, JobqError):
@@ -184,11 +187,11 @@ class Connection:
                 found[1].cancel()
 
     def _on_frames(self, frames: list[bytes]) -> None:
-        if len(frames) != 2 or frames[0] != jqp.HEADER:
+        if len(frames) != 2 or frames[0] != native.HEADER:
             self.malformed += 1
             return
         try:
-            message = jqp.decode_outbound(frames[1])
+            message = native.decode_outbound(frames[1])
         except (msgspec.DecodeError, msgspec.ValidationError):
             self.malformed += 1
             log.warning("dropped a malformed message from the hub")
@@ -202,11 +205,11 @@ class Connection:
                     timer.cancel()
                 callback(
                     error_from_code(message.code, message.message)
-                    if isinstance(message, jqp.Error)
+                    if isinstance(message, native.Error)
                     else message
                 )
             return
-        if isinstance(message, jqp.Error):
+        if isinstance(message, native.Error):
             log.warning("hub reported: %s (%s)", message.message, message.code)
         if self.on_push is not None:
             self.on_push(message)

@@ -1,4 +1,4 @@
-"""JQP/1, jobq's own protocol on the hub's ZeroMQ ROUTER socket (see docs/protocol.md).
+"""The native protocol: jobq's own, on the hub's ZeroMQ ROUTER socket (see docs/protocol.md).
 
 Every message is two frames after the ZeroMQ routing identity::
 
@@ -6,9 +6,9 @@ Every message is two frames after the ZeroMQ routing identity::
 
 ``body`` is msgpack: an array whose first element is the message tag, then the fields in the
 order they are declared below (trailing fields left at their default may be omitted, so new
-optional fields can be appended without a new version). The header frame names the protocol
-and its version, so the Majordomo protocol can share the socket (its headers are ``MDPC0x`` /
-``MDPW0x``) and a later ``JQ2`` can live beside ``JQ1``.
+optional fields can be appended without a new version). The header frame, ``JQ1``, names the
+protocol and its version, so the Majordomo protocol can share the socket (its headers are
+``MDPC0x`` / ``MDPW0x``) and a later ``JQ2`` can live beside ``JQ1``.
 
 Requests from clients carry ``rid``, a number the client picks; the reply carries it back, so
 a DEALER client may have many requests outstanding. ``credential`` is reserved for the
@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from jobq.core.model import Assignment, Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats, WorkerInfo
+from jobq.core.views import ExplainInfo, ServiceInfo
 
 HEADER = b"JQ1"
 
@@ -109,7 +110,18 @@ class Ping(_Msg, tag="ping"):
 
 
 class Accepted(_Msg, tag="accepted"):
-    """Reply to ``submit``: one (id, state, created) per job, in order."""
+    """Reply to ``submit``: one (id, state, created) per accepted job, in submit order, and one
+    (index, code, message) per refused spec, its index in the submit's ``jobs``. A refused spec
+    fails alone; ``errors`` is left out when every spec was accepted."""
+
+    rid: int
+    jobs: list[tuple[int, str, bool]]
+    errors: list[tuple[int, str, str]] = msgspec.field(default_factory=list)
+
+
+class _AcceptedAll(_Msg, tag="accepted"):
+    """``accepted`` without ``errors``, as :func:`encode` writes it when every spec was
+    accepted: msgspec writes every field of an array-like struct, defaults included."""
 
     rid: int
     jobs: list[tuple[int, str, bool]]
@@ -234,6 +246,10 @@ _outbound: msgspec.msgpack.Decoder[Outbound] = msgspec.msgpack.Decoder(Outbound)
 
 
 def encode(message: Inbound | Outbound) -> bytes:
+    """The body of a message: trailing fields at their default are left out where the protocol
+    added them later (``accepted``'s ``errors``), so older peers read the same bytes."""
+    if type(message) is Accepted and not message.errors:
+        return _encoder.encode(_AcceptedAll(rid=message.rid, jobs=message.jobs))
     return _encoder.encode(message)
 
 
@@ -244,29 +260,6 @@ def decode_inbound(body: bytes) -> Inbound:
 
 def decode_outbound(body: bytes) -> Outbound:
     return _outbound.decode(body)
-
-
-# Structured replies for ``info``
-
-
-class ServiceInfo(msgspec.Struct, kw_only=True):
-    name: str
-    workers: int
-    slots: int
-    queued: int
-    running: int
-    schema: Any = None
-
-
-class ExplainInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
-    id: int
-    state: str
-    summary: str
-    eligible: list[str] = msgspec.field(default_factory=list)
-    ineligible: dict[str, str] = msgspec.field(default_factory=dict)
-    position: int | None = None
-    estimated_start: float | None = None
-    blocked: str | None = None
 
 
 __all__ = [

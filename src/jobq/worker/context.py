@@ -1,4 +1,5 @@
-"""What a handler sees of the job it runs: payload, attempt, progress, cancellation."""
+"""What a handler sees of the job it runs (payload, attempt, progress, cancellation), and how
+it says it failed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from collections.abc import Callable
 from typing import Any
 
 from jobq.core.model import Assignment, Frames
+
+#: A handler: called with the payload (and the context when it takes two arguments).
+HandlerFn = Callable[..., Any]
+
+
+class HandlerError(Exception):
+    """A handler's failure. ``retryable=False`` ends the job ``failed`` without more attempts."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class JobCancelled(Exception):

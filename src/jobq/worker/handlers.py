@@ -13,26 +13,15 @@ import importlib
 import inspect
 import json
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobq.core.model import Frames
 from jobq.errors import InvalidRequest
-from jobq.worker.context import JobContext
+from jobq.worker.context import HandlerError, HandlerFn, JobContext
 
 if TYPE_CHECKING:
     from jobq.worker.multicast import MulticastOptions
-
-HandlerFn = Callable[..., Any]
-
-
-class HandlerError(Exception):
-    """A handler's failure. ``retryable=False`` ends the job ``failed`` without more attempts."""
-
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -153,7 +142,8 @@ def resolve(spec: str, *, command: str | None = None, multicast: MulticastOption
     if not sep or not module_name or not attr:
         raise InvalidRequest(
             f"unknown handler {spec!r}: use one of "
-            f"{', '.join([*BUILTINS, 'shell', 'multicast'])} or module:function"
+            f"{', '.join([*BUILTINS, 'shell', 'multicast'])} or module:function "
+            "(to drive a service such as ComfyUI or AUTOMATIC1111, use --connector)"
         )
     try:
         module = importlib.import_module(module_name)

@@ -12,8 +12,7 @@ import socket
 from dataclasses import dataclass
 
 from jobq.errors import InvalidRequest
-from jobq.worker.context import JobContext
-from jobq.worker.handlers import HandlerError, HandlerFn
+from jobq.worker.context import HandlerError, HandlerFn, JobContext
 
 DEFAULT_GROUP = "239.0.0.1"
 DEFAULT_PORT = 5007

@@ -10,13 +10,11 @@ runtime's failover (no word from the hub for five heartbeats) moves to the next 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
-from jobq.client.connection import Connection, endpoints_of
 from jobq.protocol import native as jqp
-
-PushHandler = Callable[[jqp.Outbound], None]
+from jobq.protocol.connection import Connection, PushHandler, endpoints_of
 
 
 class Transport(Protocol):

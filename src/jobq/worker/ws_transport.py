@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jobq.core.model import Assignment
 from jobq.protocol import native as jqp
-from jobq.worker.transport import PushHandler
+from jobq.protocol.connection import PushHandler
 
 log = logging.getLogger("jobq.worker.ws")
 

@@ -2,10 +2,12 @@
 
 Litestar serves the routes; uvicorn runs in the hub's own event loop (one process, one loop:
 a REST call is a hub call, no thread hop). The door holds no business rule: it decodes JSON
-into hub calls (:mod:`http_rest`, :mod:`http_ws`) and hub answers and events into JSON.
+into hub calls (:mod:`~jobq.doors.http.rest`, the ``ws_*`` modules) and hub answers and events
+into JSON. This module assembles the app; the handlers find what they share through
+:mod:`~jobq.doors.http.state`, so imports run one way (app → handlers → state).
 
 Routes are documented in ``docs/http.md``; ``/openapi.json`` is generated from the same msgspec
-models the handlers decode and encode (:mod:`http_models`).
+models the handlers decode and encode (:mod:`~jobq.doors.http.models`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import contextlib
 import errno
 import logging
 import socket
-from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
@@ -27,7 +28,10 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
 from jobq.config import HubConfig
+from jobq.doors.http import metrics as http_metrics
 from jobq.doors.http import models as m
+from jobq.doors.http import rest, ws_client, ws_monitor, ws_worker
+from jobq.doors.http.state import DoorState, door_of
 from jobq.errors import JobqError
 from jobq.hub.hub import Hub
 
@@ -59,10 +63,6 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def door_of(request: Request[Any, Any, Any]) -> HttpDoor:
-    return cast(HttpDoor, request.app.state.door)
-
-
 def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[m.ErrorBody]:
     """Every error, whoever raised it, as an ErrorBody with the status its kind implies."""
     door = door_of(request)
@@ -92,42 +92,67 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return Response(body, status_code=status)
 
 
+def _page(name: str) -> bytes:
+    return (DASHBOARD / name).read_bytes()
+
+
 @get("/", include_in_schema=False, media_type=MediaType.HTML)
 async def dashboard(request: Request[Any, Any, Any]) -> bytes:
-    return door_of(request).page("index.html")
+    return door_of(request).cached("index.html", lambda: _page("index.html"))
 
 
 @get("/docs", include_in_schema=False, media_type=MediaType.HTML)
 async def api_docs(request: Request[Any, Any, Any]) -> bytes:
-    return door_of(request).page("api.html")
+    return door_of(request).cached("api.html", lambda: _page("api.html"))
 
 
 @get("/openapi.json", include_in_schema=False, media_type="application/vnd.oai.openapi+json")
 async def openapi_document(request: Request[Any, Any, Any]) -> bytes:
-    return door_of(request).openapi
+    return door_of(request).cached("openapi.json", lambda: openapi(request.app))
+
+
+#: The WebSocket messages, for the OpenAPI document's components.
+MESSAGE_MODELS: list[Any] = [
+    *ws_client.MESSAGE_MODELS,
+    *ws_worker.MESSAGE_MODELS,
+    *ws_monitor.MESSAGE_MODELS,
+    ws_worker.JobAssigned,
+]
+
+
+def openapi(app: Litestar) -> bytes:
+    """Litestar's document for the routes, with the request bodies that the handlers
+    decode themselves (strictly, with msgspec) and the WebSocket messages added."""
+    document: dict[str, Any] = app.openapi_schema.to_schema()
+    document["openapi"] = "3.1.0"
+    extra = [m.JobRequest, m.BatchRequest, *MESSAGE_MODELS]
+    _, components = msgspec.json.schema_components(extra, ref_template="#/components/schemas/{name}")
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in components.items():
+        schemas.setdefault(name, schema)
+    for path, model in (("/api/jobs", "JobRequest"), ("/api/jobs/batch", "BatchRequest")):
+        operation = document["paths"][path]["post"]
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+        }
+    return msgspec.json.encode(document)
 
 
 class HttpDoor:
     """The HTTP door, started and stopped with the hub like every door."""
 
     def __init__(self, hub: Hub, config: HubConfig) -> None:
-        from jobq.doors.http.metrics import Exposition
-        from jobq.doors.http.streams import Streams
-
         self.hub = hub
         self.config = config
         self.address = config.http
         self.endpoints: list[str] = []
         self.port = 0
-        self.rejected = 0
-        #: Set when the door stops: long polls give up at once (503) instead of being cut off.
-        self.closing = asyncio.Event()
-        self.streams = Streams(self)
-        self.exposition = Exposition(self)
+        #: What the handlers share (the streams, the worker directory, the refusal count).
+        self.state = DoorState(hub, config)
         self.app = self._build_app()
         self._server: Any = None
         self._main: asyncio.Task[None] | None = None
-        self._pages: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ life cycle
 
@@ -170,8 +195,8 @@ class HttpDoor:
         log.info("HTTP door on %s", self.endpoints[0])
 
     async def stop(self) -> None:
-        self.closing.set()
-        await self.streams.close()
+        self.state.closing.set()
+        await self.state.streams.close()
         server = self._server
         if server is None:
             return
@@ -185,17 +210,15 @@ class HttpDoor:
     # ------------------------------------------------------------------ the app
 
     def _build_app(self) -> Litestar:
-        from jobq.doors.http import metrics as http_metrics
-        from jobq.doors.http import rest as http_rest
-        from jobq.doors.http import ws as http_ws
-
         static = create_static_files_router(
             path="/dashboard", directories=[DASHBOARD], include_in_schema=False, name="dashboard"
         )
         app = Litestar(
             route_handlers=[
-                *http_rest.HANDLERS,
-                *http_ws.HANDLERS,
+                *rest.HANDLERS,
+                *ws_client.HANDLERS,
+                *ws_worker.HANDLERS,
+                *ws_monitor.HANDLERS,
                 http_metrics.metrics,
                 dashboard,
                 api_docs,
@@ -218,35 +241,8 @@ class HttpDoor:
             ),
             debug=False,
         )
-        app.state.door = self
+        app.state.door = self.state
         return app
-
-    def page(self, name: str) -> bytes:
-        found = self._pages.get(name)
-        if found is None:
-            found = self._pages[name] = (DASHBOARD / name).read_bytes()
-        return found
-
-    @cached_property
-    def openapi(self) -> bytes:
-        """Litestar's document for the routes, with the request bodies that the handlers
-        decode themselves (strictly, with msgspec) and the WebSocket messages added."""
-        from jobq.doors.http import ws as http_ws
-
-        document: dict[str, Any] = self.app.openapi_schema.to_schema()
-        document["openapi"] = "3.1.0"
-        extra = [m.JobRequest, m.BatchRequest, *http_ws.MESSAGE_MODELS]
-        _, components = msgspec.json.schema_components(extra, ref_template="#/components/schemas/{name}")
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in components.items():
-            schemas.setdefault(name, schema)
-        for path, model in (("/api/jobs", "JobRequest"), ("/api/jobs/batch", "BatchRequest")):
-            operation = document["paths"][path]["post"]
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
-            }
-        return msgspec.json.encode(document)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -1,24 +1,23 @@
 """``GET /metrics``: the hub's figures in the Prometheus text format.
 
-A custom collector reads a snapshot taken at scrape time (the store's counts need an await,
-collectors are synchronous); each door has its own registry, so there is no process global.
+A custom collector reads the hub's stats taken at scrape time (the store's counts need an
+await, collectors are synchronous); each scrape has its own registry, so there is no process
+global. Every figure is the hub's (``Hub.stats``) or the door's own (its streams and refusals).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from jobq.core.model import StoreStats
+from jobq.core.views import ClusterStats
+from jobq.doors.http.state import DoorState, door_of
 from jobq.hub.metrics import Histogram
-
-if TYPE_CHECKING:
-    from jobq.doors.http.app import HttpDoor
 
 _COUNTERS = {
     "submitted": "Jobs accepted by submit",
@@ -33,22 +32,25 @@ _COUNTERS = {
 
 
 class HubCollector(Collector):
-    def __init__(self, door: HttpDoor) -> None:
+    """The figures of one scrape: the hub's stats taken for it, and the door's own."""
+
+    def __init__(self, door: DoorState, stats: ClusterStats) -> None:
         self.door = door
-        self.stats = StoreStats(by_state={}, by_service={})
+        self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
         hub = self.door.hub
+        stats = self.stats
         jobs = GaugeMetricFamily(
             "jobq_jobs", "Jobs the store holds, by state and service", labels=["state", "service"]
         )
-        for service, states in sorted(self.stats.by_service.items()):
+        for service, states in sorted(stats.jobs.by_service.items()):
             for state, count in sorted(states.items()):
                 jobs.add_metric([state, service], count)
         yield jobs
         for name, doc in _COUNTERS.items():
             counter = CounterMetricFamily(f"jobq_jobs_{name}", doc)
-            counter.add_metric([], hub.counters.get(name, 0))
+            counter.add_metric([], stats.counters.get(name, 0))
             yield counter
         yield _histograms(
             "jobq_queue_wait_seconds", "Seconds from due to started", "service", hub.metrics.queue_wait
@@ -64,16 +66,10 @@ class HubCollector(Collector):
         )
         slots = GaugeMetricFamily("jobq_worker_slots", "Job slots of connected workers", labels=["door"])
         free = GaugeMetricFamily("jobq_worker_slots_free", "Job slots not running a job", labels=["door"])
-        by_door: dict[str, list[int]] = {}
-        for session in hub.sessions.values():
-            entry = by_door.setdefault(session.info.door, [0, 0, 0])
-            entry[0] += 1
-            entry[1] += session.info.slots
-            entry[2] += max(0, session.info.slots - session.busy)
-        for door, (count, total, idle) in sorted(by_door.items()):
-            workers.add_metric([door], count)
-            slots.add_metric([door], total)
-            free.add_metric([door], idle)
+        for door, load in sorted(stats.by_door.items()):
+            workers.add_metric([door], load.workers)
+            slots.add_metric([door], load.slots)
+            free.add_metric([door], load.free)
         yield workers
         yield slots
         yield free
@@ -90,10 +86,10 @@ class HubCollector(Collector):
         )
         yield _counter("jobq_http_rejected_requests", "HTTP requests answered with a 4xx", self.door.rejected)
         uptime = GaugeMetricFamily("jobq_hub_uptime_seconds", "Seconds since the hub started")
-        uptime.add_metric([], max(0.0, hub.clock() - hub.started_at))
+        uptime.add_metric([], stats.uptime)
         yield uptime
         draining = GaugeMetricFamily("jobq_hub_draining", "1 while the hub shuts down")
-        draining.add_metric([], 1 if hub.draining else 0)
+        draining.add_metric([], 1 if stats.draining else 0)
         yield draining
 
 
@@ -114,21 +110,13 @@ def _histograms(name: str, doc: str, label: str, table: dict[str, Histogram]) ->
     return family
 
 
-class Exposition:
-    """The door's registry and its one collector."""
-
-    def __init__(self, door: HttpDoor) -> None:
-        self.collector = HubCollector(door)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self.collector)
-
-    async def render(self) -> bytes:
-        self.collector.stats = await self.collector.door.hub.stats()
-        return generate_latest(self.registry)
+async def render(door: DoorState) -> bytes:
+    """The door's figures in the Prometheus text format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(door, await door.hub.stats()))
+    return generate_latest(registry)
 
 
 @get("/metrics", summary="Prometheus metrics", tags=["cluster"], media_type=CONTENT_TYPE_LATEST)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    from jobq.doors.http.app import door_of
-
-    return Response(await door_of(request).exposition.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(await render(door_of(request)), media_type=CONTENT_TYPE_LATEST)

@@ -4,40 +4,31 @@ The same msgspec Structs decode requests, encode answers and generate the OpenAP
 so the schema cannot drift from the code. Decoding is strict (no coercion of ``"5"`` to
 ``5``; unknown fields refused); every failure becomes an :class:`InvalidRequest` naming the
 fields at fault. Turning a request into a :class:`JobSpec` is a translation only: the rules
-live in the core and are checked by the hub.
-
-Payloads and results are frames of bytes in jobq. On the JSON wire a value travels with its
-*encoding*: ``json`` (the value itself, stored as one frame of JSON text), ``text`` (a string,
-stored as UTF-8) or ``base64`` (a base64 string for one frame, or a list of them for several).
+live in the core and are checked by the hub. How payloads and results travel (their
+*encoding*) is :mod:`jobq.doors.http.frames`; hub answers become these models in
+:mod:`jobq.doors.http.views`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import re
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from jobq.core.model import (
-    BINARY,
-    JSON,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    TEXT,
-    Frames,
-    Job,
-    JobEvent,
-    JobSpec,
-    WorkerInfo,
+from jobq.core.model import PRIORITY_MAX, PRIORITY_MIN, JobSpec
+from jobq.core.views import ExplainInfo, ServiceInfo
+from jobq.doors.http.frames import (
+    Encoding,
+    FieldError,
+    field_error,
+    frames_from_wire,
+    frames_to_wire,
+    raw_frames,
 )
 from jobq.errors import InvalidRequest, PayloadTooLarge
-from jobq.protocol.native import ExplainInfo, ServiceInfo
 
-Encoding = Literal["json", "text", "base64"]
 Isolation = Literal["strict", "loose", "none"]
 State = Literal["queued", "scheduled", "running", "completed", "failed", "cancelled"]
 
@@ -141,8 +132,8 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
 class JobCreated(msgspec.Struct, kw_only=True):
     job_id: int
     status: State
-    #: Jobs queued for the same service, this one included (an estimate; ``/explain`` has
-    #: the exact place); null unless the job is queued.
+    #: Its place in its service's queue when submitted: queued jobs ahead of it, plus one
+    #: (``Hub.submit_placed``; ``/explain`` has the place now); null unless it is queued.
     queue_position: int | None
     #: False when an ``idempotency_key`` matched an existing job.
     created: bool
@@ -255,10 +246,12 @@ class Health(msgspec.Struct, kw_only=True):
 __all__ = [
     "BatchCreated",
     "BatchRequest",
+    "Encoding",
     "ErrorBody",
     "EventHistory",
     "EventView",
     "ExplainInfo",
+    "FieldError",
     "Hardware",
     "Health",
     "JobCreated",
@@ -269,20 +262,18 @@ __all__ = [
     "ResultView",
     "ServiceInfo",
     "StatsView",
-    "WorkerInfo",
     "WorkerView",
+    "decode_batch_request",
+    "decode_job_request",
+    "field_of",
+    "frames_from_wire",
+    "frames_to_wire",
+    "raw_frames",
+    "spec_of",
 ]
 
 
 # ---------------------------------------------------------------------------- decoding
-
-
-class FieldError(InvalidRequest):
-    """A 400 that names the fields at fault."""
-
-    def __init__(self, message: str, fields: Sequence[str] = (), *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.fields = list(fields)
 
 
 _job_request = msgspec.json.Decoder(JobRequest)
@@ -358,66 +349,6 @@ def decode_batch_request(body: bytes) -> BatchRequest:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
 
 
-def frames_from_wire(value: Any, encoding: str, field: str = "payload") -> tuple[Frames, str]:
-    """A JSON value (or its raw JSON text) with its encoding → frames and the content type
-    that encoding implies."""
-    if isinstance(value, msgspec.Raw):
-        if encoding == "json":
-            return [bytes(value)], JSON
-        value = msgspec.json.decode(value)
-    if encoding == "json":
-        return [_encode(value)], JSON
-    if encoding == "text":
-        if not isinstance(value, str):
-            raise _field_error(field, f"{field} must be a string when its encoding is text")
-        return [value.encode()], TEXT
-    if encoding == "base64":
-        items = value if isinstance(value, list) else [value]
-        frames: Frames = []
-        for item in items:
-            if not isinstance(item, str):
-                raise _field_error(field, f"{field} must be a base64 string or a list of them")
-            try:
-                frames.append(base64.b64decode(item, validate=True))
-            except (binascii.Error, ValueError):
-                raise _field_error(field, f"{field} is not valid base64") from None
-        return frames, BINARY
-    raise _field_error(f"{field}_encoding", f"{field}_encoding must be json, text or base64")
-
-
-def _field_error(field: str, message: str) -> FieldError:
-    return FieldError(message, [field])
-
-
-def frames_to_wire(frames: Sequence[bytes] | None, content_type: str | None = None) -> tuple[Any, Encoding]:
-    """Frames → (value, encoding): one frame of JSON as the value itself (unless its content
-    type says otherwise), UTF-8 as a string, anything else base64."""
-    if frames is None or len(frames) != 1:
-        return [base64.b64encode(f).decode() for f in frames or ()], "base64"
-    data = frames[0]
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind in ("", JSON) or kind.endswith("+json"):
-        try:
-            msgspec.json.decode(data)
-        except msgspec.MsgspecError:
-            pass
-        else:
-            return msgspec.Raw(data), "json"
-    if kind in ("", TEXT, JSON) or kind.startswith("text/"):
-        try:
-            return data.decode(), "text"
-        except UnicodeDecodeError:
-            pass
-    return base64.b64encode(data).decode(), "base64"
-
-
-def raw_frames(frames: Sequence[bytes]) -> tuple[Any, Encoding]:
-    """Frames as base64, always (for peers that want the bytes exactly)."""
-    if len(frames) == 1:
-        return base64.b64encode(frames[0]).decode(), "base64"
-    return [base64.b64encode(f).decode() for f in frames], "base64"
-
-
 def spec_of(request: JobRequest, max_payload: int) -> JobSpec:
     """Translate a request into the hub's JobSpec (no rules here: the hub checks the spec)."""
     frames, implied = frames_from_wire(request.payload, request.payload_encoding)
@@ -434,18 +365,18 @@ def spec_of(request: JobRequest, max_payload: int) -> JobSpec:
         wanted.pop("service_type", None)
         if given_isolation is not None:
             if isolation is not None and isolation != given_isolation:
-                raise _field_error("isolation", "isolation and requirements.customer_isolation disagree")
+                raise field_error("isolation", "isolation and requirements.customer_isolation disagree")
             isolation = given_isolation
         if minutes is not None and timeout is None:
             timeout = float(minutes) * 60.0
         for key, value in wanted.items():
             if key in requires and requires[key] != value:
-                raise _field_error(f"requires.{key}", f"requires.{key} and requirements.{key} disagree")
+                raise field_error(f"requires.{key}", f"requires.{key} and requirements.{key} disagree")
             requires[key] = value
     run_at = request.run_at
     if isinstance(run_at, dt.datetime):
         if run_at.tzinfo is None:
-            raise _field_error("run_at", "run_at needs a time zone (e.g. 2030-01-01T00:00:00Z)")
+            raise field_error("run_at", "run_at needs a time zone (e.g. 2030-01-01T00:00:00Z)")
         run_at = run_at.timestamp()
     return JobSpec(
         service=request.type,
@@ -463,105 +394,4 @@ def spec_of(request: JobRequest, max_payload: int) -> JobSpec:
         idempotency_key=request.idempotency_key,
         result_ttl=request.result_ttl,
         backoff=request.backoff,
-    )
-
-
-# ---------------------------------------------------------------------------- views
-
-
-def job_view(job: Job, *, full: bool = False) -> JobView:
-    view = JobView(
-        job_id=job.id,
-        service=job.service,
-        status=job.state.value,
-        priority=job.priority,
-        customer_id=job.customer_id,
-        isolation=job.isolation,
-        requires=job.requires,
-        must_not=job.must_not,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        worker_id=job.worker,
-        created_at=job.submitted_at,
-        run_at=job.run_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        lease_expires=job.lease_expires,
-        expires_at=job.expires_at,
-        timeout=job.timeout,
-        idempotency_key=job.idempotency_key,
-        progress=job.progress,
-        progress_message=job.progress_message,
-        error=job.error,
-        content_type=job.content_type,
-    )
-    if full:
-        view.payload, view.payload_encoding = frames_to_wire(job.payload, job.content_type)
-        if job.result is not None:
-            view.result, view.result_encoding = frames_to_wire(job.result)
-    return view
-
-
-def event_view(event: JobEvent) -> EventView:
-    return EventView(
-        event=event.kind,
-        status=event.state.value,
-        at=event.at,
-        attempt=event.attempt,
-        worker_id=event.worker,
-        progress=event.progress,
-        message=event.message,
-        error=event.error,
-    )
-
-
-def rebuilt_events(job: Job) -> list[EventView]:
-    """What can be told of a job's life from its times alone (when no events were kept)."""
-    out = [EventView(event="submitted", status="queued", at=job.submitted_at)]
-    if job.started_at is not None:
-        out.append(
-            EventView(
-                event="started",
-                status="running",
-                at=job.started_at,
-                attempt=job.attempts,
-                worker_id=job.worker,
-            )
-        )
-    if job.finished_at is not None:
-        out.append(
-            EventView(
-                event=job.state.value,
-                status=job.state.value,
-                at=job.finished_at,
-                attempt=job.attempts,
-                worker_id=job.worker,
-                error=job.error,
-            )
-        )
-    return out
-
-
-def worker_view(
-    info: WorkerInfo, busy: int | None, now: float, heartbeat: float, silence: float
-) -> WorkerView:
-    running = len(info.running) if busy is None else busy
-    age = max(0.0, now - info.last_seen) if info.last_seen else 0.0
-    health: Literal["ok", "late", "silent"] = (
-        "ok" if age <= 2 * heartbeat + 0.5 else ("late" if age <= silence else "silent")
-    )
-    return WorkerView(
-        worker_id=info.id,
-        services=info.services,
-        door=info.door,
-        slots=info.slots,
-        running=running,
-        slots_free=max(0, info.slots - running),
-        health=health,
-        capabilities=info.capabilities,
-        name=info.name,
-        hub=info.hub,
-        connected_at=info.connected_at,
-        last_seen=info.last_seen,
-        metrics=info.metrics,
     )

@@ -1,27 +1,27 @@
 """REST handlers of the HTTP door: decode, call the hub, encode. No rules here.
 
-``POST`` bodies are read as bytes and decoded strictly by :mod:`http_models` (Litestar's own
-body parsing coerces types, which would let ``"priority": "5"`` through). Path and query
-parameters carry their bounds, so a bad one is a 400 before any hub call.
+``POST`` bodies are read as bytes and decoded strictly by :mod:`~jobq.doors.http.models`
+(Litestar's own body parsing coerces types, which would let ``"priority": "5"`` through). Path
+and query parameters carry their bounds, so a bad one is a 400 before any hub call.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from jobq.core.model import Job, JobFilter, Submitted
+from jobq.core.model import Job, JobFilter
 from jobq.core.states import COMPLETED, TERMINAL, JobState
 from jobq.doors.http import models as m
-from jobq.doors.http.app import door_of
-from jobq.errors import JobFailed, Timeout, Unavailable
-
-if TYPE_CHECKING:
-    from jobq.doors.http.app import HttpDoor
+from jobq.doors.http import views as v
+from jobq.doors.http.state import DoorState, door_of
+from jobq.errors import JobFailed, JobqError, Timeout, Unavailable
+from jobq.hub.hub import SubmitOutcome
 
 JobIdParam = Annotated[int, Parameter(ge=1, le=m.MAX_ID, description="The job's id.")]
 
@@ -40,19 +40,23 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
-async def _created(request: Request[Any, Any, Any], done: list[Submitted]) -> list[m.JobCreated]:
-    door = door_of(request)
-    door.streams.log.submitted([item.job for item in done if item.created], door.hub.clock())
-    stats = await door.hub.stats()
+def _created(door: DoorState, placed: Sequence[tuple[SubmitOutcome, int | None]]) -> list[m.JobCreated]:
+    """The jobs as created (or found), each with its place in the queue; the first refusal
+    if a spec was refused."""
     out = []
-    for item in done:
-        job = item.job
-        position = None
-        if job.state is JobState.QUEUED:
-            position = stats.by_service.get(job.service, {}).get("queued", 0) or 1
+    for outcome, position in placed:
+        if isinstance(outcome, JobqError):
+            raise outcome
         out.append(
-            m.JobCreated(job_id=job.id, status=job.state.value, queue_position=position, created=item.created)
+            m.JobCreated(
+                job_id=outcome.job.id,
+                status=outcome.job.state.value,
+                queue_position=position,
+                created=outcome.created,
+            )
         )
+    fresh = [outcome.job for outcome, _ in placed if not isinstance(outcome, JobqError) and outcome.created]
+    door.streams.log.submitted(fresh, door.hub.clock())
     return out
 
 
@@ -69,8 +73,7 @@ async def _created(request: Request[Any, Any, Any], done: list[Submitted]) -> li
 async def submit_job(request: Request[Any, Any, Any]) -> Response[m.JobCreated]:
     door = door_of(request)
     spec = m.spec_of(m.decode_job_request(await request.body()), door.hub.config.max_payload)
-    done = await door.hub.submit([spec])
-    [created] = await _created(request, done)
+    [created] = _created(door, await door.hub.submit_placed([spec]))
     return Response(created, status_code=201 if created.created else 200)
 
 
@@ -92,7 +95,9 @@ async def submit_batch(request: Request[Any, Any, Any]) -> m.BatchCreated:
             specs.append(m.spec_of(item, limit))
         except m.FieldError as exc:
             raise m.FieldError(exc.message, [f"jobs[{i}].{f}" for f in exc.fields], hint=exc.hint) from None
-    return m.BatchCreated(jobs=await _created(request, await door.hub.submit(specs)))
+    for spec in specs:  # all or none: a spec the hub would refuse refuses the batch
+        door.hub.check(spec)
+    return m.BatchCreated(jobs=_created(door, await door.hub.submit_placed(specs)))
 
 
 @get(
@@ -131,7 +136,7 @@ async def list_jobs(
         states=states, service=service, customer_id=customer_id, worker=worker, limit=limit, offset=offset
     )
     jobs = await door_of(request).hub.list_jobs(query, blocked=blocked)
-    return m.JobList(jobs=[m.job_view(job) for job in jobs], limit=limit, offset=offset)
+    return m.JobList(jobs=[v.job_view(job) for job in jobs], limit=limit, offset=offset)
 
 
 @get(
@@ -141,7 +146,7 @@ async def list_jobs(
     responses=_errors(400, 404),
 )
 async def get_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
-    return m.job_view(await door_of(request).hub.get(job_id), full=True)
+    return v.job_view(await door_of(request).hub.get(job_id), full=True)
 
 
 @delete(
@@ -153,7 +158,7 @@ async def get_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobV
     responses=_errors(400, 404, 409),
 )
 async def cancel_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
-    return m.job_view(await door_of(request).hub.cancel(job_id))
+    return v.job_view(await door_of(request).hub.cancel(job_id))
 
 
 @post(
@@ -164,7 +169,7 @@ async def cancel_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.J
     responses=_errors(400, 404, 409, 503),
 )
 async def retry_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
-    return m.job_view(await door_of(request).hub.retry(job_id))
+    return v.job_view(await door_of(request).hub.retry(job_id))
 
 
 @get(
@@ -199,7 +204,7 @@ async def get_result(
     return Response(m.ResultView(job_id=job.id, status="completed", result=result, result_encoding=encoding))
 
 
-async def _wait(door: HttpDoor, job_id: int, seconds: float) -> Job | None:
+async def _wait(door: DoorState, job_id: int, seconds: float) -> Job | None:
     """The job once it ends within ``seconds``, else None; 503 if the door closes meanwhile."""
     ended = asyncio.ensure_future(door.hub.wait(job_id, seconds))
     closing = asyncio.ensure_future(door.closing.wait())
@@ -229,8 +234,8 @@ async def get_events(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.E
     job = await door.hub.get(job_id)
     events = door.streams.log.events(job_id)
     if events:
-        return m.EventHistory(job_id=job_id, events=[m.event_view(e) for e in events], recorded=True)
-    return m.EventHistory(job_id=job_id, events=m.rebuilt_events(job), recorded=False)
+        return m.EventHistory(job_id=job_id, events=[v.event_view(e) for e in events], recorded=True)
+    return m.EventHistory(job_id=job_id, events=v.rebuilt_events(job), recorded=False)
 
 
 @get(
@@ -246,7 +251,7 @@ async def explain_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.
 
 @get("/api/workers", summary="Connected workers", tags=["cluster"])
 async def list_workers(request: Request[Any, Any, Any]) -> list[m.WorkerView]:
-    return door_of(request).streams.worker_views(await door_of(request).hub.workers())
+    return [v.worker_view(status) for status in await door_of(request).hub.worker_statuses()]
 
 
 @get("/api/services", summary="Services: workers, slots, queued and running jobs", tags=["cluster"])
@@ -256,7 +261,7 @@ async def list_services(request: Request[Any, Any, Any]) -> list[m.ServiceInfo]:
 
 @get("/api/stats", summary="Jobs by state and service, hub counters, slots", tags=["cluster"])
 async def get_stats(request: Request[Any, Any, Any]) -> m.StatsView:
-    return await door_of(request).streams.stats_view()
+    return v.stats_view(await door_of(request).hub.stats())
 
 
 @get(
@@ -271,7 +276,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[m.Health]:
     body = m.Health(
         status="draining" if hub.draining else "ok",
         hub=hub.config.name,
-        uptime=max(0.0, hub.clock() - hub.started_at),
+        uptime=hub.uptime,
     )
     return Response(body, status_code=503 if hub.draining else 200)
 

@@ -1,8 +1,8 @@
 """Live streams of the HTTP door: event messages, bounded outboxes, the monitor fan-out, the
 recent-events log and the figures a monitor sees every second.
 
-The hub hands events to a subscriber once per event-loop turn and never waits for it
-(:mod:`jobq.hub.events`). Every WebSocket here has an :class:`Outbox` with a bound: a monitor
+The hub hands events to a subscriber (``Hub.watch``, ``watch_all``) once per event-loop turn
+and never waits for it. Every WebSocket here has an :class:`Outbox` with a bound: a monitor
 that cannot keep up has its backlog dropped and gets ``resync_required`` then a fresh
 ``full_state_snapshot``; a client gets ``resync_required`` with the jobs whose events it
 missed. A slow reader costs the hub nothing but the bound.
@@ -16,18 +16,17 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-from jobq.core.model import Job, JobEvent, JobFilter, WorkerInfo
+from jobq.core.model import Job, JobEvent, JobFilter
 from jobq.core.states import QUEUED, TERMINAL
-from jobq.doors.http import models as m
-from jobq.hub.events import event_of
+from jobq.core.views import WorkerStatus
+from jobq.doors.http.frames import frames_to_wire
+from jobq.doors.http.views import job_view, worker_view
+from jobq.hub.hub import Hub
 from jobq.hub.metrics import Histogram
-
-if TYPE_CHECKING:
-    from jobq.doors.http.app import HttpDoor
 
 log = logging.getLogger("jobq.doors.http.app")
 
@@ -96,9 +95,9 @@ def event_message(event: JobEvent) -> EventMessage:
         customer_id=event.customer_id,
     )
     if event.result is not None:
-        msg.result, msg.result_encoding = m.frames_to_wire(event.result)
+        msg.result, msg.result_encoding = frames_to_wire(event.result)
     if event.partial is not None:
-        msg.partial, msg.partial_encoding = m.frames_to_wire(event.partial)
+        msg.partial, msg.partial_encoding = frames_to_wire(event.partial)
     return msg
 
 
@@ -184,8 +183,8 @@ class EventLog:
     (the hub builds events only when someone listens, so an idle door costs it nothing).
     """
 
-    def __init__(self, door: HttpDoor) -> None:
-        self.bus = door.hub.events
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
         self._jobs: OrderedDict[int, list[JobEvent]] = OrderedDict()
         self._watcher = _Recorder(self)
         self._firehose = _Recorder(self)
@@ -194,16 +193,16 @@ class EventLog:
     def submitted(self, jobs: Sequence[Job], now: float) -> None:
         """Jobs submitted through the door: record their start and follow them."""
         fresh = [job for job in jobs if job.id not in self._jobs]
-        self.record([event_of(job, "submitted", job.submitted_at or now) for job in fresh])
+        self.record([_submitted(job, job.submitted_at or now) for job in fresh])
         live = [job.id for job in jobs if job.state not in TERMINAL]
         if live:
-            self.bus.watch(self._watcher, live)
+            self.hub.watch(self._watcher, live)
 
     def record_all(self, on: bool) -> None:
         if on and not self._all:
-            self.bus.subscribe_all(self._firehose)
+            self.hub.watch_all(self._firehose)
         elif not on and self._all:
-            self.bus.unsubscribe(self._firehose)
+            self.hub.unwatch(self._firehose)
         self._all = on
 
     def record(self, events: list[JobEvent]) -> None:
@@ -224,8 +223,26 @@ class EventLog:
         return list(self._jobs.get(job_id, ()))
 
     def close(self) -> None:
-        self.bus.unsubscribe(self._watcher)
+        self.hub.unwatch(self._watcher)
         self.record_all(False)
+
+
+def _submitted(job: Job, at: float) -> JobEvent:
+    """The door's own record of a submit: the hub announces one only to listeners it already
+    has, and nobody could listen for a job before it had an id."""
+    return JobEvent(
+        id=job.id,
+        kind="submitted",
+        state=job.state,
+        at=at,
+        service=job.service,
+        worker=job.worker,
+        attempt=job.attempts,
+        progress=job.progress,
+        message=job.progress_message,
+        error=job.error,
+        customer_id=job.customer_id,
+    )
 
 
 def _same(a: JobEvent, b: JobEvent) -> bool:
@@ -265,10 +282,9 @@ class _Fanout:
 class Streams:
     """What every stream of the door shares: the event log, the monitors and their figures."""
 
-    def __init__(self, door: HttpDoor) -> None:
-        self.door = door
-        self.hub = door.hub
-        self.log = EventLog(door)
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.log = EventLog(hub)
         self.monitors: set[Monitor] = set()
         self.connections: dict[str, int] = {"client": 0, "worker": 0, "monitor": 0}
         self.resyncs = 0
@@ -287,7 +303,7 @@ class Streams:
 
     def add_monitor(self, monitor: Monitor) -> None:
         if not self.monitors:
-            self.hub.events.subscribe_all(self._fanout)
+            self.hub.watch_all(self._fanout)
             self.log.record_all(True)
             self._ticker = asyncio.create_task(self._tick_forever(), name="jobq-http-stats")
         self.monitors.add(monitor)
@@ -296,7 +312,7 @@ class Streams:
         self.monitors.discard(monitor)
         monitor.outbox.close()
         if not self.monitors:
-            self.hub.events.unsubscribe(self._fanout)
+            self.hub.unwatch(self._fanout)
             self.log.record_all(False)
             if self._ticker is not None:
                 self._ticker.cancel()
@@ -329,9 +345,10 @@ class Streams:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
             try:
-                for message in await self._worker_changes():
+                statuses = await self.hub.worker_statuses()
+                for message in self._worker_changes(statuses):
                     self.broadcast(message)
-                self.broadcast(await self.system_stats())
+                self.broadcast(await self.system_stats(statuses))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -339,43 +356,8 @@ class Streams:
 
     # ------------------------------------------------------------------ figures
 
-    def worker_views(self, infos: Sequence[WorkerInfo]) -> list[m.WorkerView]:
-        hub = self.hub
-        now = hub.clock()
-        config = hub.config
-        out = []
-        for info in infos:
-            session = hub.sessions.get(info.id)
-            view = m.worker_view(info, None, now, config.heartbeat, config.worker_silence)
-            if session is not None and session.last_seen > view.last_seen:
-                view.last_seen = session.last_seen
-                view.health = "ok" if now - session.last_seen <= 2 * config.heartbeat + 0.5 else view.health
-            out.append(view)
-        return sorted(out, key=lambda v: v.worker_id)
-
-    async def stats_view(self) -> m.StatsView:
-        hub = self.hub
-        stats = await hub.stats()
-        slots, free = self._slots()
-        return m.StatsView(
-            hub=hub.config.name,
-            uptime=max(0.0, hub.clock() - hub.started_at),
-            jobs_by_state=stats.by_state,
-            jobs_by_service=stats.by_service,
-            counters=dict(hub.counters),
-            workers=len(hub.sessions),
-            slots=slots,
-            slots_free=free,
-        )
-
-    def _slots(self) -> tuple[int, int]:
-        sessions = self.hub.sessions.values()
-        slots = sum(s.info.slots for s in sessions)
-        busy = sum(min(s.busy, s.info.slots) for s in sessions)
-        return slots, max(0, slots - busy)
-
-    async def _worker_changes(self) -> list[dict[str, Any]]:
-        views = {v.worker_id: v for v in self.worker_views(await self.hub.workers())}
+    def _worker_changes(self, statuses: Sequence[WorkerStatus]) -> list[dict[str, Any]]:
+        views = {status.info.id: worker_view(status) for status in statuses}
         out: list[dict[str, Any]] = []
         stamp = now_ms()
         for worker_id in self._workers.keys() - views.keys():
@@ -392,11 +374,13 @@ class Streams:
         self._workers = current
         return out
 
-    async def system_stats(self) -> dict[str, Any]:
+    async def system_stats(self, statuses: Sequence[WorkerStatus]) -> dict[str, Any]:
+        """The figures a monitor sees every second: the hub's stats, with rates and latency
+        quantiles since the last tick, the queues by priority and each worker's last contact."""
         hub = self.hub
         now = hub.clock()
         stats = await hub.stats()
-        counters = dict(hub.counters)
+        counters = stats.counters
         elapsed = now - self._last_at if self._last_at else 0.0
         rates = {
             name: round((counters.get(name, 0) - self._last_counters.get(name, 0)) / elapsed, 3)
@@ -408,26 +392,26 @@ class Streams:
         if self._ticks % QUEUE_EVERY == 0:
             await self._refresh_queues()
         self._ticks += 1
-        slots, free = self._slots()
+        seen = {status.info.id: status.last_seen for status in statuses if status.local}
         return {
             "type": "system_stats",
             "timestamp": int(now * 1000),
             "at": now,
-            "hub": hub.config.name,
-            "uptime": max(0.0, now - hub.started_at),
-            "jobs": {"by_state": stats.by_state, "by_service": stats.by_service},
+            "hub": stats.hub,
+            "uptime": stats.uptime,
+            "jobs": {"by_state": stats.jobs.by_state, "by_service": stats.jobs.by_service},
             "counters": counters,
             "rates": rates,
             "latency": {
                 "queue_wait": self._quantiles("queue_wait", hub.metrics.queue_wait),
                 "run_time": self._quantiles("run_time", hub.metrics.run_time),
             },
-            "workers": len(hub.sessions),
-            "slots": slots,
-            "slots_free": free,
+            "workers": stats.workers,
+            "slots": stats.slots,
+            "slots_free": stats.slots_free,
             "queues": self._queues,
             "queues_sampled": self._queues_sampled,
-            "worker_seen": {worker_id: session.last_seen for worker_id, session in hub.sessions.items()},
+            "worker_seen": {worker_id: seen[worker_id] for worker_id in hub.connected() if worker_id in seen},
             "monitors": len(self.monitors),
         }
 
@@ -462,18 +446,18 @@ class Streams:
     async def snapshot(self, jobs_limit: int = 200) -> dict[str, Any]:
         hub = self.hub
         jobs = await hub.list_jobs(JobFilter(limit=jobs_limit))
-        workers = self.worker_views(await hub.workers())
+        statuses = await hub.worker_statuses()
         self._ticks = 0  # refresh the queue breakdown now
-        stats = await self.system_stats()
+        stats = await self.system_stats(statuses)
         stats.pop("type")
         return {
             "type": "full_state_snapshot",
             "timestamp": now_ms(),
             "hub": hub.config.name,
             "heartbeat": hub.config.heartbeat,
-            "workers": workers,
+            "workers": [worker_view(status) for status in statuses],
             "services": await hub.services(),
-            "jobs": [m.job_view(job) for job in jobs],
+            "jobs": [job_view(job) for job in jobs],
             "stats": stats,
         }
 

@@ -3,9 +3,9 @@
 A client REQUEST becomes a job of that service; its REPLY goes back to that client on the exact
 service frame it sent, framed as it framed its request (see :mod:`jobq.protocol.mdp`). A worker
 READY attaches a worker of that service (one request at a time, a few more queued while its
-requests are short: ``mdp_prefetch``); the
-hub pushes it jobs from any door, and its REPLY completes the job. ``mmi.*`` and
-``titanic.*`` are answered by the hub itself (:mod:`jobq.doors.zmq.mmi`).
+requests are short: ``mdp_prefetch``); the hub pushes it jobs from any door, and its REPLY
+completes the job. ``mmi.*`` and ``titanic.*`` are answered by the hub itself
+(:mod:`jobq.doors.zmq.mmi`).
 
 What Majordomo brokers usually lose, the hub keeps: a request is a durable job, a worker that
 dies busy has its request re-queued for another worker (found out at once when the hub's next
@@ -23,17 +23,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from jobq.core.model import Completion, Frames, Job, JobEvent, JobSpec, WorkerInfo
+from jobq.core.model import Completion, Frames, Job, JobEvent, JobSpec
 from jobq.core.states import QUEUED, SCHEDULED, TERMINAL, JobState
+from jobq.core.views import WorkerHello
+from jobq.doors.zmq.mmi import HubServices
+from jobq.doors.zmq.router import Sender
 from jobq.errors import InvalidRequest, JobqError, LeaseLost
 from jobq.hub.hub import Hub
-from jobq.hub.sessions import Liveness
+from jobq.hub.sessions import Liveness, WorkerDirectory
 from jobq.protocol import mdp
-
-if TYPE_CHECKING:
-    from jobq.doors.zmq.router import ZmqRouter
 
 log = logging.getLogger("jobq.doors.zmq.mdp")
 
@@ -58,6 +57,14 @@ def attempt_of(address: bytes) -> tuple[int, int] | None:
 
 def error_body(code: str, message: str) -> Frames:
     return [ERROR, code.encode(), message.encode()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Peer:
+    """A worker connection, known by its identity; its framing is how to answer it."""
+
+    identity: bytes
+    framing: mdp.Framing = field(compare=False)
 
 
 @dataclass(slots=True, eq=False)
@@ -96,7 +103,7 @@ class _Worker:
     last_done: float = 0.0
 
     def deliver(self, jobs: Sequence[Job]) -> None:
-        send = self.door.router.send
+        send = self.door.sender.send
         now = time.monotonic()
         for job in jobs:
             self.sent_at[job.id] = now
@@ -115,44 +122,28 @@ class _Worker:
         self.door.forget(self)
 
 
-class _Replies:
-    """The door's subscriber on the event bus: job events → replies to waiting clients."""
-
-    def __init__(self, door: MajordomoDoor) -> None:
-        self.door = door
-
-    def push(self, events: list[JobEvent]) -> None:
-        self.door.on_events(events)
-
-
 class MajordomoDoor:
-    def __init__(self, hub: Hub, router: ZmqRouter) -> None:
-        from jobq.doors.zmq.mmi import HubServices
+    """Majordomo's handler on the router (installed by :mod:`jobq.app`)."""
 
+    def __init__(self, hub: Hub, sender: Sender) -> None:
         self.hub = hub
-        self.router = router
+        self.sender = sender
         self.config = hub.config
-        self.workers: dict[bytes, _Worker] = {}
+        #: Which worker each connection is; a stranger's message gets DISCONNECT.
+        self.workers = WorkerDirectory[_Peer](lambda peer: self._refuse(peer.identity, peer.framing))
+        self.links: dict[bytes, _Worker] = {}
         #: Job id → the client waiting for it; by service for the no-worker sweep.
         self.requests: dict[int, _Request] = {}
         self.by_service: dict[str, dict[int, _Request]] = {}
         self.unserved_since: dict[str, float] = {}
-        self.services = HubServices(self)
-        self.replies = _Replies(self)
-        self.counters: dict[str, int] = {
-            "requests": 0,
-            "replies": 0,
-            "partials": 0,
-            "errors": 0,
-            "undeliverable": 0,
-            "malformed": 0,
-            "disconnects_sent": 0,
-        }
+        self.services = HubServices(hub, self.stats)
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("requests", "replies", "partials", "errors", "undeliverable", "malformed", "disconnects_sent"), 0
+        )
         self._submits: list[tuple[_Request, JobSpec]] = []
         self._timers: list[asyncio.TimerHandle] = []
 
-    def install(self) -> None:
-        self.router.add_handler(self.handle)
+    def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._timers = [
             loop.call_later(self.config.mdp_heartbeat, self._heartbeat),
@@ -161,7 +152,10 @@ class MajordomoDoor:
 
     @property
     def closed(self) -> bool:
-        return self.router.closed
+        return self.sender.closed
+
+    def end_of_batch(self) -> None:
+        """Requests are gathered per event-loop turn instead (see ``_request``)."""
 
     @property
     def _sweep_every(self) -> float:
@@ -193,57 +187,59 @@ class MajordomoDoor:
             self.answer_error(request, InvalidRequest("the service name must be UTF-8"))
             return
         if service.startswith(RESERVED):
-            self.hub.spawn(self.services.answer(request, service, message.body))
+            self.hub.spawn(self._hub_service(request, service, message.body))
             return
         if not self._submits:
-            self.hub.spawn(self._flush_submits())
+            self.hub.spawn(self._submit())
         self._submits.append((request, JobSpec(service=service, payload=message.body)))
 
+    async def _hub_service(self, request: _Request, service: str, body: Frames) -> None:
+        self.answer(request, await self.services.answer(service, body))
+
     def _from_worker(self, identity: bytes, message: mdp.Message) -> None:
-        worker = self.workers.get(identity)
-        if worker is None:
+        peer = _Peer(identity, message.framing)
+        if peer not in self.workers:
             if isinstance(message, mdp.Ready):
-                worker = self._new_worker(identity, message)
-                if worker is None:
+                if not self._new_worker(peer, message):
                     return
-            else:
-                self._stranger(identity, message)
-                return
+            elif isinstance(message, mdp.Disconnect):
+                return  # a stranger leaving: nothing to answer
+            elif isinstance(message, mdp.Reply) and message.final:
+                self._late_reply(message)
+        if self.workers.worker_of(peer) is None:
+            return  # a connection that never said READY (or was forgotten): told DISCONNECT
+        worker = self.links[identity]
         worker.inbox.append(message)
         if not worker.draining:
             worker.draining = True
             self.hub.spawn(self._drain(worker))
 
-    def _new_worker(self, identity: bytes, message: mdp.Ready) -> _Worker | None:
+    def _new_worker(self, peer: _Peer, message: mdp.Ready) -> bool:
         try:
             service = message.service.decode()
         except UnicodeDecodeError:
             service = ""
         if not service or service.startswith(RESERVED):
-            self._refuse(identity, message.framing)
-            return None
+            self._refuse(peer.identity, peer.framing)
+            return False
         # One request at a time until its requests prove short (see _completed).
-        worker = _Worker(self, identity, message.framing, service, 1)
-        worker.worker_id = f"mdp-{identity.hex()}"
-        self.workers[identity] = worker
-        return worker
+        worker = _Worker(self, peer.identity, peer.framing, service, 1)
+        worker.worker_id = f"mdp-{peer.identity.hex()}"
+        self.links[peer.identity] = worker
+        self.workers.bind(peer, worker.worker_id)
+        return True
 
-    def _stranger(self, identity: bytes, message: mdp.Message) -> None:
-        """A worker message from a connection that never said READY (or was forgotten)."""
-        if isinstance(message, mdp.Disconnect):
-            return
-        if isinstance(message, mdp.Reply) and message.final:
-            # A reply sent before the hub restarted or dropped the worker: fenced by its token,
-            # so keep it if its attempt still holds the job.
-            attempt = attempt_of(message.address)
-            if attempt is not None:
-                done = Completion(attempt[0], attempt[1], message.body)
-                self.hub.spawn(self.hub.complete("", [done]))
-        self._refuse(identity, message.framing)
+    def _late_reply(self, message: mdp.Reply) -> None:
+        """A reply from a stranger, sent before the hub restarted or dropped the worker: fenced
+        by its token, so it is kept if its attempt still holds the job."""
+        attempt = attempt_of(message.address)
+        if attempt is not None:
+            done = Completion(attempt[0], attempt[1], message.body)
+            self.hub.spawn(self.hub.complete("", [done]))
 
     def _refuse(self, identity: bytes, framing: mdp.Framing) -> None:
         self.counters["disconnects_sent"] += 1
-        self.router.send(identity, mdp.disconnect_frames(framing))
+        self.sender.send(identity, mdp.disconnect_frames(framing))
 
     # ------------------------------------------------------------------ workers
 
@@ -295,7 +291,7 @@ class MajordomoDoor:
             await self.hub.detach(worker.worker_id, "said DISCONNECT")
 
     async def _attach(self, worker: _Worker) -> None:
-        info = WorkerInfo(
+        hello = WorkerHello(
             id=worker.worker_id,
             services=[worker.service],
             slots=worker.slots,
@@ -304,7 +300,7 @@ class MajordomoDoor:
         )
         idle = self.config.mdp_heartbeat * self.config.mdp_liveness
         try:
-            await self.hub.attach(info, worker, liveness=Liveness(idle=idle, busy=None))
+            await self.hub.attach(hello, worker, liveness=Liveness(idle=idle, busy=None))
         except JobqError as exc:
             log.info("MDP worker for %s refused: %s", worker.service, exc.message)
             self.unexpected(worker, exc.message)
@@ -366,11 +362,12 @@ class MajordomoDoor:
     def forget(self, worker: _Worker) -> None:
         worker.gone = True
         worker.attached = False
-        if self.workers.get(worker.identity) is worker:
-            del self.workers[worker.identity]
+        if self.links.get(worker.identity) is worker:
+            del self.links[worker.identity]
+            self.workers.forget(_Peer(worker.identity, worker.framing))
 
     def send_worker(self, worker: _Worker, frames: list[bytes]) -> bool:
-        return self.router.send(worker.identity, frames)
+        return self.sender.send(worker.identity, frames)
 
     def _heartbeat(self) -> None:
         """Heartbeat every worker, busy ones too: a zguide worker reads them when it is done,
@@ -378,48 +375,45 @@ class MajordomoDoor:
         if self.closed:
             return
         self._timers[0] = asyncio.get_running_loop().call_later(self.config.mdp_heartbeat, self._heartbeat)
-        for worker in list(self.workers.values()):
+        for worker in list(self.links.values()):
             if worker.attached and not self.send_worker(worker, mdp.heartbeat_frames(worker.framing)):
                 self.lost(worker, "cannot be reached")
 
     # ------------------------------------------------------------------ clients
 
-    async def _flush_submits(self) -> None:
+    async def _submit(self) -> None:
+        """One hub call for the requests of a turn; a refused one is answered alone."""
         batch, self._submits = self._submits, []
-        await self._submit(batch)
-
-    async def _submit(self, batch: list[tuple[_Request, JobSpec]]) -> None:
         try:
-            done = await self.hub.submit([spec for _, spec in batch])
-        except JobqError as exc:
-            if len(batch) == 1:
-                self.answer_error(batch[0][0], exc)
-                return
-            # One bad request must not sink the others: find it by submitting one by one.
-            await asyncio.gather(*(self._submit([item]) for item in batch))
-            return
-        except Exception as exc:
-            log.exception("submitting %d MDP request(s) failed", len(batch))
+            outcomes = await self.hub.submit([spec for _, spec in batch])
+        except Exception as exc:  # the hub takes no jobs now (shutting down), or a bug
+            if not isinstance(exc, JobqError):
+                log.exception("submitting %d MDP request(s) failed", len(batch))
+            error = exc if isinstance(exc, JobqError) else JobqError(f"internal error: {exc}")
             for request, _ in batch:
-                self.answer_error(request, JobqError(f"internal error: {exc}"))
+                self.answer_error(request, error)
             return
         now = time.monotonic()
-        watched: list[int] = []
-        for (request, _), item in zip(batch, done, strict=True):
-            job = item.job
+        live: list[int] = []
+        ended: list[Job] = []
+        for (request, _), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, JobqError):
+                self.answer_error(request, outcome)
+                continue
+            job = outcome.job
             request.since = now
             self.requests[job.id] = request
             self.by_service.setdefault(job.service, {})[job.id] = request
-            watched.append(job.id)
-        self.hub.events.watch(self.replies, watched)
-        # Ended before the watch began (only possible if the store hands back live jobs).
-        ended = [item.job for item in done if item.job.state in TERMINAL]
-        if ended:
-            self.hub.events.unsubscribe(self.replies, [job.id for job in ended])
-            for job in ended:
-                self._answer_end(job.id, job.state, job.result, job.error)
+            if job.state in TERMINAL:
+                ended.append(job)  # only possible if the store hands back ended jobs
+            else:
+                live.append(job.id)
+        self.hub.watch(self, live)
+        for job in ended:
+            self._answer_end(job.id, job.state, job.result, job.error)
 
-    def on_events(self, events: list[JobEvent]) -> None:
+    def push(self, events: list[JobEvent]) -> None:
+        """Events of the jobs clients wait for (the door listens to them) → replies."""
         for event in events:
             if event.state in TERMINAL:
                 self._answer_end(event.id, event.state, event.result, event.error)
@@ -449,7 +443,7 @@ class MajordomoDoor:
         if frames is None:
             return  # an MDP/0.1 client has no PARTIAL
         self.counters["partials" if not final else "errors" if error else "replies"] += 1
-        if not self.router.send(request.identity, frames):
+        if not self.sender.send(request.identity, frames):
             # The client is gone (an mdcliapi that gave up and reconnected, say). The result
             # stays with its job for jobq's other doors; only this copy is lost.
             self.counters["undeliverable"] += 1
@@ -497,4 +491,4 @@ class MajordomoDoor:
             pass  # it ended or started meanwhile: its own event answers the client
 
     def stats(self) -> dict[str, int]:
-        return {**self.counters, "workers": len(self.workers), "waiting": len(self.requests)}
+        return {**self.counters, "workers": len(self.links), "waiting": len(self.requests)}

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
-from jobq.core.model import Frames, JobSpec
+from jobq.core.model import Frames, Job, JobSpec
 from jobq.core.states import CANCELLED, COMPLETED, FAILED, TERMINAL
-from jobq.errors import InvalidRequest, JobqError, NotFound
-
-if TYPE_CHECKING:
-    from jobq.doors.zmq.mdp import MajordomoDoor, _Request
+from jobq.errors import InvalidRequest, JobqError
+from jobq.hub.hub import Hub
 
 OK, PENDING, UNKNOWN, NOT_FOUND, ERROR, NOT_IMPLEMENTED = b"200", b"300", b"400", b"404", b"500", b"501"
 TITANIC_KEY = "titanic:"
@@ -38,16 +37,19 @@ def _json(value: Any) -> bytes:
 
 
 class HubServices:
-    def __init__(self, door: MajordomoDoor) -> None:
-        self.door = door
-        self.hub = door.hub
+    """The answers; the Majordomo door sends them. ``door_stats`` are its own figures, shown
+    under ``mdp`` in ``mmi.stats``."""
 
-    async def answer(self, request: _Request, service: str, body: Frames) -> None:
+    def __init__(self, hub: Hub, door_stats: Callable[[], dict[str, int]]) -> None:
+        self.hub = hub
+        self.door_stats = door_stats
+
+    async def answer(self, service: str, body: Frames) -> Frames:
+        """The reply body to a request for one of the hub's own services."""
         try:
-            reply = await self._dispatch(service, body)
+            return await self._dispatch(service, body)
         except JobqError as exc:
-            reply = [UNKNOWN if isinstance(exc, InvalidRequest) else ERROR, exc.message.encode()]
-        self.door.answer(request, reply)
+            return [UNKNOWN if isinstance(exc, InvalidRequest) else ERROR, exc.message.encode()]
 
     async def _dispatch(self, service: str, body: Frames) -> Frames:
         if service == "mmi.service":
@@ -71,17 +73,16 @@ class HubServices:
 
     async def served(self, name: bytes) -> bool:
         text = name.decode(errors="replace")
-        if text in TITANIC:
-            return True
-        return any(text in info.services for info in await self.hub.workers())
+        return text in TITANIC or await self.hub.serves(text)
 
     async def stats(self) -> dict[str, Any]:
+        stats = await self.hub.stats()
         return {
-            "jobs": msgspec.to_builtins(await self.hub.stats()),
-            "counters": dict(self.hub.counters),
-            "workers": len(self.hub.sessions),
-            "hub": self.hub.config.name,
-            "mdp": self.door.stats(),
+            "jobs": msgspec.to_builtins(stats.jobs),
+            "counters": stats.counters,
+            "workers": stats.workers,
+            "hub": stats.hub,
+            "mdp": self.door_stats(),
         }
 
     # ------------------------------------------------------------------ Titanic
@@ -97,10 +98,10 @@ class HubServices:
             raise InvalidRequest(f"{service} is answered by the hub at once; ask it directly")
         secret = secrets.token_hex(8)
         spec = JobSpec(service=service, payload=body[1:], idempotency_key=TITANIC_KEY + secret)
-        job = (await self.hub.submit([spec]))[0].job
+        job = (await self.hub.submit_one(spec)).job
         return [OK, f"{job.id:016x}{secret}".encode()]
 
-    async def _titanic_job(self, body: Frames) -> Any:
+    async def _titanic_job(self, body: Frames) -> Job | None:
         """The job a Titanic id names, or None."""
         if not body or len(body[0]) != 32:
             return None
@@ -109,11 +110,8 @@ class HubServices:
             job_id = int(text[:16], 16)
         except ValueError:
             return None
-        try:
-            job = await self.hub.get(job_id)
-        except NotFound:
-            return None
-        return job if job.idempotency_key == TITANIC_KEY + text[16:] else None
+        job = await self.hub.find(job_id)
+        return job if job is not None and job.idempotency_key == TITANIC_KEY + text[16:] else None
 
     async def titanic_reply(self, body: Frames) -> Frames:
         job = await self._titanic_job(body)

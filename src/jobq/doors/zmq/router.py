@@ -3,58 +3,79 @@
 The socket is jobq's own ZMTP implementation on the event loop by default (``engine``
 ``asyncio``), or pyzmq's (``libzmq``); peers cannot tell them apart.
 
-``[identity, b"JQ1", body]`` is jobq's own protocol (:mod:`jobq.doors.zmq.native`). Other protocols
-(Majordomo) register a handler for the frames they start with. Anything else is counted as
-malformed and dropped: a ROUTER cannot answer a peer whose framing it does not know.
+The router knows no protocol: the composition root (:mod:`jobq.app`) installs each one (the
+native protocol, ``[identity, b"JQ1", body]``, and Majordomo), and a protocol sees the router
+only as a :class:`Sender`. A message no protocol takes is counted as malformed and dropped: a
+ROUTER cannot answer a peer whose framing it does not know.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 import zmq
 
-from jobq.hub.hub import Hub
 from jobq.protocol.zmqio import AsyncSocket
 from jobq.protocol.zmtp_io import RouterSocket
 
 log = logging.getLogger("jobq.doors.zmq.router")
 
-#: Given the frames after the identity, returns True when it took the message.
-FrameHandler = Callable[[bytes, list[bytes]], bool]
+P = TypeVar("P")
+
+
+class Sender(Protocol):
+    """What a protocol needs of the socket it is installed on."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def send(self, identity: bytes, frames: Sequence[bytes]) -> bool:
+        """Queue a message for a peer; False when it is gone or too far behind."""
+        ...
+
+
+class FrameProtocol(Protocol):
+    """A protocol on the router's socket."""
+
+    def handle(self, identity: bytes, frames: list[bytes]) -> bool:
+        """Given the frames after the identity, True when the message is this protocol's."""
+        ...
+
+    def end_of_batch(self) -> None:
+        """The messages that arrived together have all been handed to ``handle``."""
+        ...
+
+    def start(self) -> None:
+        """The socket is bound: start what runs on the event loop (timers)."""
+        ...
 
 
 class ZmqRouter:
-    def __init__(
-        self,
-        hub: Hub,
-        endpoints: Sequence[str],
-        *,
-        max_message: int | None = None,
-        engine: str | None = None,
-    ) -> None:
-        self.hub = hub
+    def __init__(self, endpoints: Sequence[str], *, max_message: int, engine: str = "asyncio") -> None:
         self.requested = list(endpoints)
         self.endpoints: list[str] = []
-        self.max_message = hub.config.max_message if max_message is None else max_message
+        self.max_message = max_message
         #: ``asyncio``: jobq's ZMTP on the event loop; ``libzmq``: pyzmq (see docs/architecture.md).
-        self.engine = engine or hub.config.zmq_engine
+        self.engine = engine
         self.context: zmq.Context[zmq.Socket[bytes]] | None = None
         self.io: AsyncSocket | RouterSocket | None = None
         self.malformed = 0
-        self._handlers: list[FrameHandler] = []
-        self._batch_end: list[Callable[[], None]] = []
+        self.protocols: list[FrameProtocol] = []
 
-    def add_handler(self, handler: FrameHandler, on_batch_end: Callable[[], None] | None = None) -> None:
-        self._handlers.append(handler)
-        if on_batch_end is not None:
-            self._batch_end.append(on_batch_end)
+    def install(self, protocol: FrameProtocol) -> None:
+        """Offer every message to ``protocol`` (after those installed before it)."""
+        self.protocols.append(protocol)
+
+    def protocol(self, kind: type[P]) -> P:
+        """The installed protocol of this type (tests use it to look inside)."""
+        for protocol in self.protocols:
+            if isinstance(protocol, kind):
+                return protocol
+        raise LookupError(f"no {kind.__name__} is installed")
 
     async def start(self) -> None:
-        from jobq.doors.zmq.mdp import MajordomoDoor
-        from jobq.doors.zmq.native import NativeDoor
-
         if self.engine == "libzmq":
             self.io = self._libzmq_router()
         elif self.engine == "asyncio":
@@ -66,9 +87,8 @@ class ZmqRouter:
             self.io = router
         else:
             raise ValueError(f"unknown ZeroMQ engine {self.engine!r}: asyncio or libzmq")
-        NativeDoor(self.hub, self).install()
-        self.majordomo = MajordomoDoor(self.hub, self)
-        self.majordomo.install()
+        for protocol in self.protocols:
+            protocol.start()
         if isinstance(self.io, AsyncSocket):
             self.io.start()
         log.info("ZeroMQ door on %s (%s)", ", ".join(self.endpoints), self.engine)
@@ -110,12 +130,12 @@ class ZmqRouter:
     def _on_frames(self, frames: list[bytes]) -> None:
         identity, rest = frames[0], frames[1:]
         if rest:
-            for handler in self._handlers:
-                if handler(identity, rest):
+            for protocol in self.protocols:
+                if protocol.handle(identity, rest):
                     return
         self.malformed += 1
         log.debug("dropped a message with an unknown header from %r", identity)
 
     def _on_batch_end(self) -> None:
-        for callback in self._batch_end:
-            callback()
+        for protocol in self.protocols:
+            protocol.end_of_batch()

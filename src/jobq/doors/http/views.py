@@ -1,0 +1,121 @@
+"""The hub's answers as the HTTP door shows them: jobs, events, workers and stats.
+
+Translations only: every figure (health, free slots, uptime, ...) is the hub's own
+(:mod:`jobq.core.views`), renamed to the door's JSON fields.
+"""
+
+from __future__ import annotations
+
+from jobq.core.model import Job, JobEvent
+from jobq.core.views import ClusterStats, WorkerStatus
+from jobq.doors.http.frames import frames_to_wire
+from jobq.doors.http.models import EventView, JobView, StatsView, WorkerView
+
+
+def job_view(job: Job, *, full: bool = False) -> JobView:
+    view = JobView(
+        job_id=job.id,
+        service=job.service,
+        status=job.state.value,
+        priority=job.priority,
+        customer_id=job.customer_id,
+        isolation=job.isolation,
+        requires=job.requires,
+        must_not=job.must_not,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        worker_id=job.worker,
+        created_at=job.submitted_at,
+        run_at=job.run_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        lease_expires=job.lease_expires,
+        expires_at=job.expires_at,
+        timeout=job.timeout,
+        idempotency_key=job.idempotency_key,
+        progress=job.progress,
+        progress_message=job.progress_message,
+        error=job.error,
+        content_type=job.content_type,
+    )
+    if full:
+        view.payload, view.payload_encoding = frames_to_wire(job.payload, job.content_type)
+        if job.result is not None:
+            view.result, view.result_encoding = frames_to_wire(job.result)
+    return view
+
+
+def event_view(event: JobEvent) -> EventView:
+    return EventView(
+        event=event.kind,
+        status=event.state.value,
+        at=event.at,
+        attempt=event.attempt,
+        worker_id=event.worker,
+        progress=event.progress,
+        message=event.message,
+        error=event.error,
+    )
+
+
+def rebuilt_events(job: Job) -> list[EventView]:
+    """What can be told of a job's life from its times alone (when no events were kept)."""
+    out = [EventView(event="submitted", status="queued", at=job.submitted_at)]
+    if job.started_at is not None:
+        out.append(
+            EventView(
+                event="started",
+                status="running",
+                at=job.started_at,
+                attempt=job.attempts,
+                worker_id=job.worker,
+            )
+        )
+    if job.finished_at is not None:
+        out.append(
+            EventView(
+                event=job.state.value,
+                status=job.state.value,
+                at=job.finished_at,
+                attempt=job.attempts,
+                worker_id=job.worker,
+                error=job.error,
+            )
+        )
+    return out
+
+
+def worker_view(status: WorkerStatus) -> WorkerView:
+    """A registered worker with the health the hub judged."""
+    info = status.info
+    return WorkerView(
+        worker_id=info.id,
+        services=info.services,
+        door=info.door,
+        slots=info.slots,
+        running=status.running,
+        slots_free=max(0, info.slots - status.running),
+        health=status.health,
+        capabilities=info.capabilities,
+        name=info.name,
+        hub=info.hub,
+        connected_at=info.connected_at,
+        last_seen=status.last_seen,
+        metrics=info.metrics,
+    )
+
+
+def stats_view(stats: ClusterStats) -> StatsView:
+    return StatsView(
+        hub=stats.hub,
+        uptime=stats.uptime,
+        jobs_by_state=stats.jobs.by_state,
+        jobs_by_service=stats.jobs.by_service,
+        counters=stats.counters,
+        workers=stats.workers,
+        slots=stats.slots,
+        slots_free=stats.slots_free,
+    )
+
+
+__all__ = ["event_view", "job_view", "rebuilt_events", "stats_view", "worker_view"]
