@@ -67,3 +67,14 @@ def test_reserved_flags_are_refused() -> None:
     parser.feed(handshake())
     with pytest.raises(zmtp.ProtocolViolation, match="reserved"):
         parser.feed(b"\x10\x01a")
+
+
+def test_a_message_of_countless_empty_frames_is_bounded_too() -> None:
+    parser = zmtp.Parser(max_message=1000)
+    parser.feed(handshake())
+    with pytest.raises(zmtp.ProtocolViolation, match="larger than 1000"):
+        parser.feed(b"\x01\x00" * 100)  # empty frames, each with MORE
+    parser = zmtp.Parser(max_message=1000)
+    parser.feed(handshake())
+    one_frame_at_the_limit = [b"x" * 1000]
+    assert parser.feed(zmtp.encode_message(one_frame_at_the_limit))[1] == [one_frame_at_the_limit]

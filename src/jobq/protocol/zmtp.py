@@ -20,6 +20,10 @@ its routing identity. After that, messages are frames::
 
 A multi-frame message is its frames with MORE set on all but the last. Commands (PING, PONG,
 ERROR, READY) are single frames with COMMAND set.
+
+The CURVE mechanism (:mod:`jobq.protocol.curve`) greets with "CURVE" instead, and on its
+connections every frame is a command (HELLO, WELCOME, INITIATE, READY, then MESSAGE boxes):
+:class:`Parser` reads them in order with ``commands_only``, without the NULL path paying for it.
 """
 
 from __future__ import annotations
@@ -31,10 +35,15 @@ from dataclasses import dataclass, field
 SIGNATURE_HEAD = b"\xff\x00\x00\x00\x00\x00\x00\x00\x00\x7f"
 GREETING_SIZE = 64
 MECHANISM_NULL = b"NULL".ljust(20, b"\x00")
+MECHANISM_CURVE = b"CURVE".ljust(20, b"\x00")
 
 MORE = 0x01
 LONG = 0x02
 COMMAND = 0x04
+
+#: Bytes each frame but a message's last counts against ``max_message`` besides its body (what
+#: keeping it costs), so a message of a million empty frames is bounded too.
+FRAME_COST = 32
 
 #: Socket types a ROUTER talks to, and the ones a DEALER talks to.
 ROUTER_PEERS = frozenset({b"DEALER", b"REQ", b"ROUTER"})
@@ -48,8 +57,8 @@ class ProtocolViolation(Exception):
     """The peer sent something ZMTP does not allow; the connection must be closed."""
 
 
-def greeting(as_server: bool) -> bytes:
-    return SIGNATURE_HEAD + b"\x03\x01" + MECHANISM_NULL + (b"\x01" if as_server else b"\x00") + bytes(31)
+def greeting(as_server: bool, mechanism: bytes = MECHANISM_NULL) -> bytes:
+    return SIGNATURE_HEAD + b"\x03\x01" + mechanism + (b"\x01" if as_server else b"\x00") + bytes(31)
 
 
 def encode_command(name: bytes, body: bytes = b"") -> bytes:
@@ -59,12 +68,16 @@ def encode_command(name: bytes, body: bytes = b"") -> bytes:
     return bytes([COMMAND, len(data)]) + data
 
 
-def ready(socket_type: bytes, identity: bytes = b"") -> bytes:
+def properties(socket_type: bytes, identity: bytes = b"") -> bytes:
+    """The metadata a peer announces: in the NULL READY command, or inside CURVE's boxes."""
     props = [(b"Socket-Type", socket_type)]
     if identity:
         props.append((b"Identity", identity))
-    body = b"".join(bytes([len(k)]) + k + _PROPERTY_SIZE.pack(len(v)) + v for k, v in props)
-    return encode_command(b"READY", body)
+    return b"".join(bytes([len(k)]) + k + _PROPERTY_SIZE.pack(len(v)) + v for k, v in props)
+
+
+def ready(socket_type: bytes, identity: bytes = b"") -> bytes:
+    return encode_command(b"READY", properties(socket_type, identity))
 
 
 def encode_message(frames: Sequence[bytes]) -> bytes:
@@ -115,6 +128,14 @@ class Parser:
     """Feed bytes as they come; take greeting, commands and complete messages out."""
 
     max_message: int = 64 * 1024 * 1024
+    #: The mechanism this side greets with; a peer greeting with another one is refused.
+    mechanism: bytes = MECHANISM_NULL
+    #: Every frame is a command (an encrypting mechanism): frames come out as commands, in order,
+    #: each of at most ``max_frame`` bytes, and never as messages.
+    commands_only: bool = False
+    #: With ``commands_only``: one command a ``feed`` (a handshake, whose limits change as it goes).
+    one_command: bool = False
+    max_frame: int = 64 * 1024
     greeted: bool = False
     peer_version: tuple[int, int] = (0, 0)
     _buffer: bytearray = field(default_factory=bytearray)
@@ -139,21 +160,56 @@ class Parser:
                 return commands, messages
             self.peer_version = (buffer[10], buffer[11])
             mechanism = bytes(buffer[12:32])
-            if mechanism != MECHANISM_NULL:
-                raise ProtocolViolation(f"security mechanism {mechanism.rstrip(bytes(1))!r} is not supported")
+            if mechanism != self.mechanism:
+                raise ProtocolViolation(
+                    f"security mechanism {mechanism.rstrip(bytes(1))!r} is not ours"
+                    f" ({self.mechanism.rstrip(bytes(1))!r})"
+                )
             self.greeted = True
             pos = GREETING_SIZE
         end = len(buffer)
         view = memoryview(buffer)
         try:
-            pos = self._frames_from(view, pos, end, commands, messages)
+            if self.commands_only:
+                pos = self._commands_from(view, pos, end, commands)
+            else:
+                pos = self._frames_from(view, pos, end, commands, messages)
         finally:
             view.release()
         if pos:
             del buffer[:pos]
-        if len(buffer) > self.max_message + 9:
+        if len(buffer) > self.max_message + 9 and not self.commands_only:
             raise ProtocolViolation(f"message larger than {self.max_message} bytes")
         return commands, messages
+
+    def _commands_from(self, view: memoryview, pos: int, end: int, commands: list[Command]) -> int:
+        limit = self.max_frame
+        one = self.one_command
+        while end - pos >= 2:
+            flags = view[pos]
+            if flags & LONG:
+                if end - pos < 9:
+                    break
+                (size,) = _LONG_SIZE.unpack_from(view, pos + 1)
+                start = pos + 9
+            else:
+                size = view[pos + 1]
+                start = pos + 2
+            if flags & 0xF8:
+                raise ProtocolViolation("reserved flag bits set")
+            if size > limit:
+                raise ProtocolViolation(f"a command larger than {limit} bytes")
+            stop = start + size
+            if stop > end:
+                break
+            name_stop = start + 1 + (view[start] if size else 0)
+            if not size or name_stop > stop:
+                raise ProtocolViolation("a command without a whole name")
+            commands.append(Command(view[start + 1 : name_stop].tobytes(), view[name_stop:stop].tobytes()))
+            pos = stop
+            if one:
+                break
+        return pos
 
     def _frames_from(
         self,
@@ -191,7 +247,7 @@ class Parser:
                 continue
             frames.append(body)
             if flags & MORE:
-                self._size += size
+                self._size += size + FRAME_COST
             else:
                 messages.append(frames)
                 frames = self._frames = []

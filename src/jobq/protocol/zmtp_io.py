@@ -10,7 +10,15 @@ They behave as libzmq's, as far as jobq and its peers can tell:
 - ``DealerSocket`` connects to one endpoint, reconnecting with backoff; messages sent while it
   is not connected wait (up to a high-water mark) and go out once it is.
 
-What is left out: security mechanisms other than NULL, and socket types jobq does not use.
+Security: NULL (ZMTP's default), or CURVE (:mod:`jobq.protocol.curve`, as libzmq's
+``curve_server`` / ``curve_serverkey`` options): ``RouterSocket(curve_server=SECRET_KEY,
+curve_authenticate=...)`` takes only CURVE clients whose long-term key the callback lets in, and
+``router.peer_credentials(identity)`` says which key (and what the callback returned) is behind
+an identity; ``DealerSocket(curve_server_key=..., curve_secret_key=...)`` connects with CURVE. A
+socket speaks one mechanism: a peer that greets with another is closed. NULL connections go the
+way they always did: the CURVE classes below are other classes, not branches on the NULL path.
+
+What is left out: PLAIN and GSSAPI, and socket types jobq does not use.
 Why jobq does not use libzmq here: docs/architecture.md.
 """
 
@@ -21,12 +29,15 @@ import contextlib
 import itertools
 import logging
 import os
-import socket
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import cast
 
-from jobq.protocol import zmtp
+from nacl.public import PrivateKey, PublicKey
+
+from jobq.protocol import curve, zmtp
+from jobq.protocol.zmtp_stream import CurveStream, PeerCredentials, Stream, parse_endpoint
+
+__all__ = ["Authenticate", "DealerSocket", "PeerCredentials", "RouterSocket", "parse_endpoint"]
 
 log = logging.getLogger("jobq.zmtp")
 
@@ -34,122 +45,16 @@ log = logging.getLogger("jobq.zmtp")
 DEFAULT_HWM_BYTES = 64 * 1024 * 1024
 #: Messages a DEALER keeps while it is not connected.
 DEFAULT_HWM_MESSAGES = 100_000
+#: Seconds a CURVE connection has to finish its handshake (libzmq's ZMQ_HANDSHAKE_IVL is 30 s).
+DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 
 OnMessage = Callable[[list[bytes]], None]
+#: Given a CURVE client's long-term public key (32 raw bytes): None or False to refuse it, any
+#: other value to let it in (kept as the peer's ``PeerCredentials.principal``).
+Authenticate = Callable[[bytes], object]
 
 
-def parse_endpoint(endpoint: str) -> tuple[str, str, int]:
-    """``tcp://host:port`` → ("tcp", host, port); ``ipc://path`` → ("ipc", path, 0)."""
-    scheme, sep, rest = endpoint.partition("://")
-    if not sep or scheme not in ("tcp", "ipc"):
-        raise ValueError(f"unsupported endpoint {endpoint!r}: use tcp://HOST:PORT or ipc://PATH")
-    if scheme == "ipc":
-        return "ipc", rest, 0
-    host, _, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if host in ("*", ""):
-        host = "0.0.0.0"
-    if port == "*":
-        return "tcp", host, 0
-    if not port.isdigit():
-        raise ValueError(f"bad port in endpoint {endpoint!r}")
-    return "tcp", host, int(port)
-
-
-class _Stream(asyncio.Protocol):
-    """One ZMTP connection: greeting, READY exchange, then messages."""
-
-    def __init__(
-        self, socket_type: bytes, accepts: frozenset[bytes], identity: bytes, max_message: int
-    ) -> None:
-        self.socket_type = socket_type
-        self.accepts = accepts
-        self.identity = identity
-        self.parser = zmtp.Parser(max_message=max_message)
-        self.transport: asyncio.Transport | None = None
-        self.ready = False
-        self.peer_identity = b""
-
-    # -- hooks for the socket that owns the stream
-    def on_ready(self) -> None: ...
-
-    def on_messages(self, messages: list[list[bytes]]) -> None: ...
-
-    def on_closed(self) -> None: ...
-
-    # -- asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
-        self.transport = transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(zmtp.greeting(as_server=False) + zmtp.ready(self.socket_type, self.identity))
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            commands, messages = self.parser.feed(data)
-            for command in commands:
-                self._command(command)
-        except zmtp.ProtocolViolation as exc:
-            self.fail(str(exc))
-            return
-        if messages:
-            if not self.ready:
-                self.fail("a message before the READY command")
-                return
-            self.on_messages(messages)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.on_closed()
-
-    # -- protocol
-    def _command(self, command: zmtp.Command) -> None:
-        name = command.name
-        if name == b"READY":
-            props = zmtp.parse_properties(command.body)
-            peer_type = props.get(b"socket-type", b"")
-            if peer_type not in self.accepts:
-                raise zmtp.ProtocolViolation(
-                    f"a {self.socket_type.decode()} does not talk to a {peer_type!r}"
-                )
-            self.peer_identity = props.get(b"identity", b"")
-            self.ready = True
-            self.on_ready()
-        elif name == b"PING":
-            # ZMTP 3.1 heartbeat: answer with the context the peer sent (after its 2-byte TTL).
-            self.write(zmtp.encode_command(b"PONG", command.body[2:]))
-        elif name == b"ERROR":
-            reason = command.body[1 : 1 + command.body[0]] if command.body else b""
-            log.debug("peer reported an error: %r", reason)
-            self.close()
-
-    def fail(self, reason: str) -> None:
-        log.info("closing a ZeroMQ connection: %s", reason)
-        if self.transport is not None:
-            with contextlib.suppress(Exception):
-                self.transport.write(
-                    zmtp.encode_command(b"ERROR", bytes([min(len(reason), 255)]) + reason.encode()[:255])
-                )
-        self.close()
-
-    def write(self, data: bytes) -> None:
-        # Straight to the transport: it sends at once when the socket can take it (lowest
-        # latency) and buffers otherwise. Callers already batch what goes out together.
-        if self.transport is not None:
-            self.transport.write(data)
-
-    def queued_bytes(self) -> int:
-        return 0 if self.transport is None else self.transport.get_write_buffer_size()
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-class _RouterStream(_Stream):
+class _RouterStream(Stream):
     def __init__(self, router: RouterSocket) -> None:
         super().__init__(b"ROUTER", zmtp.ROUTER_PEERS, b"", router.max_message)
         self.router = router
@@ -165,26 +70,117 @@ class _RouterStream(_Stream):
         self.router._unregister(self)
 
 
+class _CurveRouterStream(CurveStream, _RouterStream):
+    def __init__(self, router: RouterSocket, secret: PrivateKey) -> None:
+        _RouterStream.__init__(self, router)
+        self._secure(router.handshake_timeout)
+        self.handshake = curve.ServerHandshake(secret, max_message=router.max_message)
+
+    def _opening(self) -> bytes:
+        self.router._handshaking.add(self)
+        return zmtp.greeting(as_server=True, mechanism=zmtp.MECHANISM_CURVE)
+
+    def _secured(self, codec: curve.MessageCodec, props: dict[bytes, bytes]) -> None:
+        self.router._handshaking.discard(self)
+        super()._secured(codec, props)
+
+    def on_closed(self) -> None:
+        self.router._handshaking.discard(self)
+        super().on_closed()
+
+    def _handshake_command(self, command: zmtp.Command) -> None:
+        handshake = self.handshake
+        reply = handshake.receive(command)
+        if reply:
+            self.write(reply)
+            return
+        key = handshake.client_key
+        if key is None:
+            return
+        self._check_peer_type(handshake.peer_properties)
+        allowed, principal = self.router._authenticate(key)
+        if not allowed:
+            self.write(handshake.refuse(b"400"))
+            self._failed(f"client key {curve.encode_key(key)} is not allowed")
+            return
+        self.write(handshake.accept(zmtp.properties(self.socket_type)))
+        if handshake.codec is None:  # accept always makes one
+            raise curve.CurveError("the handshake ended without keys")
+        self.credentials = PeerCredentials(key, principal)
+        self._secured(handshake.codec, handshake.peer_properties)
+
+    def _failed(self, reason: str) -> None:
+        if not self.ready:
+            self.router.refused += 1
+        super()._failed(reason)
+
+
 class RouterSocket:
     def __init__(
         self,
         on_message: OnMessage,
         *,
         on_batch_end: Callable[[], None] | None = None,
+        on_disconnect: Callable[[bytes], None] | None = None,
         max_message: int = 64 * 1024 * 1024,
         hwm_bytes: int = DEFAULT_HWM_BYTES,
+        curve_server: str | bytes | None = None,
+        curve_authenticate: Authenticate | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
+        """``on_disconnect(identity)``: a peer's connection closed (not when another connection
+        took its identity over, nor at ``close``). ``curve_server``: this side's CURVE secret key
+        (40 Z85 characters or 32 bytes) to take CURVE clients only; ``curve_authenticate``: see
+        :data:`Authenticate` (without it every client key is let in: encryption only)."""
         self.on_message = on_message
         self.on_batch_end = on_batch_end
+        self.on_disconnect = on_disconnect
         self.max_message = max_message
         self.hwm_bytes = hwm_bytes
+        self.handshake_timeout = handshake_timeout
+        self.curve_authenticate = curve_authenticate
+        self._curve_secret: PrivateKey | None = None
+        if curve_server is not None:
+            self._curve_secret = PrivateKey(curve.decode_key(curve_server, "CURVE secret key"))
+        elif curve_authenticate is not None:
+            raise ValueError("curve_authenticate needs curve_server (this side's secret key)")
         self.dropped = 0
+        #: CURVE connections closed before their handshake was through (another mechanism, keys
+        #: that do not check out, a client key refused, too slow).
+        self.refused = 0
         self.peers: dict[bytes, _RouterStream] = {}
+        #: CURVE connections still in their handshake (not in ``peers`` yet), closed by ``close``.
+        self._handshaking: set[_RouterStream] = set()
         self._servers: list[asyncio.Server] = []
         self._ids = itertools.count(1)
         self._batch_end_scheduled = False
         self._ipc_paths: list[str] = []
         self.closed = False
+
+    @property
+    def curve_public_key(self) -> str | None:
+        """The public key (Z85) CURVE clients must be given, or None for a NULL socket."""
+        secret = self._curve_secret
+        return None if secret is None else curve.encode_key(bytes(secret.public_key))
+
+    def peer_credentials(self, identity: bytes) -> PeerCredentials | None:
+        """The CURVE key (and principal) behind a connected identity; None for NULL or unknown."""
+        peer = self.peers.get(identity)
+        return None if peer is None else peer.credentials
+
+    def _stream(self) -> _RouterStream:
+        secret = self._curve_secret
+        return _RouterStream(self) if secret is None else _CurveRouterStream(self, secret)
+
+    def _authenticate(self, key: bytes) -> tuple[bool, object]:
+        if self.curve_authenticate is None:
+            return True, None
+        try:
+            principal = self.curve_authenticate(key)
+        except Exception:
+            log.exception("curve_authenticate failed: the client is refused")
+            return False, None
+        return principal is not None and principal is not False, principal
 
     async def bind(self, endpoint: str) -> str:
         """Listen on ``endpoint``; returns it with the actual port."""
@@ -193,11 +189,11 @@ class RouterSocket:
         if kind == "ipc":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(host)
-            server = await loop.create_unix_server(lambda: _RouterStream(self), host)
+            server = await loop.create_unix_server(self._stream, host)
             self._ipc_paths.append(host)
             self._servers.append(server)
             return f"ipc://{host}"
-        server = await loop.create_server(lambda: _RouterStream(self), host, port, reuse_address=True)
+        server = await loop.create_server(self._stream, host, port, reuse_address=True)
         self._servers.append(server)
         bound = server.sockets[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
@@ -207,9 +203,10 @@ class RouterSocket:
         self.closed = True
         for server in self._servers:
             server.close()
-        for peer in list(self.peers.values()):
+        for peer in [*self.peers.values(), *self._handshaking]:
             peer.close()
         self.peers.clear()
+        self._handshaking.clear()
         for path in self._ipc_paths:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -230,6 +227,11 @@ class RouterSocket:
     def _unregister(self, stream: _RouterStream) -> None:
         if stream.routing_id and self.peers.get(stream.routing_id) is stream:
             del self.peers[stream.routing_id]
+            if self.on_disconnect is not None:
+                try:
+                    self.on_disconnect(stream.routing_id)
+                except Exception:
+                    log.exception("an on_disconnect handler failed")
 
     def _deliver(self, identity: bytes, messages: list[list[bytes]]) -> None:
         for frames in messages:
@@ -253,11 +255,11 @@ class RouterSocket:
         if peer is None or not peer.ready or peer.queued_bytes() > self.hwm_bytes:
             self.dropped += 1
             return False
-        peer.write(zmtp.encode_message(frames[1:]))
+        peer.write(peer.encode(frames[1:]))
         return True
 
 
-class _DealerStream(_Stream):
+class _DealerStream(Stream):
     def __init__(self, dealer: DealerSocket) -> None:
         super().__init__(b"DEALER", zmtp.DEALER_PEERS, dealer.identity, dealer.max_message)
         self.dealer = dealer
@@ -276,6 +278,39 @@ class _DealerStream(_Stream):
         self.dealer._lost(self)
 
 
+class _CurveDealerStream(CurveStream, _DealerStream):
+    def __init__(self, dealer: DealerSocket, server: PublicKey, secret: PrivateKey) -> None:
+        _DealerStream.__init__(self, dealer)
+        self._secure(dealer.handshake_timeout)
+        metadata = zmtp.properties(self.socket_type, self.identity)
+        self.handshake = curve.ClientHandshake(server, secret, metadata, max_message=dealer.max_message)
+        self._reported = False
+
+    def _opening(self) -> bytes:
+        return zmtp.greeting(as_server=False, mechanism=zmtp.MECHANISM_CURVE) + self.handshake.hello()
+
+    def _handshake_command(self, command: zmtp.Command) -> None:
+        handshake = self.handshake
+        reply = handshake.receive(command)
+        if reply:
+            self.write(reply)
+        elif handshake.codec is not None:
+            self._check_peer_type(handshake.peer_properties)
+            self._secured(handshake.codec, handshake.peer_properties)
+
+    def _failed(self, reason: str) -> None:
+        if not self.ready and not self._reported:
+            self._reported = True
+            self.dealer.last_error = reason
+            log.warning("the CURVE handshake with %s failed: %s", self.dealer.endpoint, reason)
+        super()._failed(reason)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready and not self._reported and not self.dealer._closed:
+            self._failed("the server closed the connection in the handshake (is this its key?)")
+        super().connection_lost(exc)
+
+
 class DealerSocket:
     def __init__(
         self,
@@ -289,7 +324,28 @@ class DealerSocket:
         reconnect_max: float = 2.0,
         hwm: int = DEFAULT_HWM_MESSAGES,
         max_message: int = 64 * 1024 * 1024,
+        curve_server_key: str | bytes | None = None,
+        curve_public_key: str | bytes | None = None,
+        curve_secret_key: str | bytes | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
+        """With ``curve_server_key`` (the server's public key) the connection is CURVE, as this
+        client's key pair: ``curve_secret_key``, and ``curve_public_key`` if given (it must be
+        the secret key's). Keys are 40 Z85 characters (``zmq.curve_keypair()``) or 32 bytes."""
+        self._curve: tuple[PublicKey, PrivateKey] | None = None
+        if curve_server_key is not None:
+            if curve_secret_key is None:
+                raise ValueError("a CURVE client needs curve_secret_key (its own key pair)")
+            secret = PrivateKey(curve.decode_key(curve_secret_key, "CURVE secret key"))
+            public = bytes(secret.public_key)
+            if curve_public_key is not None and curve.decode_key(curve_public_key) != public:
+                raise ValueError("curve_public_key is not the public key of curve_secret_key")
+            self._curve = (PublicKey(curve.decode_key(curve_server_key, "CURVE server key")), secret)
+        elif curve_secret_key is not None or curve_public_key is not None:
+            raise ValueError("CURVE client keys need curve_server_key (the server's public key)")
+        self.handshake_timeout = handshake_timeout
+        #: Why the last CURVE handshake failed (the server's ERROR reason: "400" for a key it refused).
+        self.last_error: str | None = None
         self.endpoint = endpoint
         self.on_message = on_message
         self.identity = identity
@@ -301,7 +357,7 @@ class DealerSocket:
         self.max_message = max_message
         self.dropped = 0
         self._stream: _DealerStream | None = None
-        self._waiting: deque[bytes] = deque()
+        self._waiting: deque[Sequence[bytes]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._wake = asyncio.Event()
@@ -323,20 +379,25 @@ class DealerSocket:
         self._waiting.clear()
 
     def send(self, frames: Sequence[bytes]) -> bool:
-        data = zmtp.encode_message(frames)
         stream = self._stream
         if stream is not None and stream.ready and not self._waiting:
-            stream.write(data)
+            stream.write(stream.encode(frames))
             return True
         if len(self._waiting) >= self.hwm:
             self.dropped += 1
             return False
-        self._waiting.append(data)
+        # Kept as frames: a CURVE connection boxes them with its own keys and nonces.
+        self._waiting.append(tuple(frames))
         return True
 
+    def _stream_for(self) -> _DealerStream:
+        keys = self._curve
+        return _DealerStream(self) if keys is None else _CurveDealerStream(self, *keys)
+
     def _connected(self, stream: _DealerStream) -> None:
-        while self._waiting:
-            stream.write(self._waiting.popleft())
+        if self._waiting:
+            stream.write(b"".join(map(stream.encode, self._waiting)))
+            self._waiting.clear()
         if self.on_connect is not None:
             self.on_connect()
 
@@ -354,16 +415,21 @@ class DealerSocket:
         while not self._closed:
             try:
                 if kind == "ipc":
-                    _, stream = await loop.create_unix_connection(lambda: _DealerStream(self), host)
+                    _, stream = await loop.create_unix_connection(self._stream_for, host)
                 else:
-                    _, stream = await loop.create_connection(lambda: _DealerStream(self), host, port)
+                    _, stream = await loop.create_connection(self._stream_for, host, port)
             except OSError:
                 await asyncio.sleep(delay)
                 delay = min(self.reconnect_max, delay * 2)
                 continue
-            delay = self.reconnect
             self._stream = stream
             self._wake.clear()
             await self._wake.wait()
-            if not self._closed:
-                await asyncio.sleep(self.reconnect)
+            if self._closed:
+                break
+            if stream.ready:
+                delay = self.reconnect
+                await asyncio.sleep(delay)
+            else:  # the handshake failed (a key refused?): back off as from a failed connect
+                await asyncio.sleep(delay)
+                delay = min(self.reconnect_max, delay * 2)
