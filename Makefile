@@ -29,12 +29,13 @@ test: install lint typecheck
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
 
 ## Long benchmarks; each prints JSON (bench/README.md says what each measures).
-BENCHES := throughput claim mdp line http redis
+BENCHES := throughput claim mdp line http redis connectors
 bench: install
 	@for b in $(BENCHES); do echo "== bench.$$b" >&2; $(BIN)/python -m bench.$$b || exit 1; done
 

@@ -13,7 +13,15 @@ from typing import Any
 import click
 
 from jobq.cli import client_commands, line_tools
-from jobq.cli.options import CONTEXT, EXIT_USAGE, hub_option, option, parse_pairs
+from jobq.cli.options import (
+    CONTEXT,
+    EXIT_USAGE,
+    given_options,
+    hub_option,
+    option,
+    parse_pairs,
+    raw_pairs,
+)
 from jobq.config import DEFAULT_HUB, DEFAULT_STORE, HubConfig
 from jobq.errors import JobqError
 from jobq.process import tune_gc
@@ -249,7 +257,7 @@ def hub(
 
     def ready(srv: app.HubServer) -> None:
         click.echo(
-            f"jobq hub {name}: store {srv.hub.store.url}; listening on {', '.join(srv.endpoints)}", err=True
+            f"jobq hub {name}: store {srv.hub.store_url}; listening on {', '.join(srv.endpoints)}", err=True
         )
 
     try:
@@ -264,15 +272,40 @@ def hub(
 
 @cli.command(context_settings=CONTEXT)
 @hub_option
-@option("--service", "services", multiple=True, required=True, help="Service to serve (repeatable).")
+@option("--service", "services", multiple=True, help="Service to serve (repeatable).")
 @option(
     "--handler",
     default="echo",
     show_default=True,
     help="echo, sleep, fail, shell (with --command), multicast (with --multicast) or module:function.",
 )
+@option(
+    "--connector",
+    default=None,
+    help="Drive a service instead of running a handler: http, websocket, comfyui, a1111, simulation, "
+    "a jobq.connectors entry point or module:Class (docs/connectors.md).",
+)
+@option(
+    "--connector-option",
+    "connector_options",
+    multiple=True,
+    help="KEY=VALUE option of the connector (repeatable), e.g. url=http://127.0.0.1:8188.",
+)
+@option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="worker.toml declaring services, each with its connector and options (instead of --service).",
+)
 @option("--command", "shell_command", default=None, help="Command for the shell handler.")
-@option("--concurrency", type=int, default=1, show_default=True, help="Jobs run at once.")
+@option(
+    "--concurrency",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Jobs run at once (with --connector: per service).",
+)
 @option(
     "--prefetch",
     type=int,
@@ -291,6 +324,12 @@ def hub(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="TOML file of capabilities (flags override it).",
+)
+@option(
+    "--health-interval",
+    type=float,
+    default=None,
+    help="Seconds between connector health checks [default: 5, or worker.toml's].",
 )
 @option(
     "--multicast",
@@ -315,11 +354,15 @@ def worker(
     hub: str,
     services: tuple[str, ...],
     handler: str,
+    connector: str | None,
+    connector_options: tuple[str, ...],
+    config_file: Path | None,
     shell_command: str | None,
     concurrency: int,
     prefetch: int,
     capabilities: tuple[str, ...],
     capabilities_file: Path | None,
+    health_interval: float | None,
     multicast_to: str,
     multicast_ttl: int,
     multicast_interface: str | None,
@@ -328,34 +371,110 @@ def worker(
     grace: float,
     log_level: str,
 ) -> None:
-    """Run a worker serving SERVICEs with a handler."""
+    """Run a worker serving SERVICEs with a handler, or driving services through connectors."""
     from jobq.worker.capabilities import load_capabilities
-    from jobq.worker.handlers import resolve
     from jobq.worker.runtime import Worker
 
     _logging(log_level)
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))  # one line a request
+    given = given_options(click.get_current_context())
     try:
-        words = None
-        if handler == "multicast":
-            from jobq.worker.multicast import MulticastOptions, parse_group
+        if config_file is not None or connector is not None:
+            w, described = _connector_worker(
+                given,
+                hub=hub,
+                services=services,
+                connector=connector,
+                connector_options=connector_options,
+                config_file=config_file,
+                concurrency=concurrency,
+                prefetch=prefetch,
+                caps=parse_pairs(capabilities, "--capability"),
+                capabilities_file=capabilities_file,
+                health_interval=health_interval,
+                name=name,
+                grace=grace,
+            )
+        else:
+            if not services:
+                raise click.UsageError(
+                    "give --service NAME (with --handler or --connector), or --config FILE"
+                )
+            from jobq.worker.handlers import resolve
 
-            group, port = parse_group(multicast_to)
-            words = MulticastOptions(group, port, multicast_ttl, word_delay, multicast_interface)
-        fn = resolve(handler, command=shell_command, multicast=words)
-        caps: dict[str, Any] = load_capabilities(capabilities_file, parse_pairs(capabilities, "--capability"))
-        w = Worker(hub, concurrency=concurrency, prefetch=prefetch, capabilities=caps, name=name, grace=grace)
+            words = None
+            if handler == "multicast":
+                from jobq.worker.multicast import MulticastOptions, parse_group
+
+                group, port = parse_group(multicast_to)
+                words = MulticastOptions(group, port, multicast_ttl, word_delay, multicast_interface)
+            fn = resolve(handler, command=shell_command, multicast=words)
+            caps: dict[str, Any] = load_capabilities(
+                capabilities_file, parse_pairs(capabilities, "--capability")
+            )
+            w = Worker(
+                hub, concurrency=concurrency, prefetch=prefetch, capabilities=caps, name=name, grace=grace
+            )
+            for service in services:
+                w.register(service, fn)
+            described = f"{', '.join(services)} with {handler} (concurrency {concurrency})"
     except (JobqError, ValueError) as exc:
         click.echo(f"jobq worker: {getattr(exc, 'message', exc)}", err=True)
         sys.exit(EXIT_USAGE)
-    for service in services:
-        w.register(service, fn)
-    click.echo(
-        f"jobq worker {w.worker_id}: serving {', '.join(services)} with {handler} "
-        f"(concurrency {concurrency}) on {hub}",
-        err=True,
-    )
+    click.echo(f"jobq worker {w.worker_id}: serving {described} on {w.hub}", err=True)
     tune_gc()
-    w.run_forever()
+    try:
+        w.run_forever()
+    except JobqError as exc:  # a connector that could not start (a port taken, ...)
+        click.echo(f"jobq worker: {exc.message}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _connector_worker(
+    given: set[str],
+    *,
+    hub: str,
+    services: tuple[str, ...],
+    connector: str | None,
+    connector_options: tuple[str, ...],
+    config_file: Path | None,
+    concurrency: int,
+    prefetch: int,
+    caps: dict[str, Any],
+    capabilities_file: Path | None,
+    health_interval: float | None,
+    name: str | None,
+    grace: float,
+) -> tuple[Any, str]:
+    """A worker whose services are driven by connectors (``--connector`` or ``--config``)."""
+    from jobq.worker.capabilities import load_capabilities
+    from jobq.worker.connectors import config as worker_config
+    from jobq.worker.runtime import Worker
+
+    if "handler" in given or "shell_command" in given:
+        raise click.UsageError("--handler/--command and --connector/--config exclude each other")
+    if config_file is not None:
+        if services or connector or connector_options:
+            raise click.UsageError(
+                "--config declares the services: drop --service/--connector/--connector-option"
+            )
+        cfg = worker_config.load_file(config_file)
+    else:
+        if not services:
+            raise click.UsageError("--connector needs --service NAME")
+        assert connector is not None
+        pairs = raw_pairs(connector_options, "--connector-option")
+        cfg = worker_config.WorkerConfig(worker_config.from_cli(services, connector, pairs, concurrency))
+    w = Worker(
+        hub if "hub" in given or not cfg.hub else cfg.hub,
+        concurrency=cfg.concurrency,
+        prefetch=prefetch if "prefetch" in given else cfg.prefetch,
+        capabilities=load_capabilities(capabilities_file, {**cfg.capabilities, **caps}),
+        name=name or cfg.name,
+        grace=grace if "grace" in given else cfg.grace,
+    )
+    described = worker_config.install(w, cfg, interval=health_interval)
+    return w, described
 
 
 client_commands.install(cli)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from jobq.config import DEFAULT_HUB
 from jobq.errors import (
@@ -92,6 +93,23 @@ def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def raw_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` pairs kept as text (connector options convert their own values)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+        out[key.strip()] = value
+    return out
+
+
+def given_options(ctx: click.Context) -> set[str]:
+    """The parameters given on the command line or in the environment, not left at default."""
+    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
+    return {name for name in ctx.params if ctx.get_parameter_source(name) not in defaults}
 
 
 def exit_code(exc: JobqError) -> int:

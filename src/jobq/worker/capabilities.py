@@ -1,7 +1,9 @@
-"""What a worker advertises: detected hardware, then a TOML file, then flags (last wins)."""
+"""What a worker advertises: detected hardware, then a TOML file, then flags (last wins); and the
+machine figures its heartbeats carry."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -65,3 +67,21 @@ def load_capabilities(
             caps.update(flatten(tomllib.load(f)))
     caps.update(flatten(dict(overrides)))
     return caps
+
+
+def machine_metrics(running: int) -> dict[str, float]:
+    """CPU, memory and load figures for a heartbeat (what psutil and the OS can tell)."""
+    figures: dict[str, float] = {"running": float(running)}
+    try:
+        import psutil
+
+        figures["cpu_percent"] = psutil.cpu_percent(interval=None)
+        memory = psutil.virtual_memory()
+        figures["memory_percent"] = memory.percent
+        figures["memory_available_mb"] = memory.available / 2**20
+        figures["rss_mb"] = psutil.Process().memory_info().rss / 2**20
+    except Exception:  # psutil missing or a platform without these figures
+        pass
+    with contextlib.suppress(OSError):
+        figures["load1"] = os.getloadavg()[0]
+    return figures

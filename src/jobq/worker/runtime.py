@@ -8,6 +8,9 @@
   the attempts it still holds, so it keeps them if their leases held, and re-sends results the
   hub may not have seen (they are fenced by token, so a duplicate is harmless).
 - ``stop()`` drains: no new jobs, running ones finish (up to ``grace``), the rest go back.
+- Connectors (:mod:`jobq.worker.connectors`) drive services. While one is unhealthy the worker
+  says ``hello`` without it, gives back its pushed jobs and fails its running ones retryably,
+  until its health returns (``service_health``, ``on_health_change``; docs/connectors.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import signal
 import socket
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,8 +32,12 @@ from typing import Any
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import Assignment, Frames
 from jobq.protocol import native as jqp
-from jobq.worker.context import JobCancelled, JobContext
-from jobq.worker.handlers import Handler, HandlerError, HandlerFn, to_result
+from jobq.worker.capabilities import machine_metrics
+from jobq.worker.connectors.base import Connector, ServiceUnavailable
+from jobq.worker.connectors.manager import ConnectorManager, HealthCallback
+from jobq.worker.connectors.steering import advertisement, triage
+from jobq.worker.context import HandlerError, HandlerFn, JobCancelled, JobContext
+from jobq.worker.handlers import Handler, to_result
 from jobq.worker.transport import Transport, connect
 
 log = logging.getLogger("jobq.worker")
@@ -53,23 +60,6 @@ class WorkerStats:
     cancelled: int = 0
     reconnects: int = 0
     started_at: float = field(default_factory=time.time)
-
-
-def _metrics(running: int) -> dict[str, float]:
-    figures: dict[str, float] = {"running": float(running)}
-    try:
-        import psutil
-
-        figures["cpu_percent"] = psutil.cpu_percent(interval=None)
-        memory = psutil.virtual_memory()
-        figures["memory_percent"] = memory.percent
-        figures["memory_available_mb"] = memory.available / 2**20
-        figures["rss_mb"] = psutil.Process().memory_info().rss / 2**20
-    except Exception:  # psutil missing or a platform without these figures
-        pass
-    with contextlib.suppress(OSError):
-        figures["load1"] = os.getloadavg()[0]
-    return figures
 
 
 class Worker:
@@ -116,6 +106,18 @@ class Worker:
         self._heartbeat = 1.0
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The connectors, their health (``connectors.interval``/``timeout``/``failures``: how it
+        #: is checked) and its hooks.
+        self.connectors = ConnectorManager()
+        self.connectors.on_change(self._health_changed)
+        self.connectors.on_capabilities(self._readvertise)
+        self._limits: dict[str, int] = {}  # service → jobs of it at once (connector services)
+        self._limited = False  # some service's limit is below the worker's concurrency
+        self._down: set[str] = set()  # services whose connector is unhealthy
+        #: Leave unhealthy services out of hello (the hub then pushes none of their jobs). Off
+        #: once the hub steers by the health it is told: it then knows why a service waits.
+        self.withdraw_unhealthy = True
+        self._advertised: tuple[list[str], int] | None = None
 
     # ------------------------------------------------------------------ handlers
 
@@ -142,6 +144,74 @@ class Worker:
     def running(self) -> int:
         return len(self._running)
 
+    # ------------------------------------------------------------------ connectors and health
+
+    def add_connector(
+        self,
+        service: str,
+        connector: Connector,
+        *,
+        concurrency: int = 1,
+        capabilities: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Serve ``service`` through ``connector``, at most ``concurrency`` of its jobs at once."""
+        self.handlers[service] = self.connectors.add(
+            service, connector, concurrency=concurrency, capabilities=capabilities
+        )
+        self._limits[service] = concurrency
+        self._limited = any(limit < self.concurrency for limit in self._limits.values())
+        self._down.add(service)  # until its first health check
+
+    def on_health_change(self, callback: HealthCallback) -> None:
+        """``callback(service, status)`` (``"ok"`` or the reason) on each change of a connector's
+        health, on the worker's loop, after the worker itself has acted on it."""
+        self.connectors.on_change(callback)
+
+    @property
+    def service_health(self) -> dict[str, str]:
+        """Service → ``"ok"`` or why not (services run by plain handlers are always ok)."""
+        return {**dict.fromkeys(self.handlers, "ok"), **self.connectors.health}
+
+    def _health_changed(self, service: str, status: str) -> None:
+        if status == "ok":
+            self._down.discard(service)
+        else:
+            self._down.add(service)
+        self._advertise()  # first, so the hub stops pushing before jobs come back
+        if status != "ok":
+            self._give_up(service, f"{service} unhealthy: {status}")
+        if self._loop is not None:
+            self._pump()
+
+    def _give_up(self, service: str, error: str) -> None:
+        """The service is down: its running jobs fail (retryably), its waiting ones go back."""
+        current = asyncio.current_task() if self._loop is not None else None
+        for job_id, running in list(self._running.items()):
+            if running.assignment.service != service:
+                continue
+            self._report_failure(running, error, True)
+            del self._running[job_id]
+            running.ctx.cancel()
+            if running.task is not None and running.task is not current:
+                running.task.cancel()
+        back = [a for a in self._waiting if a.service == service]
+        if back:
+            self._waiting = deque(a for a in self._waiting if a.service != service)
+            self._send(jqp.Release(jobs=[(a.id, a.token) for a in back]))
+
+    def _advertisement(self) -> tuple[list[str], int]:
+        slots = 0 if self._draining else self.concurrency + self.prefetch
+        return advertisement(self.handlers, self._down if self.withdraw_unhealthy else (), slots)
+
+    def _readvertise(self) -> None:
+        if self._conn is not None:
+            self._hello()
+
+    def _advertise(self) -> None:
+        """Say hello again when the services or slots to advertise have changed."""
+        if self._conn is not None and self._advertisement() != self._advertised:
+            self._hello()
+
     # ------------------------------------------------------------------ running
 
     def run_forever(self) -> None:
@@ -163,20 +233,26 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="jobq-handler")
+        if self.connectors.entries:
+            await self.connectors.start()  # every service's first health check, before hello
         self._conn = connect(self.hub, on_push=self._on_push, identity=self.worker_id.encode())
         self._conn.open()
         self._hello()
-        beat = asyncio.ensure_future(self._heartbeats())
+        tasks = [asyncio.ensure_future(self._heartbeats())]
+        if self.connectors.entries:
+            tasks.append(asyncio.ensure_future(self.connectors.watch()))
         try:
             await self._stopping.wait()
             await self._drain()
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._conn.close()
             self._conn = None
+            await self.connectors.stop()
 
     def update_capabilities(self, capabilities: Mapping[str, Any]) -> None:
         """Advertise new capabilities to the hub while connected (thread-safe)."""
@@ -222,15 +298,20 @@ class Worker:
 
     def _hello(self) -> None:
         assert self._conn is not None
-        self._declared = set(self._running)
+        # Pushed jobs not started yet are held too: a hello again (health steering) keeps them.
+        held = [(r.assignment.id, r.assignment.token) for r in self._running.values()]
+        held += [(a.id, a.token) for a in self._waiting]
+        self._declared = {job_id for job_id, _ in held}
+        services, slots = self._advertised = self._advertisement()
+        capabilities = {**self.connectors.capabilities(), **self.capabilities}
         self._conn.send(
             jqp.Hello(
                 worker_id=self.worker_id,
-                services=sorted(self.handlers),
-                slots=0 if self._draining else self.concurrency + self.prefetch,
-                capabilities=self.capabilities,
+                services=services,
+                slots=slots,
+                capabilities=capabilities,
                 name=self.name,
-                held=[(r.assignment.id, r.assignment.token) for r in self._running.values()],
+                held=held,
                 schemas={s: h.schema for s, h in self.handlers.items() if h.schema is not None},
                 credential=self.credential,
             )
@@ -256,7 +337,7 @@ class Worker:
                     self._welcomed.clear()
                 self._hello()
                 continue
-            conn.send(jqp.Heartbeat(metrics=_metrics(len(self._running))))
+            conn.send(jqp.Heartbeat(metrics=machine_metrics(len(self._running))))
 
     def _on_push(self, message: jqp.Outbound) -> None:
         self._last_heard = time.monotonic()
@@ -284,7 +365,7 @@ class Worker:
             kept = set(message.kept)
             # Of the attempts that hello declared, the hub gave away those it did not keep: stop
             # them. Jobs assigned since (by this hub, after an earlier hello) are ours to run.
-            for job_id in [j for j in self._running if j in self._declared and j not in kept]:
+            for job_id in [j for j in self._declared if j not in kept]:
                 self._cancel_local(job_id)
             if self._welcomed is not None:
                 self._welcomed.set()
@@ -304,6 +385,8 @@ class Worker:
             return
         self.stats.cancelled += 1
         running.ctx.cancel()
+        if running.assignment.service in self.connectors.entries:
+            self.connectors.cancel(running.ctx)  # interrupt it at the service too
         task = running.task
         if task is not None and self.handlers[running.assignment.service].is_async and self._loop:
             # Cooperative first: the handler sees ctx.cancelled; an async one that does not
@@ -314,14 +397,29 @@ class Worker:
     # ------------------------------------------------------------------ running jobs
 
     def _pump(self) -> None:
+        if self._limited or self._down:
+            self._pump_checked()
+            return
         while self._waiting and len(self._running) < self.concurrency:
             assignment = self._waiting.popleft()
-            if assignment.id in self._running:
-                continue
-            ctx = JobContext(assignment, self._progress_reporter(assignment))
-            running = _Running(assignment, ctx)
-            self._running[assignment.id] = running
-            running.task = asyncio.ensure_future(self._execute(running))
+            if assignment.id not in self._running:
+                self._start(assignment)
+
+    def _pump_checked(self) -> None:
+        """``_pump`` with per-service limits, giving back jobs of services that are down."""
+        busy = Counter(r.assignment.service for r in self._running.values())
+        free = self.concurrency - len(self._running)
+        start, back = triage(self._waiting, self._running, busy, self._limits, self._down, free)
+        for assignment in start:
+            self._start(assignment)
+        if back:
+            self._send(jqp.Release(jobs=[(a.id, a.token) for a in back]))
+
+    def _start(self, assignment: Assignment) -> None:
+        ctx = JobContext(assignment, self._progress_reporter(assignment))
+        running = _Running(assignment, ctx)
+        self._running[assignment.id] = running
+        running.task = asyncio.ensure_future(self._execute(running))
 
     def _progress_reporter(self, assignment: Assignment) -> Callable[[float | None, str | None], None]:
         def report(value: float | None, message: str | None) -> None:
@@ -362,6 +460,8 @@ class Worker:
                 raise
             return
         except HandlerError as exc:
+            if isinstance(exc, ServiceUnavailable):
+                self.connectors.mark_down(assignment.service, exc.reason)  # fails it, and the rest
             self._report_failure(running, str(exc), exc.retryable)
         except Exception as exc:
             self._report_failure(running, f"{type(exc).__name__}: {exc}", True)
