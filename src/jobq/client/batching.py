@@ -29,6 +29,8 @@ def outcomes_of(reply: native.Outbound | JobqError, count: int) -> list[Outcome]
     if isinstance(reply, JobqError):
         return [reply] * count
     if isinstance(reply, native.Accepted):
+        if not reply.errors and len(reply.jobs) == count:
+            return list(reply.jobs)  # the common case: every spec accepted
         refused = {index: error_from_code(code, message) for index, code, message in reply.errors}
         if len(reply.jobs) + len(refused) == count and all(0 <= i < count for i in refused):
             jobs = iter(reply.jobs)

@@ -171,6 +171,27 @@ class Hub(WorkerSide):
         if not specs:
             return []
         now = self.clock()
+        limit, schemas = self.config.max_payload, self._schemas
+        try:
+            for spec in specs:
+                validate_spec(spec, limit)
+                schemas.check(spec)
+        except JobqError:
+            done = await self._submit_valid_ones(specs, now)  # the rare path: some are refused
+        else:
+            done = await self._store_submit(specs, now)
+        fresh = 0
+        for item in done:
+            if type(item) is Submitted and item.created:
+                fresh += 1
+                self._announce(item.job, "submitted", now)
+        if fresh:
+            self._counters["submitted"] += fresh
+            self.kick()
+        return done
+
+    async def _submit_valid_ones(self, specs: Sequence[JobSpec], now: float) -> list[SubmitOutcome]:
+        """Each refused spec gets its reason, the others are created together."""
         outcomes: list[SubmitOutcome | None] = []
         valid: list[JobSpec] = []
         for spec in specs:
@@ -183,16 +204,7 @@ class Hub(WorkerSide):
                 outcomes.append(None)
                 valid.append(spec)
         created = iter(await self._store_submit(valid, now)) if valid else iter(())
-        done = [next(created) if outcome is None else outcome for outcome in outcomes]
-        fresh = 0
-        for item in done:
-            if isinstance(item, Submitted) and item.created:
-                fresh += 1
-                self._announce(item.job, "submitted", now)
-        if fresh:
-            self._counters["submitted"] += fresh
-            self.kick()
-        return done
+        return [next(created) if outcome is None else outcome for outcome in outcomes]
 
     async def _store_submit(self, specs: Sequence[JobSpec], now: float) -> list[SubmitOutcome]:
         """The store refuses a whole batch for one spec it cannot take (a requirement it cannot

@@ -234,17 +234,19 @@ class NativeDoor:
         if len(outcomes) == 1 and isinstance(outcomes[0], JobqError):
             self._reject(identity, msg.rid, outcomes[0])
             return
-        done = [item for item in outcomes if isinstance(item, Submitted)]
-        errors = [
-            (index, item.code, item.message)
-            for index, item in enumerate(outcomes)
-            if isinstance(item, JobqError)
-        ]
-        self.malformed += sum(code == "invalid" for _, code, _ in errors)
+        jobs: list[tuple[int, str, bool]] = []
+        errors: list[tuple[int, str, str]] = []
+        for index, item in enumerate(outcomes):
+            if type(item) is Submitted:
+                # A JobState is a str: it goes on the wire as its value (no enum lookups).
+                jobs.append((item.job.id, item.job.state, item.created))
+            elif isinstance(item, JobqError):
+                errors.append((index, item.code, item.message))
+        if errors:
+            self.malformed += sum(code == "invalid" for _, code, _ in errors)
         if msg.watch:
-            self.hub.watch_ends(self._subscriber(identity), [item.job for item in done])
-        # A JobState is a str: it goes on the wire as its value (no enum lookups per job).
-        jobs: list[tuple[int, str, bool]] = [(item.job.id, item.job.state, item.created) for item in done]
+            done = [item.job for item in outcomes if type(item) is Submitted]
+            self.hub.watch_ends(self._subscriber(identity), done)
         self.send(identity, native.Accepted(rid=msg.rid, jobs=jobs, errors=errors))
 
     async def _get(self, identity: bytes, msg: native.Get) -> None:
