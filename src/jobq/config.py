@@ -84,6 +84,19 @@ class HubConfig:
     #: Open HTTP connections and WebSocket streams at most (then 503).
     http_max_connections: int = 1000
 
+    #: The auth file (``jobq token create``): every door then needs a token, a CURVE key or a
+    #: trusted listener. None: no authentication, and the hub binds loopback only.
+    auth: str | None = None
+    #: Listen beyond loopback without ``--auth``, or trust peers there (at your own risk).
+    insecure: bool = False
+    #: Where the audit log goes (JSON lines): a file, ``-`` for stderr, None for nowhere.
+    audit: str | None = None
+    #: TLS for the HTTP door and line listeners marked ``?tls``: PEM certificate and key.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: ZeroMQ listeners marked ``?curve``: the hub's CURVE secret key (Z85), or a file holding it.
+    curve_secret: str | None = None
+
     @property
     def worker_silence(self) -> float:
         return self.heartbeat * self.liveness

@@ -6,6 +6,7 @@ module is their public name.
 
 from jobq.core.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     InvalidTransition,
     JobFailed,
@@ -14,12 +15,14 @@ from jobq.core.errors import (
     NotFound,
     PayloadTooLarge,
     Timeout,
+    Unauthorized,
     Unavailable,
     error_from_code,
 )
 
 __all__ = [
     "Conflict",
+    "Forbidden",
     "InvalidRequest",
     "InvalidTransition",
     "JobFailed",
@@ -28,6 +31,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "Timeout",
+    "Unauthorized",
     "Unavailable",
     "error_from_code",
 ]

@@ -42,6 +42,21 @@ class NotFound(JobqError):
     http_status = 404
 
 
+class Unauthorized(JobqError):
+    """No credential, or one the hub does not accept (unknown, revoked, or too many failures
+    from this address)."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(JobqError):
+    """The caller is known but may not do this (its role or scope does not allow it)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class Conflict(JobqError):
     """The operation does not fit the job's current state."""
 
@@ -89,6 +104,8 @@ _BY_CODE: dict[str, type[JobqError]] = {
         InvalidRequest,
         PayloadTooLarge,
         NotFound,
+        Unauthorized,
+        Forbidden,
         Conflict,
         InvalidTransition,
         LeaseLost,

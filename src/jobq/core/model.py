@@ -197,6 +197,10 @@ class JobFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
     ids: list[int] = msgspec.field(default_factory=list)
     limit: int = 100
     offset: int = 0
+    #: Any of these customers (the hub narrows a client's listing to its token's customers).
+    customers: list[str] = msgspec.field(default_factory=list)
+    #: Submitted by this caller (a client token that names no customer sees only its own).
+    owner: str | None = None
 
     def matches(self, job: Job) -> bool:
         return (
@@ -205,6 +209,8 @@ class JobFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
             and (self.customer_id is None or job.customer_id == self.customer_id)
             and (self.worker is None or job.worker == self.worker)
             and (not self.ids or job.id in self.ids)
+            and (not self.customers or job.customer_id in self.customers)
+            and (self.owner is None or job.owner == self.owner)
         )
 
 
@@ -237,6 +243,8 @@ class JobEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     customer_id: str | None = None
     #: A partial result streamed by the worker (Majordomo PARTIAL); not kept.
     partial: Frames | None = None
+    #: Who submitted the job (set when authentication is on): scopes who hears of it.
+    owner: str | None = None
 
 
 class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):

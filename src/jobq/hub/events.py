@@ -37,6 +37,7 @@ def event_of(
         result=job.result if with_result and job.state in TERMINAL else None,
         customer_id=job.customer_id,
         partial=partial,
+        owner=job.owner,
     )
 
 

@@ -20,30 +20,26 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
+import msgspec
+
 from jobq.config import HubConfig
+from jobq.core.auth import LOCAL_CALLER, Action, Caller, Principal, scoped_spec
 from jobq.core.matching import shape_of
-from jobq.core.model import Job, JobFilter, JobSpec, Submitted, WorkerInfo
-from jobq.core.states import RUNNING, TERMINAL
+from jobq.core.model import Job, JobFilter, JobSpec, Submitted
+from jobq.core.states import TERMINAL
 from jobq.core.validate import validate_spec
 from jobq.core.views import (
-    ClusterStats,
-    DoorLoad,
-    ExplainInfo,
-    ServiceInfo,
-    WorkerStatus,
-    estimated_start,
     queue_positions,
-    queued_summary,
-    services_of,
-    worker_health,
 )
 from jobq.errors import InvalidRequest, JobqError, NotFound, Timeout, Unavailable
+from jobq.hub.access import Access, scoped, without_data
 from jobq.hub.dispatch import Dispatcher
 from jobq.hub.events import EventBus, Subscriber, event_of
+from jobq.hub.guard import Guard
 from jobq.hub.metrics import HubMetrics
 from jobq.hub.schemas import SchemaRegistry
 from jobq.hub.sessions import WorkerSession
-from jobq.hub.workers import WorkerSide
+from jobq.hub.views import ClusterViews
 from jobq.store.base import Store
 
 log = logging.getLogger("jobq.hub")
@@ -52,7 +48,7 @@ log = logging.getLogger("jobq.hub")
 SubmitOutcome = Submitted | JobqError
 
 
-class Hub(WorkerSide):
+class Hub(ClusterViews):
     """The one application API: the client half is here, the worker half in ``WorkerSide``."""
 
     def __init__(
@@ -91,6 +87,27 @@ class Hub(WorkerSide):
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopped = asyncio.Event()
+        self.guard = Guard(self.config.auth, self.config.audit)
+        self._access = Access(self.guard.audit)
+        self.guard.on_revoke(self._revoked)
+
+    # ------------------------------------------------------------------ identity
+
+    def authenticate(
+        self, token: str | None, *, door: str, peer: str = "", trusted: Principal | None = None
+    ) -> Caller:
+        """The caller behind what a peer presented (see ``hub/guard.py``); raises Unauthorized."""
+        return self.guard.authenticate(token, door=door, peer=peer, trusted=trusted)
+
+    def on_revoke(self, listener: Callable[[set[str]], None]) -> None:
+        """Doors close what they opened for a token once it is revoked (its names are given)."""
+        self.guard.on_revoke(listener)
+
+    def _revoked(self, names: set[str]) -> None:
+        for session in list(self._sessions.values()):
+            if session.caller.name in names:
+                session.link.disconnect("its token was revoked")
+                self.spawn(self.detach(session.worker_id, "token revoked"))
 
     # ------------------------------------------------------------------ life cycle
 
@@ -110,7 +127,7 @@ class Hub(WorkerSide):
 
     async def start(self) -> None:
         self._started_at = self.clock()
-        await self._store.open(self._started_at)
+        await self._store.open(self._started_at, lease_ttl=self.config.lease_ttl)
         self._store.listen(self)
         for customer, weight in self.config.customer_weights.items():
             await self._store.set_customer_weight(customer, weight)
@@ -164,12 +181,14 @@ class Hub(WorkerSide):
         if self._draining:
             raise Unavailable("the hub is shutting down and takes no new jobs")
 
-    async def submit(self, specs: Sequence[JobSpec]) -> list[SubmitOutcome]:
+    async def submit(self, specs: Sequence[JobSpec], *, caller: Caller = LOCAL_CALLER) -> list[SubmitOutcome]:
         """One outcome per spec, in order: a refused spec fails alone, the others are created
         (together, in one commit)."""
         self._check_open()
         if not specs:
             return []
+        if not caller.unrestricted:
+            return await self._submit_scoped(specs, caller)
         now = self.clock()
         limit, schemas = self.config.max_payload, self._schemas
         try:
@@ -190,11 +209,38 @@ class Hub(WorkerSide):
             self.kick()
         return done
 
-    async def _submit_valid_ones(self, specs: Sequence[JobSpec], now: float) -> list[SubmitOutcome]:
+    async def _submit_scoped(self, specs: Sequence[JobSpec], caller: Caller) -> list[SubmitOutcome]:
+        """A restricted caller's submit: each spec as its principal may submit it (owner and
+        customer filled in), or refused with the reason."""
+        now = self.clock()
+        refused: dict[int, JobqError] = {}
+        scoped: list[JobSpec] = []
+        for index, spec in enumerate(specs):
+            allowed = scoped_spec(caller.principal, spec)
+            if isinstance(allowed, str):
+                refused[index] = self._access.refuse(caller, "submit", spec.service, allowed)
+                scoped.append(spec)
+            else:
+                scoped.append(allowed)
+        done = await self._submit_valid_ones(scoped, now, refused)
+        fresh = [item for item in done if type(item) is Submitted and item.created]
+        for item in fresh:
+            self._announce(item.job, "submitted", now)
+        if fresh:
+            self._counters["submitted"] += len(fresh)
+            self.kick()
+        return done
+
+    async def _submit_valid_ones(
+        self, specs: Sequence[JobSpec], now: float, refused: dict[int, JobqError] | None = None
+    ) -> list[SubmitOutcome]:
         """Each refused spec gets its reason, the others are created together."""
         outcomes: list[SubmitOutcome | None] = []
         valid: list[JobSpec] = []
-        for spec in specs:
+        for index, spec in enumerate(specs):
+            if refused and index in refused:
+                outcomes.append(refused[index])
+                continue
             try:
                 validate_spec(spec, self.config.max_payload)
                 self._schemas.check(spec)
@@ -222,9 +268,9 @@ class Hub(WorkerSide):
                 outcomes.append(exc)
         return outcomes
 
-    async def submit_one(self, spec: JobSpec) -> Submitted:
+    async def submit_one(self, spec: JobSpec, *, caller: Caller = LOCAL_CALLER) -> Submitted:
         """Submit one spec; raises the reason it was refused."""
-        [outcome] = await self.submit([spec])
+        [outcome] = await self.submit([spec], caller=caller)
         if isinstance(outcome, JobqError):
             raise outcome
         return outcome
@@ -238,43 +284,49 @@ class Hub(WorkerSide):
         self._schemas.check(spec)
         shape_of(spec.service, spec.requires, spec.must_not, spec.customer_id, spec.isolation)
 
-    async def submit_placed(self, specs: Sequence[JobSpec]) -> list[tuple[SubmitOutcome, int | None]]:
+    async def submit_placed(
+        self, specs: Sequence[JobSpec], *, caller: Caller = LOCAL_CALLER
+    ) -> list[tuple[SubmitOutcome, int | None]]:
         """Submit, each outcome with the job's place in its service's queue. The queue is read
         before the submit, so nothing waits between the submit and the caller's reply: the
         reply goes out before any event of the new jobs."""
         before = await self._store.stats()
-        outcomes = await self.submit(specs)
+        outcomes = await self.submit(specs, caller=caller)
         made = [(o.job, o.created) for o in outcomes if isinstance(o, Submitted)]
         positions = iter(queue_positions(before, made))
         return [(o, next(positions) if isinstance(o, Submitted) else None) for o in outcomes]
 
-    async def get(self, job_id: int) -> Job:
+    async def get(self, job_id: int, *, caller: Caller = LOCAL_CALLER) -> Job:
         job = await self._store.get(job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
-        return job
+        return self._access.readable(caller, job)
 
-    async def find(self, job_id: int) -> Job | None:
+    async def find(self, job_id: int, *, caller: Caller = LOCAL_CALLER) -> Job | None:
         """The job, or None when there is no such job (for doors that answer "unknown")."""
-        return await self._store.get(job_id)
+        job = await self._store.get(job_id)
+        return None if job is None else self._access.readable(caller, job)
 
-    async def wait(self, job_id: int, timeout: float | None) -> Job:
+    async def wait(self, job_id: int, timeout: float | None, *, caller: Caller = LOCAL_CALLER) -> Job:
         """The job once it has ended; raises Timeout after ``timeout`` seconds."""
         timeout = self.config.max_wait if timeout is None else min(timeout, self.config.max_wait)
         waiter = self._events.waiter(job_id)
         try:
-            job = await self.get(job_id)
+            job = await self.get(job_id, caller=caller)
             if job.state in TERMINAL:
                 return job
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), timeout)
             except TimeoutError:
                 raise Timeout(f"job {job_id} did not end within {timeout:g}s") from None
-            return await self.get(job_id)
+            return await self.get(job_id, caller=caller)
         finally:
             self._events.drop_waiter(job_id, waiter)
 
-    async def cancel(self, job_id: int) -> Job:
+    async def cancel(self, job_id: int, *, caller: Caller = LOCAL_CALLER) -> Job:
+        if not caller.unrestricted:
+            self._access.touchable(caller, await self.get(job_id), Action.CANCEL)
+        self.guard.audit.write("action", caller, "cancel", f"job {job_id}")
         now = self.clock()
         job, worker = await self._store.cancel(job_id, now)
         self._counters["cancelled"] += 1
@@ -289,123 +341,70 @@ class Hub(WorkerSide):
         self._announce(job, "cancelled", now)
         return job
 
-    async def retry(self, job_id: int) -> Job:
+    async def retry(self, job_id: int, *, caller: Caller = LOCAL_CALLER) -> Job:
         self._check_open()
+        if not caller.unrestricted:
+            self._access.touchable(caller, await self.get(job_id), Action.RETRY)
+        self.guard.audit.write("action", caller, "retry", f"job {job_id}")
         now = self.clock()
         job = await self._store.retry(job_id, now)
         self._announce(job, "requeued", now)
         self.kick()
         return job
 
-    async def list_jobs(self, query: JobFilter, *, blocked: bool = False) -> list[Job]:
+    async def list_jobs(
+        self, query: JobFilter, *, blocked: bool = False, caller: Caller = LOCAL_CALLER
+    ) -> list[Job]:
         if query.limit < 0 or query.offset < 0 or query.limit > 10_000:
             raise InvalidRequest("limit must be 0..10000 and offset non-negative")
-        if not blocked:
-            return await self._store.list_jobs(query)
-        ids = [job_id for job_id, _ in await self._store.blocked()]
-        if not ids:
-            return []
-        chosen = ids[::-1][query.offset : query.offset + query.limit]
-        return await self._store.list_jobs(JobFilter(ids=chosen, limit=len(chosen)))
-
-    async def stats(self) -> ClusterStats:
-        now = self.clock()
-        by_door: dict[str, DoorLoad] = {}
-        for session in self._sessions.values():
-            load = by_door.setdefault(session.info.door, DoorLoad())
-            load.workers += 1
-            load.slots += session.info.slots
-            load.free += max(0, session.info.slots - len(session.held))
-        return ClusterStats(
-            hub=self.config.name,
-            uptime=max(0.0, now - self._started_at),
-            draining=self._draining,
-            jobs=await self._store.stats(),
-            counters=dict(self._counters),
-            workers=len(self._sessions),
-            slots=sum(load.slots for load in by_door.values()),
-            slots_free=sum(load.free for load in by_door.values()),
-            by_door=by_door,
-        )
-
-    async def workers(self) -> list[WorkerInfo]:
-        """Every registered worker, as the store's registry shows it (all hubs on a shared store)."""
-        return await self._store.list_workers()
-
-    async def worker_statuses(self) -> list[WorkerStatus]:
-        """Every registered worker with its health, by id."""
-        now = self.clock()
-        heartbeat, silence = self.config.heartbeat, self.config.worker_silence
-        out = []
-        for info in await self._store.list_workers():
-            session = self._sessions.get(info.id)
-            last_seen = max(info.last_seen, session.last_seen if session is not None else 0.0)
-            age = max(0.0, now - last_seen) if last_seen else 0.0
-            out.append(
-                WorkerStatus(
-                    info=info,
-                    health=worker_health(age, heartbeat, silence),
-                    last_seen=last_seen,
-                    running=len(info.running),
-                    local=session is not None,
-                )
-            )
-        return sorted(out, key=lambda status: status.info.id)
-
-    def connected(self) -> list[str]:
-        """Ids of the workers connected to this hub now."""
-        return list(self._sessions)
-
-    async def serves(self, service: str) -> bool:
-        """Whether any registered worker serves ``service``."""
-        return any(service in info.services for info in await self._store.list_workers())
-
-    async def services(self) -> list[ServiceInfo]:
-        return services_of(await self._store.list_workers(), await self._store.stats())
-
-    async def explain(self, job_id: int) -> ExplainInfo:
-        job = await self.get(job_id)
-        now = self.clock()
-        if job.state is RUNNING:
-            return ExplainInfo(id=job.id, state=job.state, summary=f"running on {job.worker}")
-        if job.state in TERMINAL:
-            return ExplainInfo(id=job.id, state=job.state, summary=f"ended {job.state}")
-        if job.state != "queued":
-            when = "" if job.run_at is None else f" until {time.ctime(job.run_at)}"
-            return ExplainInfo(id=job.id, state=job.state, summary=f"waiting{when}")
-        found = await self._store.explain(job_id, now)
-        if found is None:
-            return ExplainInfo(id=job.id, state=job.state, summary="queued")
-        rate = self._counters["completed"] / max(1.0, now - self._started_at)
-        return ExplainInfo(
-            id=job.id,
-            state=job.state,
-            summary=queued_summary(found.blocked, len(found.eligible), found.free_slots, found.ahead),
-            eligible=found.eligible,
-            ineligible=found.ineligible,
-            position=found.ahead + 1,
-            estimated_start=estimated_start(found.ahead, len(found.eligible), rate, now),
-            blocked=found.blocked,
-        )
+        if not caller.unrestricted:
+            query = self._access.scoped_query(caller, query)
+        if blocked:
+            ids = [job_id for job_id, _ in await self._store.blocked()]
+            if not ids:
+                return []
+            scope = msgspec.structs.replace(query, ids=ids[::-1], limit=10_000, offset=0)
+            found = await self._store.list_jobs(scope)
+            jobs = sorted(found, key=lambda job: job.id, reverse=True)[
+                query.offset : query.offset + query.limit
+            ]
+        else:
+            jobs = await self._store.list_jobs(query)
+        if caller.principal.sees_payloads:
+            return jobs
+        return [without_data(job) for job in jobs]
 
     # ------------------------------------------------------------------ listening
 
-    def watch(self, subscriber: Subscriber, ids: Iterable[int], *, ends_only: bool = False) -> None:
-        """Events of these jobs until each ends (with ``ends_only``, just the final one)."""
-        self._events.watch(subscriber, ids, ends_only=ends_only)
+    def watch(
+        self,
+        subscriber: Subscriber,
+        ids: Iterable[int],
+        *,
+        ends_only: bool = False,
+        caller: Caller = LOCAL_CALLER,
+    ) -> None:
+        """Events of these jobs until each ends (with ``ends_only``, just the final one); a
+        restricted caller hears only of the jobs it may see."""
+        self._events.watch(scoped(subscriber, caller), ids, ends_only=ends_only)
 
-    def watch_all(self, subscriber: Subscriber) -> None:
-        self._events.subscribe_all(subscriber)
+    def watch_all(self, subscriber: Subscriber, *, caller: Caller = LOCAL_CALLER) -> None:
+        if not caller.unrestricted:
+            self._access.require(caller, Action.READ, "events")
+        self._events.subscribe_all(scoped(subscriber, caller))
 
     def unwatch(self, subscriber: Subscriber, ids: Iterable[int] | None = None) -> None:
         """Stop events for ``ids`` (or everything) to this subscriber."""
         self._events.unsubscribe(subscriber, ids)
 
-    def watch_ends(self, subscriber: Subscriber, jobs: Iterable[Job]) -> None:
+    def watch_ends(
+        self, subscriber: Subscriber, jobs: Iterable[Job], *, caller: Caller = LOCAL_CALLER
+    ) -> None:
         """The end of each job: later for those still live, now (pushed at once, with results)
         for those that already ended."""
         jobs = list(jobs)
-        self._events.watch(subscriber, [job.id for job in jobs if job.state not in TERMINAL], ends_only=True)
+        live = [job.id for job in jobs if job.state not in TERMINAL]
+        self._events.watch(scoped(subscriber, caller), live, ends_only=True)
         ended = [job for job in jobs if job.state in TERMINAL]
         if ended:
             now = self.clock()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from jobq.core.auth import LOCAL_CALLER, Caller
 from jobq.core.model import Job, WorkerInfo
 
 
@@ -50,6 +51,9 @@ class WorkerSession:
     #: The attempts this connection holds: job id → fencing token. Only this session may
     #: finish them; a busy worker is judged by the busy liveness limit.
     held: dict[int, int] = field(default_factory=dict)
+    #: Who attached it: another connection may take the worker's id over only as the same
+    #: principal.
+    caller: Caller = LOCAL_CALLER
 
     @property
     def worker_id(self) -> str:

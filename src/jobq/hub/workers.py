@@ -11,14 +11,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from jobq.config import HubConfig
+from jobq.core.auth import LOCAL_CALLER, Caller, may_serve, scoped_capabilities
 from jobq.core.model import Completion, Frames, Job, JobEvent, WorkerInfo
 from jobq.core.states import RUNNING, TERMINAL
 from jobq.core.views import Welcome, WorkerHello
-from jobq.errors import InvalidRequest, JobqError, NotFound, Unavailable
+from jobq.errors import InvalidRequest, JobqError, LeaseLost, NotFound, Unavailable
+from jobq.hub.access import Access
 from jobq.hub.dispatch import Dispatcher
 from jobq.hub.events import EventBus, event_of
+from jobq.hub.guard import Guard
 from jobq.hub.metrics import HubMetrics
 from jobq.hub.schemas import SchemaRegistry
 from jobq.hub.sessions import Liveness, WorkerLink, WorkerSession
@@ -40,6 +44,8 @@ class WorkerSide:
     _shared: bool
     _draining: bool
     _dispatcher: Dispatcher
+    guard: Guard
+    _access: Access
 
     # ------------------------------------------------------------------ workers
 
@@ -50,8 +56,11 @@ class WorkerSide:
         *,
         held: Sequence[tuple[int, int]] = (),
         liveness: Liveness | None = None,
+        caller: Caller = LOCAL_CALLER,
     ) -> Welcome:
-        """A worker connected (or reconnected). The welcome names the held attempts it may keep."""
+        """A worker connected (or reconnected). The welcome names the held attempts it may keep.
+        A restricted caller serves only the services and customers its token names, and may
+        not take over a worker id another principal attached."""
         if self._draining:
             raise Unavailable("the hub is shutting down")
         if not hello.id:
@@ -60,12 +69,23 @@ class WorkerSide:
             raise InvalidRequest("a worker must serve at least one service")
         if hello.slots < 0 or hello.slots > 100_000:
             raise InvalidRequest("slots must be between 0 and 100000")
+        capabilities = hello.capabilities
+        old = self._sessions.get(hello.id)
+        if not caller.unrestricted:
+            capabilities = self._worker_scope(caller, hello)
+            if old is not None and old.caller.name != caller.name:
+                raise self._access.refuse(
+                    caller,
+                    "attach",
+                    f"worker {hello.id}",
+                    f"worker {hello.id} is attached by another principal",
+                )
         now = self.clock()
         self._schemas.advertise(hello.schemas)
         info = WorkerInfo(
             id=hello.id,
             services=hello.services,
-            capabilities=hello.capabilities,
+            capabilities=capabilities,
             slots=hello.slots,
             name=hello.name,
             door=hello.door,
@@ -73,7 +93,6 @@ class WorkerSide:
             hub=self.config.name,
             connected_at=now,
         )
-        old = self._sessions.get(info.id)
         await self._store.attach_worker(info, now)
         kept = await self._store.adopt(info.id, held, now, self.config.lease_ttl) if held else []
         await self._release_unheld(info.id, kept, now)
@@ -86,10 +105,30 @@ class WorkerSide:
             liveness=liveness or Liveness(self.config.worker_silence, self.config.worker_silence),
             last_seen=now,
             held={job_id: tokens[job_id] for job_id in kept},
+            caller=caller,
         )
         self.kick()
         config = self.config
         return Welcome(heartbeat=config.heartbeat, lease_ttl=config.lease_ttl, kept=kept, hub=config.name)
+
+    def _worker_scope(self, caller: Caller, hello: WorkerHello) -> dict[str, Any]:
+        """The capabilities a restricted worker attaches with, or Forbidden."""
+        reason = may_serve(caller.principal, hello.services)
+        if reason is None:
+            scoped = scoped_capabilities(caller.principal, hello.capabilities)
+            if isinstance(scoped, dict):
+                return scoped
+            reason = scoped
+        raise self._access.refuse(caller, "attach", f"worker {hello.id}", reason)
+
+    def _holds(self, worker_id: str, job_id: int, token: int) -> bool:
+        """Whether this worker's session holds the attempt. With authentication on, only the
+        connection that holds an attempt may finish it; without, any valid fencing token is
+        taken (a result that crossed a hub restart still lands)."""
+        if not self.guard.enabled:
+            return True
+        session = self._sessions.get(worker_id)
+        return session is not None and session.held.get(job_id) == token
 
     async def _release_unheld(self, worker_id: str, kept: Sequence[int], now: float) -> None:
         """Attempts the store still runs for this worker id but the (re)connecting worker did
@@ -183,8 +222,31 @@ class WorkerSide:
 
     async def complete(self, worker_id: str, results: Sequence[Completion]) -> list[Job | Exception]:
         now = self.clock()
+        if self.guard.enabled:
+            return await self._complete_held(worker_id, results, now)
         self._finished(worker_id, (result.job_id for result in results))
         outcomes = await self._store.complete(results, now)
+        return self._completed(outcomes, now)
+
+    async def _complete_held(
+        self, worker_id: str, results: Sequence[Completion], now: float
+    ) -> list[Job | Exception]:
+        """Results of the attempts this worker's session holds; the others are refused."""
+        holds = [self._holds(worker_id, r.job_id, r.token) for r in results]
+        held = [r for r, ok in zip(results, holds, strict=True) if ok]
+        self._finished(worker_id, (result.job_id for result in held))
+        stored = iter(await self._store.complete(held, now) if held else [])
+        outcomes: list[Job | Exception] = [
+            next(stored) if ok else LeaseLost(self._not_held(r.job_id, r.token))
+            for r, ok in zip(results, holds, strict=True)
+        ]
+        return self._completed(outcomes, now)
+
+    @staticmethod
+    def _not_held(job_id: int, token: int) -> str:
+        return f"attempt {token} of job {job_id} is not held by this connection"
+
+    def _completed(self, outcomes: list[Job | Exception], now: float) -> list[Job | Exception]:
         finished = 0
         for outcome in outcomes:
             if isinstance(outcome, Exception):
@@ -201,6 +263,8 @@ class WorkerSide:
         self, worker_id: str, job_id: int, token: int, error: str, *, retryable: bool = True
     ) -> Job:
         now = self.clock()
+        if not self._holds(worker_id, job_id, token):
+            raise LeaseLost(self._not_held(job_id, token))
         self._finished(worker_id, (job_id,))
         try:
             job = await self._store.fail(job_id, token, error, now, retryable=retryable, rand=self.rand())
@@ -229,6 +293,8 @@ class WorkerSide:
     ) -> Job:
         """Progress of a running attempt; ``data`` is a partial result passed on to listeners
         (Majordomo PARTIAL replies) and not kept."""
+        if not self._holds(worker_id, job_id, token):
+            raise LeaseLost(self._not_held(job_id, token))
         self.seen(worker_id)
         now = self.clock()
         job = await self._store.progress(job_id, token, value, message, now)
@@ -239,6 +305,8 @@ class WorkerSide:
         """The worker gives these attempts back unstarted (draining, or it cannot run them)."""
         now = self.clock()
         for job_id, token in attempts:
+            if not self._holds(worker_id, job_id, token):
+                continue
             with contextlib.suppress(JobqError):
                 self._count_released(await self._store.release(job_id, token, now), now)
                 self._finished(worker_id, (job_id,))
@@ -306,6 +374,7 @@ class WorkerSide:
         """What time does: silent workers expire (their jobs go back to the front of the
         queue), scheduled jobs become due, leases and timeouts expire, old jobs are retired.
         The clock task calls it; tests call it with an injected clock."""
+        self.guard.refresh()  # a revoked token stops working within a tick or two
         now = self.clock()
         for session in list(self._sessions.values()):
             if session.expired(now):

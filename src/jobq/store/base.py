@@ -20,6 +20,7 @@ from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from jobq.core.explain import Explanation
+from jobq.core.lease import DEFAULT_LEASE_TTL
 from jobq.core.model import (
     Completion,
     Job,
@@ -44,7 +45,9 @@ class Store(Protocol):
     #: True when several hubs share the store (events and stops cross between hubs).
     shared: bool
 
-    async def open(self, now: float) -> None: ...
+    async def open(self, now: float, lease_ttl: float = DEFAULT_LEASE_TTL) -> None:
+        """Open the store; jobs found running get ``lease_ttl`` seconds for their worker to
+        come back and claim them."""
 
     async def close(self) -> None: ...
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from jobq.core import retry
 from jobq.core.explain import Explanation
 from jobq.core.index import ReadyIndex
-from jobq.core.lease import attempt_deadline, holds_lease, lease_deadline
+from jobq.core.lease import DEFAULT_LEASE_TTL, attempt_deadline, holds_lease, lease_deadline
 from jobq.core.matching import Profile, Shape, is_text_line, shape_of
 from jobq.core.model import (
     Completion,
@@ -106,7 +106,7 @@ class EmbeddedStore:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def open(self, now: float) -> None:
+    async def open(self, now: float, lease_ttl: float = DEFAULT_LEASE_TTL) -> None:
         pass
 
     async def close(self) -> None:
@@ -263,6 +263,13 @@ class EmbeddedStore:
         self.index.attach(info.id, profile, info.slots)
         info.last_seen = now
         self._workers[info.id] = info
+        # Jobs the store still runs for this worker (read back after a restart, or left from
+        # its previous connection) count against it: its heartbeats keep their leases, and the
+        # hub gives back those the worker does not claim as held.
+        for job_id in self._running:
+            job = self._live.get(job_id)
+            if job is not None and job.worker == info.id:
+                self.index.adopt(info.id, job_id, self._shapes[job_id])
 
     async def detach_worker(self, worker_id: str, now: float) -> list[Job]:
         self._workers.pop(worker_id, None)

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jobq.core.explain import Explanation
+from jobq.core.lease import DEFAULT_LEASE_TTL
 from jobq.core.matching import DEFAULT_RESERVE_AFTER
 from jobq.core.model import Completion, Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted, WorkerInfo
 from jobq.core.retention import DEFAULT_RESULT_TTL
@@ -152,7 +153,7 @@ class RedisStore:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def open(self, now: float) -> None:
+    async def open(self, now: float, lease_ttl: float = DEFAULT_LEASE_TTL) -> None:
         self.client.connect()
         try:
             await self.client.cmd("PING")

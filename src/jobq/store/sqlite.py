@@ -133,7 +133,7 @@ class SqliteStore(EmbeddedStore):
 
     # ------------------------------------------------------------------ life cycle
 
-    async def open(self, now: float) -> None:
+    async def open(self, now: float, lease_ttl: float = DEFAULT_LEASE_TTL) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -148,7 +148,7 @@ class SqliteStore(EmbeddedStore):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="jobq-sqlite-writer")
         marks = ",".join("?" * len(_LIVE))
         for (body,) in conn.execute(f"SELECT body FROM jobs WHERE state IN ({marks})", _LIVE):
-            self._adopt_loaded(_decode(body), now, DEFAULT_LEASE_TTL)
+            self._adopt_loaded(_decode(body), now, lease_ttl)
         for key, job_id in conn.execute(
             "SELECT idempotency_key, id FROM jobs WHERE idempotency_key IS NOT NULL"
         ):
@@ -329,9 +329,24 @@ class SqliteStore(EmbeddedStore):
         if query.ids:
             where.append(f"id IN ({','.join('?' * len(query.ids))})")
             args.extend(query.ids)
-        sql = f"SELECT body FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
-        args.append(query.offset + query.limit)
-        found = {job.id: job for job in (_decode(b) for (b,) in self._read(sql, args))}
+        if query.customers:
+            where.append(f"customer_id IN ({','.join('?' * len(query.customers))})")
+            args.extend(query.customers)
+        sql = f"SELECT body FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?"
+        want = query.offset + query.limit
+        found: dict[int, Job] = {}
+        # The owner is not a column (no index is paid for on the hot path): rows are read a
+        # page at a time and checked until the listing is full.
+        page = want if query.owner is None else max(want, 500)
+        skip = 0
+        while True:
+            rows = self._read(sql, [*args, page, skip])
+            for row in (_decode(b) for (b,) in rows):
+                if query.owner is None or row.owner == query.owner:
+                    found[row.id] = row
+            if query.owner is None or len(rows) < page or len(found) >= want:
+                break
+            skip += page
         for job_id, job in self._pending.items():
             if job is None:
                 found.pop(job_id, None)

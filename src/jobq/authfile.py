@@ -1,0 +1,196 @@
+"""The auth file: the tokens (as hashes) and CURVE client keys a hub accepts.
+
+``jobq token create|list|revoke --auth FILE`` edit it; ``jobq hub --auth FILE`` reads it and
+reads it again whenever it changes (a revoked token stops working within a second). It holds
+no secret: only SHA-256 hashes of tokens and CURVE *public* keys. It is JSON::
+
+    {"version": 1,
+     "tokens": [{"name": "ci", "role": "client", "hash": "sha256:…",
+                 "customers": ["acme"], "services": [], "created": 1764600000.0}],
+     "curve": [{"name": "gpu-7", "role": "worker", "public_key": "<40 Z85 chars>",
+                "customers": [], "services": ["render"]}]}
+
+Written atomically (a temporary file renamed over it) with mode 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+from jobq.core.auth import ROLES, Principal, Role, new_token, token_hash
+from jobq.core.errors import InvalidRequest, NotFound
+
+
+class TokenEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    role: Role
+    hash: str
+    customers: list[str] = msgspec.field(default_factory=list)
+    services: list[str] = msgspec.field(default_factory=list)
+    created: float = 0.0
+
+    def principal(self) -> Principal:
+        return Principal(
+            name=self.name,
+            role=self.role,
+            customers=frozenset(self.customers),
+            services=frozenset(self.services),
+        )
+
+
+class CurveEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    role: Role
+    #: The client's CURVE public key, Z85-encoded (40 characters), as zmq.curve_keypair() gives.
+    public_key: str
+    customers: list[str] = msgspec.field(default_factory=list)
+    services: list[str] = msgspec.field(default_factory=list)
+
+    def principal(self) -> Principal:
+        return Principal(
+            name=self.name,
+            role=self.role,
+            customers=frozenset(self.customers),
+            services=frozenset(self.services),
+        )
+
+
+class AuthFile(msgspec.Struct, kw_only=True):
+    version: int = 1
+    tokens: list[TokenEntry] = msgspec.field(default_factory=list)
+    curve: list[CurveEntry] = msgspec.field(default_factory=list)
+
+
+class AuthTable:
+    """The file as the hub looks callers up in it: by token hash and by CURVE public key."""
+
+    def __init__(self, data: AuthFile) -> None:
+        self.by_hash = {entry.hash: entry.principal() for entry in data.tokens}
+        self.by_curve_key = {entry.public_key: entry.principal() for entry in data.curve}
+        self.names = {entry.name for entry in data.tokens} | {entry.name for entry in data.curve}
+
+    def principal(self, token: str) -> Principal | None:
+        return self.by_hash.get(token_hash(token))
+
+
+def read(path: Path) -> AuthFile:
+    """The file's contents; an absent file is empty. Raises InvalidRequest when it is not a
+    valid auth file (with what is wrong)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return AuthFile()
+    try:
+        return msgspec.json.decode(raw, type=AuthFile)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidRequest(f"{path} is not a jobq auth file: {exc}") from None
+
+
+def write(path: Path, data: AuthFile) -> None:
+    """Replace the file atomically, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def create_token(
+    path: Path,
+    role: str,
+    *,
+    customers: list[str] | None = None,
+    services: list[str] | None = None,
+    name: str | None = None,
+) -> tuple[str, TokenEntry]:
+    """Add a token to the file; returns the secret (shown once, never stored) and its entry."""
+    if role not in ROLES:
+        raise InvalidRequest(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    data = read(path)
+    taken = {entry.name for entry in data.tokens} | {entry.name for entry in data.curve}
+    if name is None:
+        name = next(f"{role}-{n}" for n in range(1, len(taken) + 2) if f"{role}-{n}" not in taken)
+    elif name in taken:
+        raise InvalidRequest(f"a token named {name!r} exists already; revoke it first or pick another name")
+    secret = new_token()
+    entry = TokenEntry(
+        name=name,
+        role=role,
+        hash=token_hash(secret),
+        customers=sorted(set(customers or [])),
+        services=sorted(set(services or [])),
+        created=round(time.time(), 3),
+    )
+    data.tokens.append(entry)
+    write(path, data)
+    return secret, entry
+
+
+def revoke(path: Path, name: str) -> None:
+    data = read(path)
+    kept = [entry for entry in data.tokens if entry.name != name]
+    kept_curve = [entry for entry in data.curve if entry.name != name]
+    if len(kept) == len(data.tokens) and len(kept_curve) == len(data.curve):
+        raise NotFound(f"no token named {name!r} in {path}")
+    data.tokens, data.curve = kept, kept_curve
+    write(path, data)
+
+
+class Watched:
+    """The auth file as a running hub sees it: read again when its modification time or size
+    changes (checked at most every ``interval`` seconds, on lookups and by the hub's clock)."""
+
+    def __init__(self, path: Path, interval: float = 0.5) -> None:
+        self.path = path
+        self.interval = interval
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self.table = AuthTable(AuthFile())
+        self.refresh(force=True)
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reread the file if it changed; True when it did. A file that became invalid keeps
+        the previous table (and raises, so the caller can log it)."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.interval:
+            return False
+        self._checked = now
+        stamp = self._stat()
+        if stamp == self._stamp and not force:
+            return False
+        table = AuthTable(read(self.path))
+        self._stamp = stamp
+        self.table = table
+        return True
+
+
+__all__ = [
+    "AuthFile",
+    "AuthTable",
+    "CurveEntry",
+    "TokenEntry",
+    "Watched",
+    "create_token",
+    "read",
+    "revoke",
+    "write",
+]
