@@ -146,13 +146,23 @@ def resolve(spec: str, *, command: str | None = None, multicast: MulticastOption
             "(to drive a service such as ComfyUI or AUTOMATIC1111, use --connector)"
         )
     try:
+        fn = import_object(spec)
+    except LookupError as exc:
+        raise InvalidRequest(f"{exc} for handler {spec!r}") from None
+    return Handler.wrap(fn, spec)
+
+
+def import_object(spec: str) -> Any:
+    """``package.module:name.attr`` → that object; LookupError saying what is missing."""
+    module_name, _, attr = spec.partition(":")
+    try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InvalidRequest(f"cannot import {module_name!r} for handler {spec!r}: {exc}") from exc
-    fn: Any = module
+        raise LookupError(f"cannot import {module_name!r}: {exc}") from None
+    found: Any = module
     for part in attr.split("."):
         try:
-            fn = getattr(fn, part)
+            found = getattr(found, part)
         except AttributeError:
-            raise InvalidRequest(f"{module_name} has no {attr!r} for handler {spec!r}") from None
-    return Handler.wrap(fn, spec)
+            raise LookupError(f"{module_name} has no {attr!r}") from None
+    return found

@@ -29,13 +29,12 @@ from jobq.worker.connectors.base import (
     Connector,
     Health,
     Option,
-    ServiceUnavailable,
     frames_with_header,
     http_failure,
     payload_json,
 )
-from jobq.worker.connectors.comfyui import unreachable
 from jobq.worker.connectors.http11 import Target
+from jobq.worker.connectors.service_http import request
 from jobq.worker.context import HandlerError, JobCancelled, JobContext
 
 
@@ -84,12 +83,7 @@ class A1111Connector(Connector):
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         assert self.http is not None, "start() first"
-        try:
-            return await self.http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise ServiceUnavailable(unreachable(exc, self.target)) from None
-        except httpx.TimeoutException:
-            raise HandlerError(f"{self.service}: {method} {path} timed out") from None
+        return await request(self.http, method, path, service=self.service, target=self.target, **kwargs)
 
     async def health(self) -> Health:
         response = await self._call("GET", self.config["health_path"], timeout=self.config["connect_timeout"])

@@ -43,7 +43,8 @@ from jobq.worker.connectors.base import (
     http_failure,
     payload_json,
 )
-from jobq.worker.connectors.http11 import Target, describe_connect_error
+from jobq.worker.connectors.http11 import Target
+from jobq.worker.connectors.service_http import request, unreachable
 from jobq.worker.context import HandlerError, JobCancelled, JobContext
 
 #: Messages a prompt's follower waits for; the others only update what the connector knows.
@@ -68,20 +69,6 @@ class _Prompt:
     cached: int = 0
     entered: int = 0
     node: str | None = None
-
-
-def unreachable(exc: BaseException, target: Target) -> str:
-    """Why the service could not be reached, in the words ``jobq workers`` shows (the root cause
-    of httpx's and websockets' errors: ``connection refused``, ...)."""
-    root: BaseException = exc
-    seen = 0
-    while (root.__cause__ or root.__context__) is not None and seen < 10:
-        root, seen = root.__cause__ or root.__context__ or root, seen + 1
-    if isinstance(root, OSError | TimeoutError):
-        return describe_connect_error(root, target)
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def gpu_name(device: str) -> str:
@@ -146,12 +133,7 @@ class ComfyUIConnector(Connector):
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         assert self.http is not None, "start() first"
-        try:
-            return await self.http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise ServiceUnavailable(unreachable(exc, self.target)) from None
-        except httpx.TimeoutException:
-            raise HandlerError(f"{self.service}: {method} {path} timed out") from None
+        return await request(self.http, method, path, service=self.service, target=self.target, **kwargs)
 
     async def health(self) -> Health:
         response = await self._call("GET", "/system_stats")

@@ -4,12 +4,12 @@ or ``package.module:Class``."""
 from __future__ import annotations
 
 import difflib
-import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
 from jobq.errors import InvalidRequest
 from jobq.worker.connectors.base import Connector
+from jobq.worker.handlers import import_object
 
 #: Entry point group third-party packages register connectors in.
 ENTRY_POINT_GROUP = "jobq.connectors"
@@ -28,18 +28,10 @@ class ConfigError(InvalidRequest):
 
 
 def _import(spec: str, where: str) -> Any:
-    module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import {module_name!r}: {exc}") from exc
-    value: Any = module
-    for part in attr.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise ConfigError(f"{where}: {module_name} has no {attr!r}") from None
-    return value
+        return import_object(spec)
+    except LookupError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _entry_point(name: str) -> Any | None:
