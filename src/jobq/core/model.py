@@ -264,6 +264,15 @@ class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     metrics: dict[str, float] = msgspec.field(default_factory=dict)
     #: Plugins the worker advertises: service → JSON Schema of its payload.
     schemas: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Services whose backend (a connector's service: ComfyUI, an HTTP API) is not healthy:
+    #: service → the reason. It gets no new jobs of those until they are healthy again.
+    unhealthy: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def serving(self) -> list[str]:
+        """The services it takes new jobs of now: those it serves, less the unhealthy ones."""
+        if not self.unhealthy:
+            return self.services
+        return [name for name in self.services if name not in self.unhealthy]
 
 
 class Completion(msgspec.Struct, array_like=True):

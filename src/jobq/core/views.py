@@ -54,6 +54,8 @@ class WorkerHello(msgspec.Struct, kw_only=True):
     #: The door's name for the dashboard and metrics: ``zmq``, ``mdp``, ``line``, ``ws``.
     door: str = "zmq"
     schemas: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Services whose backend is down, with the reason (connectors' health checks).
+    unhealthy: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Welcome(msgspec.Struct, kw_only=True):
@@ -170,6 +172,20 @@ def estimated_start(ahead: int, workers: int, completed_per_second: float, now: 
     return now + ahead / completed_per_second if completed_per_second > 0 else None
 
 
+def with_health(info: ExplainInfo, service: str, workers: Sequence[WorkerInfo]) -> ExplainInfo:
+    """``explain`` naming an unhealthy backend as the reason a worker that serves the job's
+    service does not take it (``comfyui on worker X unhealthy: connection refused``)."""
+    down = {w.id: w.unhealthy[service] for w in workers if service in w.unhealthy}
+    if not down:
+        return info
+    for worker_id, reason in down.items():
+        info.ineligible[worker_id] = f"{service} on worker {worker_id} unhealthy: {reason}"
+    if not info.eligible:
+        first = next(iter(down))
+        info.summary = f"{service} on worker {first} unhealthy: {down[first]}"
+    return info
+
+
 def queued_summary(blocked: str | None, eligible: int, free_slots: int, ahead: int) -> str:
     """``explain``'s first line for a queued job."""
     if blocked:
@@ -194,5 +210,6 @@ __all__ = [
     "queue_positions",
     "queued_summary",
     "services_of",
+    "with_health",
     "worker_health",
 ]

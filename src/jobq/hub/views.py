@@ -20,6 +20,7 @@ from jobq.core.views import (
     estimated_start,
     queued_summary,
     services_of,
+    with_health,
     worker_health,
 )
 from jobq.hub.access import Access
@@ -129,7 +130,7 @@ class ClusterViews(WorkerSide):
         if found is None:
             return ExplainInfo(id=job.id, state=job.state, summary="queued")
         rate = self._counters["completed"] / max(1.0, now - self._started_at)
-        return ExplainInfo(
+        info = ExplainInfo(
             id=job.id,
             state=job.state,
             summary=queued_summary(found.blocked, len(found.eligible), found.free_slots, found.ahead),
@@ -139,6 +140,7 @@ class ClusterViews(WorkerSide):
             estimated_start=estimated_start(found.ahead, len(found.eligible), rate, now),
             blocked=found.blocked,
         )
+        return with_health(info, job.service, await self._store.list_workers())
 
 
 __all__ = ["ClusterViews"]

@@ -90,6 +90,7 @@ class WorkerSide:
             name=hello.name,
             door=hello.door,
             schemas=hello.schemas,
+            unhealthy=hello.unhealthy,
             hub=self.config.name,
             connected_at=now,
         )
@@ -174,12 +175,23 @@ class WorkerSide:
         session.last_seen = self.clock()
         return True
 
-    async def heartbeat(self, worker_id: str, metrics: dict[str, float] | None = None) -> bool:
-        """Renew the worker's leases. False when the hub does not know the worker."""
+    async def heartbeat(
+        self,
+        worker_id: str,
+        metrics: dict[str, float] | None = None,
+        unhealthy: dict[str, str] | None = None,
+    ) -> bool:
+        """Renew the worker's leases, and take note of which of its services' backends are
+        down (``unhealthy``: service → reason; None: unchanged). False when the hub does not
+        know the worker."""
         session = self._sessions.get(worker_id)
         if session is None:
             return False
         session.last_seen = self.clock()
+        if unhealthy is not None and unhealthy != session.info.unhealthy:
+            session.info.unhealthy = dict(unhealthy)
+            await self._store.attach_worker(session.info, session.last_seen)  # its profile changes
+            self.kick()
         await self._store.touch_worker(worker_id, session.last_seen, self.config.lease_ttl, metrics)
         return True
 

@@ -259,7 +259,7 @@ class EmbeddedStore:
     # ------------------------------------------------------------------ workers
 
     async def attach_worker(self, info: WorkerInfo, now: float) -> None:
-        profile = Profile.build(info.services, info.capabilities)
+        profile = Profile.build(info.serving(), info.capabilities)
         self.index.attach(info.id, profile, info.slots)
         info.last_seen = now
         self._workers[info.id] = info

@@ -36,7 +36,7 @@ class WorkerRegistry:
         self.mine: dict[str, WorkerInfo] = {}
 
     async def attach(self, info: WorkerInfo, now: float) -> None:
-        profile = Profile.build(info.services, info.capabilities)
+        profile = Profile.build(info.serving(), info.capabilities)
         pid = await self.shapes.ensure_profile(profile)
         info.last_seen = now
         await self.scripts.call(
