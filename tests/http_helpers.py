@@ -1,10 +1,11 @@
-"""Helpers for tests of the HTTP door: a real hub process with HTTP on a free port, and a
-small JSON WebSocket peer."""
+"""Helpers for tests of the HTTP door: a real hub process with HTTP (or HTTPS) on a free port,
+and a small JSON WebSocket peer (with a token in its handshake or as its first message)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.helpers import Proc, free_port, start_hub
+from tests.helpers import DOORS_OFF, Proc, free_port, jobq_command
 
 FAST = ["--heartbeat", "0.2", "--liveness", "5", "--lease-ttl", "5"]
 
@@ -23,27 +24,36 @@ FAST = ["--heartbeat", "0.2", "--liveness", "5", "--lease-ttl", "5"]
 class HttpHub:
     proc: Proc
     endpoint: str  # ZeroMQ
-    url: str  # http://127.0.0.1:PORT
+    url: str  # http://127.0.0.1:PORT (https:// with --tls-cert)
 
     @property
     def ws(self) -> str:
-        return self.url.replace("http://", "ws://")
+        return self.url.replace("http", "ws", 1)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
 
-def start_http_hub(tmp: Path, extra: list[str] | None = None, name: str = "hub") -> HttpHub:
-    port = free_port()
-    proc, endpoint = start_hub(
-        tmp, store="memory://", extra=["--http", f"127.0.0.1:{port}", *FAST, *(extra or [])], name=name
-    )
-    url = f"http://127.0.0.1:{port}"
+def start_http_hub(
+    tmp: Path, extra: list[str] | None = None, name: str = "hub", verify: ssl.SSLContext | None = None
+) -> HttpHub:
+    """A hub process with its HTTP door on a free port, once ``/health`` answers (over HTTPS,
+    checked with ``verify``, when ``extra`` has ``--tls-cert``)."""
+    port, zmq_port = free_port(), free_port()
+    endpoint = f"tcp://127.0.0.1:{zmq_port}"
+    args = jobq_command("hub", "--store", "memory://", "--zmq", endpoint, *DOORS_OFF, "--name", name)
+    proc = Proc([*args, "--http", f"127.0.0.1:{port}", *FAST, *(extra or [])], tmp / f"{name}-{zmq_port}.log")
+    url = f"{'https' if verify else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
+            if httpx.get(url + "/health", timeout=2, verify=verify or True).status_code == 200:
                 break
         except httpx.TransportError:
             pass
         if not proc.alive() or time.monotonic() > deadline:
+            proc.close()
             raise RuntimeError(f"no HTTP door at {url}: {proc.output()}")
         time.sleep(0.05)
     return HttpHub(proc, endpoint, url)
@@ -64,12 +74,20 @@ class Peer:
             await cls.opened.pop().close()
 
     @classmethod
-    async def open(cls, url: str, **kwargs: Any) -> Peer:
+    async def open(
+        cls, url: str, *, token: str | None = None, auth: str | None = None, **kwargs: Any
+    ) -> Peer:
+        """Connected and admitted: ``token`` goes in the handshake's Authorization header,
+        ``auth`` in a first ``{"type": "auth"}`` message (as a browser does)."""
         kwargs.setdefault("close_timeout", 1)  # a peer with a backlog answers a close late
+        if token is not None:
+            kwargs["additional_headers"] = {"Authorization": f"Bearer {token}"}
         peer = cls(await websockets.connect(url, **kwargs))
         cls.opened.append(peer)
+        if auth is not None:
+            await peer.send({"type": "auth", "token": auth})
         hello = await peer.recv()
-        assert hello["type"] == "connection_established"
+        assert hello["type"] == "connection_established", hello
         return peer
 
     async def send(self, message: dict[str, Any] | str) -> None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from jobq import authfile
 from tests.helpers import Proc, start_worker
 from tests.http_helpers import HttpHub, start_http_hub
 
@@ -90,4 +91,69 @@ def test_dashboard_shows_jobs_live_and_cancels_one(
     page.screenshot(path=str(shot), full_page=False)
     assert shot.stat().st_size > 10_000
     print(f"dashboard screenshot: {shot}")
+    assert not errors, errors
+
+
+def test_dashboard_asks_for_a_token_once_and_keeps_it_for_the_tab(
+    tmp_path: Path, page: Page, procs: list[Proc]
+) -> None:
+    """With --auth the page asks for a token (a wrong one is refused with the hub's reason),
+    then runs on a monitor token: live data, no actions, and a reload does not ask again.
+    The hub's Content-Security-Policy holds: the browser reports no violation."""
+    auth = tmp_path / "auth.json"
+    monitor, _ = authfile.create_token(auth, "monitor", name="dash")
+    admin, _ = authfile.create_token(auth, "admin", name="ops")
+    worker, _ = authfile.create_token(auth, "worker", services=["echo"], name="dash-worker")
+    server = start_http_hub(tmp_path, ["--auth", str(auth)])
+    procs.append(server.proc)
+    procs.append(
+        start_worker(
+            tmp_path,
+            server.url,
+            service="echo",
+            handler="tests.handlers:upper",
+            name="dash-w",
+            env={"JOBQ_TOKEN": worker},
+        )
+    )
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The browser logs every 4xx answer (the 401 that makes the page ask, the refused cancel).
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.goto(server.url + "/")
+    expect(page.locator("#login")).to_be_visible(timeout=15_000)
+    expect(page.locator("#login-error")).to_be_hidden()
+    page.fill("#login-token", "jq_not-a-token")
+    page.click("#login-submit")
+    expect(page.locator("#login-error")).to_contain_text("unknown or revoked token", timeout=10_000)
+    page.fill("#login-token", monitor)
+    page.click("#login-submit")
+    expect(page.locator("#login")).to_be_hidden()
+    expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
+    expect(page.locator("#who")).to_have_text("dash (monitor)")
+    expect(page.locator(".worker")).to_have_count(1, timeout=15_000)  # the SDK worker, over WebSocket
+
+    with httpx.Client(base_url=server.url, timeout=20, headers={"Authorization": f"Bearer {admin}"}) as api:
+        waiting = api.post("/api/jobs", json={"type": "nobody-runs-this", "payload": {"secret": "s3"}})
+        waiting_id = waiting.json()["job_id"]
+        row = page.locator(f'#jobs tr[data-job-id="{waiting_id}"]')
+        expect(row.locator("td.status")).to_have_text("queued", timeout=20_000)
+        row.click()
+        expect(page.locator("#d-explain")).to_contain_text("no connected worker serves nobody-runs-this")
+        expect(page.locator("#d-payload")).not_to_contain_text("s3")  # a monitor sees no payload
+        page.locator("#btn-cancel").click()
+        expect(page.locator("#d-message")).to_contain_text("not allowed", timeout=10_000)
+        assert api.get(f"/api/jobs/{waiting_id}").json()["status"] == "queued"
+
+    page.reload()
+    expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
+    expect(page.locator("#login")).to_be_hidden()
+    assert monitor not in page.url
     assert not errors, errors

@@ -1,4 +1,7 @@
 // jobq dashboard: one page, live over /ws/monitor (event batches), details and actions over REST.
+// A hub started with --auth answers 401 until the page has a token: it asks for one (a small
+// form), keeps it in sessionStorage for this tab, sends it as "Authorization: Bearer" on REST
+// and as the first message of the WebSocket. No inline script or style (the hub's CSP).
 "use strict";
 
 const STATES = ["queued", "scheduled", "running", "completed", "failed", "cancelled"];
@@ -37,6 +40,53 @@ function age(seconds) {
 const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString() : "–");
 const seconds = (v) => (v == null ? "–" : v < 1 ? (v * 1000).toFixed(1) + " ms" : v.toFixed(2) + " s");
 
+// ------------------------------------------------------------------ the token
+
+const TOKEN_KEY = "jobq.token";
+let token = sessionStorage.getItem(TOKEN_KEY) || "";
+
+function authHeaders(extra = {}) {
+  return token ? { ...extra, Authorization: "Bearer " + token } : { ...extra };
+}
+
+function askToken(reason) {
+  token = "";
+  sessionStorage.removeItem(TOKEN_KEY);
+  if (socket) { socket.onclose = null; socket.close(); socket = null; }
+  setConn(false);
+  $("#login").hidden = false;
+  $("#login-error").hidden = !reason;
+  $("#login-error").textContent = reason || "";
+  $("#login-token").value = "";
+  $("#login-token").focus();
+}
+
+$("#login-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  token = $("#login-token").value.trim();
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("#login").hidden = true;
+  start();
+});
+
+// Ask the hub whether this tab may look (REST, with the token if there is one), then go live.
+async function start() {
+  let res;
+  try {
+    res = await fetch("/api/stats", { headers: authHeaders() });
+  } catch (err) {
+    setTimeout(start, 2000);
+    return;
+  }
+  if (res.status === 401 || res.status === 403) {
+    const body = await res.json().catch(() => ({}));
+    askToken(token || res.status === 403 ? body.message || res.statusText : "");
+    return;
+  }
+  connect();
+}
+
 // ------------------------------------------------------------------ live stream
 
 let socket = null;
@@ -44,14 +94,18 @@ let retry = 500;
 
 function connect() {
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/monitor?batch=1";
-  socket = new WebSocket(url);
-  socket.onopen = () => {
+  const ws = new WebSocket(url);
+  socket = ws;
+  ws.onopen = () => {
     retry = 500;
-    setConn(true);
-    socket.send(JSON.stringify({ type: "request_full_state", jobs_limit: 200 }));
+    if (token) ws.send(JSON.stringify({ type: "auth", token }));
+    ws.send(JSON.stringify({ type: "request_full_state", jobs_limit: 200 }));
   };
-  socket.onmessage = (msg) => handle(JSON.parse(msg.data));
-  socket.onclose = () => {
+  ws.onmessage = (msg) => handle(JSON.parse(msg.data));
+  ws.onclose = (e) => {
+    if (socket !== ws) return;
+    socket = null;
+    if (e.code === 4401 || e.code === 4403) return askToken(e.reason);
     setConn(false);
     setTimeout(connect, retry);
     retry = Math.min(retry * 2, 5000);
@@ -73,7 +127,11 @@ function handle(msg) {
     case "worker_status_changed": state.workers.set(msg.worker.worker_id, msg.worker); return schedule();
     case "worker_disconnected": state.workers.delete(msg.worker_id); return schedule();
     case "resync_required": return toast("The dashboard fell behind and resynced.");
-    case "connection_established": state.hub = msg.hub; return;
+    case "connection_established":
+      state.hub = msg.hub;
+      setConn(true);
+      $("#who").textContent = token ? `${msg.principal} (${msg.role})` : "";
+      return;
     default:
       if (msg.job_id != null) { jobEvent(msg); schedule(); }
   }
@@ -136,6 +194,15 @@ function systemStats(s, push = true) {
 
 // ------------------------------------------------------------------ rendering
 
+// Widths and colours from data-* attributes, set through the CSSOM (the CSP forbids style="").
+function paint(root) {
+  for (const el of root.querySelectorAll("[data-w], [data-bg], [data-c]")) {
+    if (el.dataset.w != null) el.style.width = el.dataset.w + "%";
+    if (el.dataset.bg) el.style.background = el.dataset.bg;
+    if (el.dataset.c) el.style.setProperty("--c", el.dataset.c);
+  }
+}
+
 let pending = false;
 function schedule() {
   if (pending) return;
@@ -170,7 +237,7 @@ function renderQueues() {
   const services = Object.entries(s.jobs.by_service).sort(([a], [b]) => a.localeCompare(b));
   $("#services").innerHTML = services.map(([name, counts]) => `
     <div class="service"><b>${esc(name)}</b><div class="counts">${["queued", "running", "completed", "failed"]
-      .map((st) => `<span><i class="dot" style="background:${COLORS[st]}"></i>${fmt(counts[st] || 0)}</span>`)
+      .map((st) => `<span><i class="dot" data-bg="${COLORS[st]}"></i>${fmt(counts[st] || 0)}</span>`)
       .join("")}</div></div>`).join("");
   const select = $("#f-service");
   const known = new Set([...select.options].map((o) => o.value));
@@ -178,8 +245,10 @@ function renderQueues() {
   const rows = s.queues || [];
   const max = Math.max(1, ...rows.map((r) => r.queued));
   $("#queues tbody").innerHTML = rows.map((r) => `<tr><td>${esc(r.service)}</td><td>${r.priority}</td>
-    <td class="num">${fmt(r.queued)}</td><td><div class="bar"><i style="width:${(100 * r.queued) / max}%"></i></div></td></tr>`)
+    <td class="num">${fmt(r.queued)}</td><td><div class="bar"><i data-w="${(100 * r.queued) / max}"></i></div></td></tr>`)
     .join("");
+  paint($("#services"));
+  paint($("#queues tbody"));
   $("#queues-empty").hidden = rows.length > 0;
   $("#queues-note").textContent = s.queues_sampled ? "by service and priority (newest 5000 queued)" : "by service and priority";
 }
@@ -205,11 +274,12 @@ function renderWorkers() {
       <div><div class="name"><i class="dot health-${esc(w.health)}" title="${esc(w.health)}"></i>${esc(w.name || w.worker_id)}</div>
         <div class="meta">${esc(w.worker_id)} · ${esc(w.door)} · seen ${age(w.last_seen)} ago${load ? " · " + load : ""}</div></div>
       <div><div class="meta">${w.running}/${w.slots} slots busy</div>
-        <div class="bar"><i style="width:${w.slots ? (100 * w.running) / w.slots : 0}%;background:${COLORS.running}"></i></div></div>
+        <div class="bar"><i data-w="${w.slots ? (100 * w.running) / w.slots : 0}" data-bg="${COLORS.running}"></i></div></div>
       <div class="chips">${w.services.map((s) => `<span class="chip svc">${esc(s)}</span>`).join("")}
         ${caps.map(([k, v]) => `<span class="chip">${esc(k)}=${esc(v)}</span>`).join("")}</div>
     </div>`;
   }).join("");
+  paint($("#workers"));
 }
 
 function filters() {
@@ -234,9 +304,10 @@ function renderJobs() {
       <td class="status"><span class="badge ${esc(j.status)}">${esc(j.status)}</span></td>
       <td class="num">${j.priority ?? 0}</td><td>${esc(j.customer_id || "")}</td><td>${esc(j.worker_id || "")}</td>
       <td class="num">${j.attempts || 0}${j.max_attempts ? "/" + j.max_attempts : ""}</td>
-      <td><div class="bar progress"><i style="width:${pct}%;background:${COLORS[j.status] || COLORS.queued}"></i></div></td>
+      <td><div class="bar progress"><i data-w="${pct}" data-bg="${COLORS[j.status] || COLORS.queued}"></i></div></td>
       <td class="num">${age(j.created_at)}</td></tr>`;
   }).join("");
+  paint($("#jobs tbody"));
 }
 
 // ------------------------------------------------------------------ charts (plain canvas)
@@ -300,9 +371,13 @@ function drawCharts() {
 
 // ------------------------------------------------------------------ REST: lists, details, actions
 
-async function api(path, options) {
-  const res = await fetch(path, options);
+async function api(path, options = {}) {
+  const method = (options.method || "GET").toUpperCase();
+  // State-changing requests say they are JSON: the hub refuses any other type (CSRF).
+  const headers = authHeaders(method === "GET" ? {} : { "Content-Type": "application/json" });
+  const res = await fetch(path, { ...options, headers });
   const body = await res.json().catch(() => ({}));
+  if (res.status === 401) askToken(body.message || res.statusText);
   if (!res.ok && res.status !== 202) throw new Error(body.message || res.statusText);
   return body;
 }
@@ -351,7 +426,7 @@ async function refreshDetail(full = false) {
 }
 
 function show(value, encoding) {
-  if (value == null) return "—";
+  if (value == null || (Array.isArray(value) && value.length === 0)) return "—"; // none, or not shown to a monitor
   if (encoding === "json") return JSON.stringify(value, null, 2);
   if (encoding === "base64") return "(base64) " + (Array.isArray(value) ? value.join("\n") : value);
   return String(value);
@@ -383,10 +458,11 @@ function renderDetail(job, explain) {
     + (explain.eligible && explain.eligible.length
       ? `<div class="muted">can run it: ${explain.eligible.map(esc).join(", ")}</div>` : "")
     + (inel.length ? `<ul>${inel.map(([w, why]) => `<li><b>${esc(w)}</b>: ${esc(why)}</li>`).join("")}</ul>` : "");
-  $("#d-events").innerHTML = state.detailEvents.map((e) => `<li style="--c:${COLORS[e.status] || "#4f46e5"}">
+  $("#d-events").innerHTML = state.detailEvents.map((e) => `<li data-c="${COLORS[e.status] || "#4f46e5"}">
     <b>${esc(e.event)}</b>${e.attempt ? ` · attempt ${e.attempt}` : ""}${e.worker_id ? ` · ${esc(e.worker_id)}` : ""}
     ${e.progress != null && e.event === "progress" ? ` · ${esc(e.progress)}` : ""}${e.error && e.error !== e.event ? ` · ${esc(e.error)}` : ""}
     <span class="when">${clock(e.at)}</span></li>`).join("") || "<li>—</li>";
+  paint($("#d-events"));
   $("#d-result").textContent = job.status === "completed" ? show(job.result, job.result_encoding) : (job.error || "—");
   $("#d-payload").textContent = show(job.payload, job.payload_encoding);
 }
@@ -439,4 +515,4 @@ $("#f-clear").addEventListener("click", () => {
 document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("#btn-close").click(); });
 window.addEventListener("resize", drawCharts);
 setInterval(() => { renderJobs(); renderWorkers(); }, 5000); // ages move on
-connect();
+start();

@@ -8,6 +8,14 @@ worker messages and back (``Hello`` ↔ ``register_worker`` / ``worker_registere
 The connection reconnects by itself (like a ZeroMQ socket) and keeps what the runtime sends
 meanwhile, up to :data:`BUFFER` messages; the hub then asks for a new ``register_worker``,
 which the runtime answers as it answers JQP's ``Reconnect``.
+
+Identity and encryption: the worker's token goes in the handshake's ``Authorization: Bearer``
+header: the ``token`` given (the worker SDK passes its own, which defaults to the
+``JOBQ_TOKEN`` environment variable), else the one a ``Hello`` carries as ``credential``.
+``wss://`` and ``https://`` endpoints speak TLS, checked against the system's CAs
+(``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` are honoured), or against the CA certificate in
+``ca_file`` / ``JOBQ_CA_FILE`` (a hub with a self-signed certificate). A hub that refuses the
+token is tried again every :data:`REFUSED_DELAY` seconds, with a warning each time.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import base64
 import contextlib
 import json
 import logging
+import os
+import ssl
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +42,8 @@ log = logging.getLogger("jobq.worker.ws")
 BUFFER = 10_000
 #: Largest message accepted from the hub (bytes).
 MAX_MESSAGE = 64 * 1024 * 1024
+#: Seconds before trying again a hub that refused the worker's token (401/403).
+REFUSED_DELAY = 10.0
 
 
 def worker_url(endpoint: str) -> str:
@@ -134,13 +146,33 @@ def inbound(message: dict[str, Any]) -> jqp.Outbound | None:
     return None
 
 
+def tls_context(url: str, ca_file: str | None = None) -> ssl.SSLContext | None:
+    """The TLS context for a ``wss://`` URL: the system's CAs (``SSL_CERT_FILE``), or only the
+    one in ``ca_file`` / ``JOBQ_CA_FILE``; None for ``ws://``."""
+    if not url.startswith("wss://"):
+        return None
+    ca_file = ca_file or os.environ.get("JOBQ_CA_FILE") or None
+    return ssl.create_default_context(cafile=ca_file)
+
+
 class WsConnection:
     """A Transport to one ``/ws/worker`` endpoint."""
 
-    def __init__(self, endpoint: str, *, on_push: PushHandler) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        on_push: PushHandler,
+        token: str | None = None,
+        ca_file: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.url = worker_url(endpoint)
         self.on_push = on_push
+        self.token = token
+        self.ssl = tls_context(self.url, ca_file)
+        #: The runtime's token, as its hello carries it.
+        self._credential: str | None = None
         self.malformed = 0
         self._out: deque[str] = deque(maxlen=BUFFER)
         self._wake = asyncio.Event()
@@ -160,19 +192,31 @@ class WsConnection:
         return self.endpoint
 
     def send(self, message: jqp.Inbound) -> None:
+        if isinstance(message, jqp.Hello) and message.credential:
+            self._credential = message.credential
         body = outbound(message)
         if body is not None:
             self._out.append(json.dumps(body))
             self._wake.set()
 
+    def _headers(self) -> dict[str, str]:
+        token = self.token or self._credential
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     async def _run(self) -> None:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import WebSocketException
+        from websockets.exceptions import InvalidStatus, WebSocketException
 
         delay = 0.1
         while True:
             try:
-                async with connect(self.url, max_size=MAX_MESSAGE, open_timeout=5) as ws:
+                async with connect(
+                    self.url,
+                    max_size=MAX_MESSAGE,
+                    open_timeout=5,
+                    additional_headers=self._headers(),
+                    ssl=self.ssl,
+                ) as ws:
                     delay = 0.1
                     writer = asyncio.ensure_future(self._write(ws))
                     try:
@@ -182,10 +226,22 @@ class WsConnection:
                         writer.cancel()
                         with contextlib.suppress(asyncio.CancelledError, WebSocketException, OSError):
                             await writer
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403):
+                    log.warning(
+                        "%s refused this worker (HTTP %d): %s; set its token (--token, JOBQ_TOKEN)",
+                        self.url,
+                        status,
+                        _reason(exc.response.body),
+                    )
+                    delay = REFUSED_DELAY
+                else:
+                    log.debug("websocket to %s: %s", self.url, exc)
             except (OSError, WebSocketException, TimeoutError) as exc:
                 log.debug("websocket to %s: %s", self.url, exc)
             await asyncio.sleep(delay)
-            delay = min(2.0, delay * 2)
+            delay = min(2.0, delay * 2) if delay < REFUSED_DELAY else 0.1
 
     async def _write(self, ws: Any) -> None:
         while True:
@@ -206,3 +262,12 @@ class WsConnection:
             return
         if translated is not None:
             self.on_push(translated)
+
+
+def _reason(body: bytes | bytearray | None) -> str:
+    """The hub's sentence from a refusal's JSON body (never a token: the hub puts none there)."""
+    try:
+        message = json.loads(body or b"{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or "no reason given")[:200]

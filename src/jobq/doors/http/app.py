@@ -7,7 +7,10 @@ into JSON. This module assembles the app; the handlers find what they share thro
 :mod:`~jobq.doors.http.state`, so imports run one way (app → handlers → state).
 
 Routes are documented in ``docs/http.md``; ``/openapi.json`` is generated from the same msgspec
-models the handlers decode and encode (:mod:`~jobq.doors.http.models`).
+models the handlers decode and encode (:mod:`~jobq.doors.http.models`). Uvicorn runs the
+:class:`~jobq.doors.http.gate.Gate` in front of the app: who speaks (the token), and the
+browser checks (``Host``, ``Origin``, ``Content-Type``). With ``HubConfig.tls_cert`` and
+``tls_key`` the door speaks HTTPS and WSS only.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from jobq.config import HubConfig
 from jobq.doors.http import metrics as http_metrics
 from jobq.doors.http import models as m
 from jobq.doors.http import rest, ws_client, ws_monitor, ws_worker
+from jobq.doors.http.gate import Gate
 from jobq.doors.http.state import DoorState, door_of
-from jobq.errors import JobqError
+from jobq.errors import InvalidRequest, JobqError
 from jobq.hub.hub import Hub
 
 log = logging.getLogger("jobq.doors.http.app")
@@ -89,7 +93,8 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
         body = m.ErrorBody(error="internal", message=f"internal error: {type(exc).__name__}")
     if status < 500:
         door.rejected += 1
-    return Response(body, status_code=status)
+    headers = {"WWW-Authenticate": 'Bearer realm="jobq"'} if status == 401 else None
+    return Response(body, status_code=status, headers=headers)
 
 
 def _page(name: str) -> bytes:
@@ -108,7 +113,8 @@ async def api_docs(request: Request[Any, Any, Any]) -> bytes:
 
 @get("/openapi.json", include_in_schema=False, media_type="application/vnd.oai.openapi+json")
 async def openapi_document(request: Request[Any, Any, Any]) -> bytes:
-    return door_of(request).cached("openapi.json", lambda: openapi(request.app))
+    door = door_of(request)
+    return door.cached("openapi.json", lambda: openapi(request.app, secured=door.hub.guard.enabled))
 
 
 #: The WebSocket messages, for the OpenAPI document's components.
@@ -120,9 +126,10 @@ MESSAGE_MODELS: list[Any] = [
 ]
 
 
-def openapi(app: Litestar) -> bytes:
+def openapi(app: Litestar, *, secured: bool = False) -> bytes:
     """Litestar's document for the routes, with the request bodies that the handlers
-    decode themselves (strictly, with msgspec) and the WebSocket messages added."""
+    decode themselves (strictly, with msgspec) and the WebSocket messages added; ``secured``
+    (the hub runs with ``--auth``): every operation but ``/health`` needs a bearer token."""
     document: dict[str, Any] = app.openapi_schema.to_schema()
     document["openapi"] = "3.1.0"
     extra = [m.JobRequest, m.BatchRequest, *MESSAGE_MODELS]
@@ -136,6 +143,12 @@ def openapi(app: Litestar) -> bytes:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
         }
+    if secured:
+        document["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "A token from `jobq token create`."}
+        }
+        document["security"] = [{"bearer": []}]
+        document["paths"]["/health"]["get"]["security"] = []
     return msgspec.json.encode(document)
 
 
@@ -160,6 +173,7 @@ class HttpDoor:
         import uvicorn
 
         host, port = parse_address(self.address)
+        tls = tls_files(self.config)
         try:
             sock = _bind(host, port)
         except OSError as exc:
@@ -171,9 +185,10 @@ class HttpDoor:
             raise OSError(exc.errno, f"cannot listen on {self.address} for HTTP: {exc.strerror}") from None
         self.port = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
-        self.endpoints = [f"http://{shown}:{self.port}"]
+        self.endpoints = [f"{'https' if tls else 'http'}://{shown}:{self.port}"]
+        gate = Gate(self.app, self.state, host=host, port=self.port, tls=tls is not None)
         config = uvicorn.Config(
-            self.app,
+            gate,
             lifespan="off",
             log_config=None,
             log_level="warning",
@@ -185,8 +200,16 @@ class HttpDoor:
             timeout_graceful_shutdown=2,
             server_header=False,
             backlog=2048,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         )
-        config.load()
+        try:
+            config.load()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            sock.close()
+            if tls is None:
+                raise
+            raise InvalidRequest(f"cannot serve HTTPS with {tls[0]} and {tls[1]}: {exc}") from None
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[sock])
@@ -245,6 +268,18 @@ class HttpDoor:
         return app
 
 
+def tls_files(config: HubConfig) -> tuple[str, str] | None:
+    """(certificate, key) when the door is to speak TLS; both or neither must be given."""
+    if not config.tls_cert and not config.tls_key:
+        return None
+    if not config.tls_cert or not config.tls_key:
+        raise InvalidRequest("--tls-cert and --tls-key go together: give both PEM files, or neither")
+    for path in (config.tls_cert, config.tls_key):
+        if not Path(path).is_file():
+            raise InvalidRequest(f"TLS file {path} does not exist")
+    return config.tls_cert, config.tls_key
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -268,4 +303,4 @@ def _version() -> str:
         return "0"
 
 
-__all__ = ["DEFAULT_HTTP", "HttpDoor", "parse_address"]
+__all__ = ["DEFAULT_HTTP", "HttpDoor", "parse_address", "tls_files"]

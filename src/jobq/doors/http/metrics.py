@@ -15,8 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from jobq.core.auth import LOCAL_CALLER, Caller
 from jobq.core.views import ClusterStats
-from jobq.doors.http.state import DoorState, door_of
+from jobq.doors.http.state import DoorState, caller_of, door_of
 from jobq.hub.metrics import Histogram
 
 _COUNTERS = {
@@ -110,13 +111,13 @@ def _histograms(name: str, doc: str, label: str, table: dict[str, Histogram]) ->
     return family
 
 
-async def render(door: DoorState) -> bytes:
-    """The door's figures in the Prometheus text format."""
+async def render(door: DoorState, caller: Caller = LOCAL_CALLER) -> bytes:
+    """The door's figures in the Prometheus text format, as ``caller`` may see them."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HubCollector(door, await door.hub.stats()))
+    registry.register(HubCollector(door, await door.hub.stats(caller=caller)))
     return generate_latest(registry)
 
 
 @get("/metrics", summary="Prometheus metrics", tags=["cluster"], media_type=CONTENT_TYPE_LATEST)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return Response(await render(door_of(request)), media_type=CONTENT_TYPE_LATEST)
+    return Response(await render(door_of(request), caller_of(request)), media_type=CONTENT_TYPE_LATEST)

@@ -15,11 +15,12 @@ from litestar import Request, Response, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from jobq.core.auth import Caller
 from jobq.core.model import Job, JobFilter
 from jobq.core.states import COMPLETED, TERMINAL, JobState
 from jobq.doors.http import models as m
 from jobq.doors.http import views as v
-from jobq.doors.http.state import DoorState, door_of
+from jobq.doors.http.state import DoorState, caller_of, door_of
 from jobq.errors import JobFailed, JobqError, Timeout, Unavailable
 from jobq.hub.hub import SubmitOutcome
 
@@ -29,14 +30,17 @@ JobIdParam = Annotated[int, Parameter(ge=1, le=m.MAX_ID, description="The job's 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
     descriptions = {
         400: "Malformed body, wrong type or value, or a missing or unknown field.",
+        401: "No token, or an unknown or revoked one (`Authorization: Bearer TOKEN`).",
+        403: "The token does not allow it (its role, or the job is not one of its customers').",
         404: "No such job.",
         409: "The job's state does not allow it.",
         413: "The body or payload is larger than the limit.",
+        415: "A state-changing request whose Content-Type is not application/json.",
         503: "The hub is shutting down.",
     }
     return {
         code: ResponseSpec(data_container=m.ErrorBody, description=descriptions.get(code, "Error."))
-        for code in codes
+        for code in (*codes, 401, 403)
     }
 
 
@@ -68,12 +72,12 @@ def _created(door: DoorState, placed: Sequence[tuple[SubmitOutcome, int | None]]
     status_code=201,
     tags=["jobs"],
     responses={200: ResponseSpec(data_container=m.JobCreated, description="An existing job (same key).")}
-    | _errors(400, 413, 503),
+    | _errors(400, 413, 415, 503),
 )
 async def submit_job(request: Request[Any, Any, Any]) -> Response[m.JobCreated]:
     door = door_of(request)
     spec = m.spec_of(m.decode_job_request(await request.body()), door.hub.config.max_payload)
-    [created] = _created(door, await door.hub.submit_placed([spec]))
+    [created] = _created(door, await door.hub.submit_placed([spec], caller=caller_of(request)))
     return Response(created, status_code=201 if created.created else 200)
 
 
@@ -83,7 +87,7 @@ async def submit_job(request: Request[Any, Any, Any]) -> Response[m.JobCreated]:
     description=f"Up to {m.MAX_BATCH} jobs in one call, each as in `POST /api/jobs`; all or none.",
     status_code=201,
     tags=["jobs"],
-    responses=_errors(400, 413, 503),
+    responses=_errors(400, 413, 415, 503),
 )
 async def submit_batch(request: Request[Any, Any, Any]) -> m.BatchCreated:
     door = door_of(request)
@@ -97,7 +101,7 @@ async def submit_batch(request: Request[Any, Any, Any]) -> m.BatchCreated:
             raise m.FieldError(exc.message, [f"jobs[{i}].{f}" for f in exc.fields], hint=exc.hint) from None
     for spec in specs:  # all or none: a spec the hub would refuse refuses the batch
         door.hub.check(spec)
-    return m.BatchCreated(jobs=_created(door, await door.hub.submit_placed(specs)))
+    return m.BatchCreated(jobs=_created(door, await door.hub.submit_placed(specs, caller=caller_of(request))))
 
 
 @get(
@@ -135,7 +139,7 @@ async def list_jobs(
     query = JobFilter(
         states=states, service=service, customer_id=customer_id, worker=worker, limit=limit, offset=offset
     )
-    jobs = await door_of(request).hub.list_jobs(query, blocked=blocked)
+    jobs = await door_of(request).hub.list_jobs(query, blocked=blocked, caller=caller_of(request))
     return m.JobList(jobs=[v.job_view(job) for job in jobs], limit=limit, offset=offset)
 
 
@@ -146,7 +150,7 @@ async def list_jobs(
     responses=_errors(400, 404),
 )
 async def get_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
-    return v.job_view(await door_of(request).hub.get(job_id), full=True)
+    return v.job_view(await door_of(request).hub.get(job_id, caller=caller_of(request)), full=True)
 
 
 @delete(
@@ -155,10 +159,10 @@ async def get_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobV
     description="A queued job never runs; a running one is told to stop. 409 if it already ended.",
     status_code=200,
     tags=["jobs"],
-    responses=_errors(400, 404, 409),
+    responses=_errors(400, 404, 409, 415),
 )
 async def cancel_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
-    return v.job_view(await door_of(request).hub.cancel(job_id))
+    return v.job_view(await door_of(request).hub.cancel(job_id, caller=caller_of(request)))
 
 
 @post(
@@ -166,10 +170,10 @@ async def cancel_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.J
     summary="Queue a failed or cancelled job again",
     status_code=200,
     tags=["jobs"],
-    responses=_errors(400, 404, 409, 503),
+    responses=_errors(400, 404, 409, 415, 503),
 )
 async def retry_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.JobView:
-    return v.job_view(await door_of(request).hub.retry(job_id))
+    return v.job_view(await door_of(request).hub.retry(job_id, caller=caller_of(request)))
 
 
 @get(
@@ -189,9 +193,10 @@ async def get_result(
 ) -> Response[Any]:
     door = door_of(request)
     hub = door.hub
-    job: Job = await hub.get(job_id)
+    caller = caller_of(request)
+    job: Job = await hub.get(job_id, caller=caller)
     if wait > 0 and job.state not in TERMINAL:
-        job = await _wait(door, job_id, wait) or await hub.get(job_id)
+        job = await _wait(door, job_id, wait, caller) or await hub.get(job_id, caller=caller)
     if job.state not in TERMINAL:
         return Response(m.ResultView(job_id=job.id, status=job.state.value), status_code=202)
     if job.state is not COMPLETED:
@@ -204,9 +209,9 @@ async def get_result(
     return Response(m.ResultView(job_id=job.id, status="completed", result=result, result_encoding=encoding))
 
 
-async def _wait(door: DoorState, job_id: int, seconds: float) -> Job | None:
+async def _wait(door: DoorState, job_id: int, seconds: float, caller: Caller) -> Job | None:
     """The job once it ends within ``seconds``, else None; 503 if the door closes meanwhile."""
-    ended = asyncio.ensure_future(door.hub.wait(job_id, seconds))
+    ended = asyncio.ensure_future(door.hub.wait(job_id, seconds, caller=caller))
     closing = asyncio.ensure_future(door.closing.wait())
     try:
         await asyncio.wait({ended, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -231,7 +236,7 @@ async def _wait(door: DoorState, job_id: int, seconds: float) -> Job | None:
 )
 async def get_events(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.EventHistory:
     door = door_of(request)
-    job = await door.hub.get(job_id)
+    job = await door.hub.get(job_id, caller=caller_of(request))
     events = door.streams.log.events(job_id)
     if events:
         return m.EventHistory(job_id=job_id, events=[v.event_view(e) for e in events], recorded=True)
@@ -246,22 +251,33 @@ async def get_events(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.E
     responses=_errors(400, 404),
 )
 async def explain_job(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.ExplainInfo:
-    return await door_of(request).hub.explain(job_id)
+    return await door_of(request).hub.explain(job_id, caller=caller_of(request))
 
 
-@get("/api/workers", summary="Connected workers", tags=["cluster"])
+@get("/api/workers", summary="Connected workers", tags=["cluster"], responses=_errors())
 async def list_workers(request: Request[Any, Any, Any]) -> list[m.WorkerView]:
-    return [v.worker_view(status) for status in await door_of(request).hub.worker_statuses()]
+    hub = door_of(request).hub
+    return [v.worker_view(status) for status in await hub.worker_statuses(caller=caller_of(request))]
 
 
-@get("/api/services", summary="Services: workers, slots, queued and running jobs", tags=["cluster"])
+@get(
+    "/api/services",
+    summary="Services: workers, slots, queued and running jobs",
+    tags=["cluster"],
+    responses=_errors(),
+)
 async def list_services(request: Request[Any, Any, Any]) -> list[m.ServiceInfo]:
-    return await door_of(request).hub.services()
+    return await door_of(request).hub.services(caller=caller_of(request))
 
 
-@get("/api/stats", summary="Jobs by state and service, hub counters, slots", tags=["cluster"])
+@get(
+    "/api/stats",
+    summary="Jobs by state and service, hub counters, slots",
+    tags=["cluster"],
+    responses=_errors(),
+)
 async def get_stats(request: Request[Any, Any, Any]) -> m.StatsView:
-    return v.stats_view(await door_of(request).hub.stats())
+    return v.stats_view(await door_of(request).hub.stats(caller=caller_of(request)))
 
 
 @get(

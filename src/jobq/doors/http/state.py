@@ -7,12 +7,15 @@ import this module, never :mod:`~jobq.doors.http.app`, which imports them: impor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol, cast
 
+from litestar import WebSocket
 from litestar.connection import ASGIConnection
 
 from jobq.config import HubConfig
+from jobq.core.auth import Caller
 from jobq.doors.http.streams import Streams
 from jobq.hub import sessions
 from jobq.hub.hub import Hub
@@ -41,6 +44,15 @@ class DoorState:
             lambda peer: peer.register_required()
         )
         self._cached: dict[str, bytes] = {}
+        #: Open WebSockets and who speaks on each: closed when that token is revoked.
+        self.sockets: dict[WebSocket[Any, Any, Any], Caller] = {}
+        hub.on_revoke(self._revoked)
+
+    def _revoked(self, names: set[str]) -> None:
+        for socket, caller in list(self.sockets.items()):
+            if caller.name in names:
+                del self.sockets[socket]
+                self.hub.spawn(_close(socket, 4401, "not authorized: token revoked"))
 
     def cached(self, name: str, make: Callable[[], bytes]) -> bytes:
         """``make()``, computed once (pages, the OpenAPI document)."""
@@ -50,9 +62,23 @@ class DoorState:
         return found
 
 
+#: Where the gate (``gate.py``) leaves the caller in the ASGI scope.
+CALLER = "jobq.caller"
+
+
+def caller_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+    """Who sent this request (the gate authenticated it before any handler runs)."""
+    return cast(Caller, cast(dict[str, Any], connection.scope)[CALLER])
+
+
+async def _close(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await socket.close(code, reason)
+
+
 def door_of(connection: ASGIConnection[Any, Any, Any, Any]) -> DoorState:
     """The door state of the app serving this request or WebSocket."""
     return cast(DoorState, connection.app.state.door)
 
 
-__all__ = ["DoorState", "WorkerPeer", "door_of"]
+__all__ = ["CALLER", "DoorState", "WorkerPeer", "caller_of", "door_of"]

@@ -6,6 +6,10 @@ and never waits for it. Every WebSocket here has an :class:`Outbox` with a bound
 that cannot keep up has its backlog dropped and gets ``resync_required`` then a fresh
 ``full_state_snapshot``; a client gets ``resync_required`` with the jobs whose events it
 missed. A slow reader costs the hub nothing but the bound.
+
+Monitors are grouped by principal (:class:`MonitorGroup`): each group is one subscriber of the
+hub's, which hears only what that principal may see (a monitor token: no results), and each
+event is encoded once per group. Without ``--auth`` every monitor is in the one group.
 """
 
 from __future__ import annotations
@@ -13,29 +17,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
-from jobq.core.model import Job, JobEvent, JobFilter
-from jobq.core.states import QUEUED, TERMINAL
-from jobq.core.views import WorkerStatus
+from jobq.core.auth import Caller, Principal
+from jobq.core.model import Job, JobEvent
+from jobq.core.states import TERMINAL
+from jobq.doors.http.figures import Figures, now_ms, worker_changes
 from jobq.doors.http.frames import frames_to_wire
-from jobq.doors.http.views import job_view, worker_view
 from jobq.hub.hub import Hub
-from jobq.hub.metrics import Histogram
 
 log = logging.getLogger("jobq.doors.http.app")
 
 #: Seconds between ``system_stats`` messages (and worker change checks) while monitors listen.
 STATS_INTERVAL = 1.0
-#: The queued-jobs breakdown by service and priority is refreshed every this many stats ticks,
-#: from at most QUEUE_SAMPLE queued jobs (``queues_sampled`` says when the sample was full).
-QUEUE_EVERY = 5
-QUEUE_SAMPLE = 5000
 #: Jobs whose recent events the door remembers, and events kept per job.
 LOG_JOBS = 10_000
 LOG_EVENTS = 50
@@ -103,10 +101,6 @@ def event_message(event: JobEvent) -> EventMessage:
 
 def encode(message: Any) -> str:
     return _encode(message).decode()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Outbox:
@@ -259,18 +253,23 @@ class Monitor:
         self.outbox = Outbox(limit)
         self.batch = batch
         self.resyncs = 0
+        self.group: MonitorGroup | None = None
 
 
-class _Fanout:
-    """The one bus subscriber for every monitor: each event is encoded once per turn."""
+class MonitorGroup:
+    """The monitors of one principal: the hub's subscriber for them (scoped by the hub to what
+    that principal may see), each event encoded once, and the figures as it may see them."""
 
-    def __init__(self, streams: Streams) -> None:
+    def __init__(self, streams: Streams, caller: Caller) -> None:
         self.streams = streams
+        self.caller = caller
+        self.monitors: set[Monitor] = set()
+        self.figures = Figures(streams.hub, caller)
 
     def push(self, events: list[JobEvent]) -> None:
         texts = [encode(event_message(e)) for e in events]
         batch: list[str] = []
-        for monitor in list(self.streams.monitors):
+        for monitor in list(self.monitors):
             if monitor.batch:
                 if not batch:
                     batch = ['{"type":"event_batch","events":[' + ",".join(texts) + "]}"]
@@ -286,33 +285,42 @@ class Streams:
         self.hub = hub
         self.log = EventLog(hub)
         self.monitors: set[Monitor] = set()
+        self.groups: dict[Principal, MonitorGroup] = {}
         self.connections: dict[str, int] = {"client": 0, "worker": 0, "monitor": 0}
         self.resyncs = 0
         self.dropped = 0
-        self._fanout = _Fanout(self)
         self._ticker: asyncio.Task[None] | None = None
         self._workers: dict[str, tuple[Any, ...]] = {}
-        self._last_at = 0.0
-        self._last_counters: dict[str, int] = {}
-        self._last_hist: dict[str, dict[str, list[int]]] = {}
-        self._queues: list[dict[str, Any]] = []
-        self._queues_sampled = False
-        self._ticks = 0
 
     # ------------------------------------------------------------------ monitors
 
-    def add_monitor(self, monitor: Monitor) -> None:
+    def add_monitor(self, monitor: Monitor, caller: Caller) -> None:
+        """Start sending this monitor events and figures; Forbidden (from the hub) when the
+        caller may not watch events."""
+        group = self.groups.get(caller.principal)
+        if group is None:
+            group = MonitorGroup(self, caller)
+            self.hub.watch_all(group, caller=caller)
+            self.groups[caller.principal] = group
         if not self.monitors:
-            self.hub.watch_all(self._fanout)
             self.log.record_all(True)
             self._ticker = asyncio.create_task(self._tick_forever(), name="jobq-http-stats")
+        group.monitors.add(monitor)
+        monitor.group = group
         self.monitors.add(monitor)
 
     def remove_monitor(self, monitor: Monitor) -> None:
-        self.monitors.discard(monitor)
         monitor.outbox.close()
+        if monitor not in self.monitors:
+            return
+        self.monitors.discard(monitor)
+        group = monitor.group
+        if group is not None:
+            group.monitors.discard(monitor)
+            if not group.monitors:
+                self.hub.unwatch(group)
+                self.groups.pop(group.caller.principal, None)
         if not self.monitors:
-            self.hub.unwatch(self._fanout)
             self.log.record_all(False)
             if self._ticker is not None:
                 self._ticker.cancel()
@@ -327,10 +335,15 @@ class Streams:
         if monitor.outbox.dropped:
             self.dropped += len(texts)
 
-    def broadcast(self, message: Any) -> None:
+    def broadcast(self, message: Any, monitors: Iterable[Monitor] | None = None) -> None:
         text = encode(message)
-        for monitor in list(self.monitors):
+        for monitor in list(self.monitors if monitors is None else monitors):
             self.offer(monitor, [text])
+
+    async def snapshot(self, monitor: Monitor, jobs_limit: int = 200) -> dict[str, Any]:
+        """The full state as this monitor's caller may see it."""
+        assert monitor.group is not None
+        return await monitor.group.figures.snapshot(jobs_limit, len(self.monitors))
 
     async def close(self) -> None:
         for monitor in list(self.monitors):
@@ -345,134 +358,28 @@ class Streams:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
             try:
+                # Every caller admitted to the monitor stream may view the workers.
                 statuses = await self.hub.worker_statuses()
-                for message in self._worker_changes(statuses):
+                changes, self._workers = worker_changes(self._workers, statuses)
+                for message in changes:
                     self.broadcast(message)
-                self.broadcast(await self.system_stats(statuses))
+                for group in list(self.groups.values()):
+                    stats = await group.figures.system_stats(statuses, len(self.monitors))
+                    self.broadcast(stats, group.monitors)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("monitor figures failed")
 
-    # ------------------------------------------------------------------ figures
 
-    def _worker_changes(self, statuses: Sequence[WorkerStatus]) -> list[dict[str, Any]]:
-        views = {status.info.id: worker_view(status) for status in statuses}
-        out: list[dict[str, Any]] = []
-        stamp = now_ms()
-        for worker_id in self._workers.keys() - views.keys():
-            out.append({"type": "worker_disconnected", "worker_id": worker_id, "timestamp": stamp})
-        current: dict[str, tuple[Any, ...]] = {}
-        for worker_id, view in views.items():
-            key = (view.slots, view.running, view.health, tuple(view.services))
-            current[worker_id] = key
-            before = self._workers.get(worker_id)
-            if before is None:
-                out.append({"type": "worker_connected", "worker": view, "timestamp": stamp})
-            elif before != key:
-                out.append({"type": "worker_status_changed", "worker": view, "timestamp": stamp})
-        self._workers = current
-        return out
-
-    async def system_stats(self, statuses: Sequence[WorkerStatus]) -> dict[str, Any]:
-        """The figures a monitor sees every second: the hub's stats, with rates and latency
-        quantiles since the last tick, the queues by priority and each worker's last contact."""
-        hub = self.hub
-        now = hub.clock()
-        stats = await hub.stats()
-        counters = stats.counters
-        elapsed = now - self._last_at if self._last_at else 0.0
-        rates = {
-            name: round((counters.get(name, 0) - self._last_counters.get(name, 0)) / elapsed, 3)
-            if elapsed > 0
-            else 0.0
-            for name in ("submitted", "completed", "failed", "retried", "cancelled")
-        }
-        self._last_at, self._last_counters = now, counters
-        if self._ticks % QUEUE_EVERY == 0:
-            await self._refresh_queues()
-        self._ticks += 1
-        seen = {status.info.id: status.last_seen for status in statuses if status.local}
-        return {
-            "type": "system_stats",
-            "timestamp": int(now * 1000),
-            "at": now,
-            "hub": stats.hub,
-            "uptime": stats.uptime,
-            "jobs": {"by_state": stats.jobs.by_state, "by_service": stats.jobs.by_service},
-            "counters": counters,
-            "rates": rates,
-            "latency": {
-                "queue_wait": self._quantiles("queue_wait", hub.metrics.queue_wait),
-                "run_time": self._quantiles("run_time", hub.metrics.run_time),
-            },
-            "workers": stats.workers,
-            "slots": stats.slots,
-            "slots_free": stats.slots_free,
-            "queues": self._queues,
-            "queues_sampled": self._queues_sampled,
-            "worker_seen": {worker_id: seen[worker_id] for worker_id in hub.connected() if worker_id in seen},
-            "monitors": len(self.monitors),
-        }
-
-    async def _refresh_queues(self) -> None:
-        jobs = await self.hub.list_jobs(JobFilter(states=[QUEUED], limit=QUEUE_SAMPLE))
-        counts: dict[tuple[str, int], int] = {}
-        for job in jobs:
-            key = (job.service, job.priority)
-            counts[key] = counts.get(key, 0) + 1
-        self._queues = [
-            {"service": s, "priority": p, "queued": n}
-            for (s, p), n in sorted(counts.items(), key=lambda kv: (kv[0][0], -kv[0][1]))
-        ]
-        self._queues_sampled = len(jobs) >= QUEUE_SAMPLE
-
-    def _quantiles(self, name: str, table: dict[str, Histogram]) -> dict[str, float | int | None]:
-        """p50 and p95 of what was observed since the last tick (all services together)."""
-        before = self._last_hist.setdefault(name, {})
-        buckets: tuple[float, ...] = ()
-        delta: list[int] = []
-        for service, hist in table.items():
-            buckets = hist.buckets
-            old = before.get(service, [0] * len(hist.counts))
-            if not delta:
-                delta = [0] * len(hist.counts)
-            for i, (new, was) in enumerate(zip(hist.counts, old, strict=False)):
-                delta[i] += new - was
-            before[service] = list(hist.counts)
-        total = sum(delta)
-        return {"count": total, "p50": _quantile(buckets, delta, 0.5), "p95": _quantile(buckets, delta, 0.95)}
-
-    async def snapshot(self, jobs_limit: int = 200) -> dict[str, Any]:
-        hub = self.hub
-        jobs = await hub.list_jobs(JobFilter(limit=jobs_limit))
-        statuses = await hub.worker_statuses()
-        self._ticks = 0  # refresh the queue breakdown now
-        stats = await self.system_stats(statuses)
-        stats.pop("type")
-        return {
-            "type": "full_state_snapshot",
-            "timestamp": now_ms(),
-            "hub": hub.config.name,
-            "heartbeat": hub.config.heartbeat,
-            "workers": [worker_view(status) for status in statuses],
-            "services": await hub.services(),
-            "jobs": [job_view(job) for job in jobs],
-            "stats": stats,
-        }
-
-
-def _quantile(buckets: Sequence[float], counts: Sequence[int], q: float) -> float | None:
-    total = sum(counts)
-    if total <= 0 or not buckets:
-        return None
-    target = q * total
-    seen = 0
-    lower = 0.0
-    for i, n in enumerate(counts):
-        upper = buckets[i] if i < len(buckets) else buckets[-1]
-        if n and seen + n >= target:
-            return round(lower + (upper - lower) * (target - seen) / n, 6)
-        seen += n
-        lower = upper
-    return buckets[-1]
+__all__ = [
+    "EventLog",
+    "EventMessage",
+    "Monitor",
+    "MonitorGroup",
+    "Outbox",
+    "Streams",
+    "encode",
+    "event_message",
+    "now_ms",
+]

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar import WebSocket, websocket
 
+from jobq.core.auth import Caller
 from jobq.core.model import Job, JobEvent
 from jobq.core.states import TERMINAL
 from jobq.doors.http import models as m
@@ -16,9 +17,12 @@ from jobq.doors.http.state import door_of
 from jobq.doors.http.streams import Outbox, encode, event_message
 from jobq.doors.http.views import job_view
 from jobq.doors.http.ws_common import (
+    Auth,
     Incoming,
     JobRef,
     Ping,
+    admit,
+    authenticated,
     decode,
     error,
     job_id_of,
@@ -26,6 +30,7 @@ from jobq.doors.http.ws_common import (
     pump,
     receive,
     reply,
+    unregister,
 )
 from jobq.errors import InvalidRequest, JobqError
 
@@ -66,7 +71,14 @@ class CancelJob(Incoming, tag="cancel_job"):
 
 
 ClientMessage = (
-    SubmitJob | SubscribeProgress | UnsubscribeProgress | GetJobStatus | RequestJobStatus | CancelJob | Ping
+    SubmitJob
+    | SubscribeProgress
+    | UnsubscribeProgress
+    | GetJobStatus
+    | RequestJobStatus
+    | CancelJob
+    | Ping
+    | Auth
 )
 
 #: The messages of this stream, for the OpenAPI document.
@@ -108,8 +120,9 @@ def _job_request(msg: SubmitJob, text: str | bytes) -> m.JobRequest:
 class ClientConn:
     """One ``/ws/client`` connection; the hub's subscriber for the jobs it follows."""
 
-    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+    def __init__(self, socket: WebSocket[Any, Any, Any], caller: Caller) -> None:
         self.socket = socket
+        self.caller = caller
         self.door = door_of(socket)
         self.hub = self.door.hub
         self.outbox = Outbox(self.door.config.http_monitor_queue)
@@ -134,12 +147,12 @@ class ClientConn:
     def follow(self, job: Job) -> None:
         """Every event of the job from now on; its end at once if it has ended."""
         if job.state in TERMINAL:
-            self.hub.watch_ends(self, [job])
+            self.hub.watch_ends(self, [job], caller=self.caller)
         elif job.id not in self.watched:
             if len(self.watched) >= MAX_FOLLOWED:
                 raise InvalidRequest(f"this connection already follows {MAX_FOLLOWED} jobs")
             self.watched.add(job.id)
-            self.hub.watch(self, [job.id])
+            self.hub.watch(self, [job.id], caller=self.caller)
 
     async def handle(self, text: str | bytes) -> None:
         request: Incoming | None = None
@@ -154,11 +167,12 @@ class ClientConn:
 
     async def _dispatch(self, msg: Any, text: str | bytes) -> None:
         hub = self.hub
+        caller = self.caller
         if isinstance(msg, SubmitJob):
             spec = m.spec_of(_job_request(msg, text), hub.config.max_payload)
             # From the submit on nothing here waits, so the reply goes out before any event
             # of the job (the hub reads the queue for the position before it submits).
-            [(done, position)] = await hub.submit_placed([spec])
+            [(done, position)] = await hub.submit_placed([spec], caller=caller)
             if isinstance(done, JobqError):
                 raise done
             if done.created:
@@ -176,7 +190,7 @@ class ClientConn:
             if msg.subscribe:
                 self.follow(done.job)
         elif isinstance(msg, SubscribeProgress):
-            job = await hub.get(job_id_of(msg.job_id))
+            job = await hub.get(job_id_of(msg.job_id), caller=caller)
             self.outbox.put(reply("subscription_confirmed", msg, job_id=job.id, status=job.state.value))
             self.follow(job)
         elif isinstance(msg, UnsubscribeProgress):
@@ -185,25 +199,36 @@ class ClientConn:
             hub.unwatch(self, [job_id])
             self.outbox.put(reply("unsubscribed", msg, job_id=job_id))
         elif isinstance(msg, GetJobStatus | RequestJobStatus):
-            self.outbox.put(_status(await hub.get(job_id_of(msg.job_id)), msg))
+            self.outbox.put(_status(await hub.get(job_id_of(msg.job_id), caller=caller), msg))
         elif isinstance(msg, CancelJob):
-            job = await hub.cancel(job_id_of(msg.job_id))
+            job = await hub.cancel(job_id_of(msg.job_id), caller=caller)
             self.outbox.put(reply("job_cancelled", msg, job_id=job.id, status=job.state.value))
+        elif isinstance(msg, Auth):
+            self.outbox.put(authenticated(caller, msg))
         else:
             self.outbox.put(reply("pong", msg))
 
 
 @websocket("/ws/client")
 async def client_stream(socket: WebSocket[Any, Any, Any]) -> None:
-    await socket.accept()
-    conn = ClientConn(socket)
+    caller = await admit(socket)
+    if caller is None:
+        return
+    conn = ClientConn(socket, caller)
     streams = conn.door.streams
     streams.connections["client"] += 1
     sender = asyncio.create_task(pump(socket, conn.outbox, conn.resync))
     tasks: set[asyncio.Task[None]] = set()
     limit = asyncio.Semaphore(CLIENT_IN_FLIGHT)
     conn.outbox.put(
-        reply("connection_established", None, message="jobq client stream", hub=conn.hub.config.name)
+        reply(
+            "connection_established",
+            None,
+            message="jobq client stream",
+            hub=conn.hub.config.name,
+            principal=caller.name,
+            role=caller.principal.role,
+        )
     )
 
     async def run(text: str | bytes) -> None:
@@ -223,6 +248,7 @@ async def client_stream(socket: WebSocket[Any, Any, Any]) -> None:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
     finally:
+        unregister(socket)
         streams.connections["client"] -= 1
         conn.hub.unwatch(conn)
         for task in list(tasks):

@@ -3,24 +3,35 @@
 Messages are JSON objects with a ``type`` (EmProps style); unknown extra fields such as
 ``timestamp`` or ``source`` are ignored, a request's ``id`` comes back as ``request_id``.
 A bad message gets an ``error`` message naming the field and the connection stays open.
+
+Who speaks (:func:`admit`): the ``Authorization: Bearer`` header of the handshake (checked by
+the gate, ``gate.py``), or, since browsers cannot set headers on a WebSocket, a first message
+``{"type": "auth", "token": "..."}``. With authentication on, a connection that sends anything
+else first, or nothing within :data:`AUTH_TIMEOUT` seconds, is closed with code 4401 and the
+reason; a caller the stream refuses outright is closed with 4403. An ``auth`` message later on
+is answered with ``authenticated`` (who the connection speaks for) and changes nothing.
 The streams themselves are :mod:`~jobq.doors.http.ws_client`, :mod:`~jobq.doors.http.ws_worker`
 and :mod:`~jobq.doors.http.ws_monitor`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
 
+from jobq.core.auth import Caller
 from jobq.doors.http import models as m
+from jobq.doors.http.gate import peer_of
+from jobq.doors.http.state import CALLER, door_of
 from jobq.doors.http.streams import Outbox, encode, now_ms
-from jobq.errors import InvalidRequest, JobqError, NotFound
+from jobq.errors import InvalidRequest, JobqError, NotFound, Unauthorized
 
 log = logging.getLogger("jobq.doors.http.app")
 
@@ -35,6 +46,75 @@ class Incoming(msgspec.Struct, tag_field="type", kw_only=True):
 
 class Ping(Incoming, tag="ping"):
     pass
+
+
+class Auth(Incoming, tag="auth"):
+    """Who speaks: the first message of a connection whose handshake had no token."""
+
+    token: Annotated[str, msgspec.Meta(max_length=512)]
+
+
+#: Seconds a connection without a token in its handshake has to send its ``auth`` message.
+AUTH_TIMEOUT = 10.0
+#: Close codes (the 4000s are the application's): no or bad token, and a token refused here.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+
+_auth = msgspec.json.Decoder(Auth)
+
+
+async def admit(socket: WebSocket[Any, Any, Any]) -> Caller | None:
+    """Accept the connection and establish who speaks on it; None when it was closed instead.
+    The caller is registered with the door, which closes the connection if its token is
+    revoked (``unregister`` when it ends)."""
+    await socket.accept()
+    caller: Caller | None = cast(dict[str, Any], socket.scope).get(CALLER)
+    if caller is None:
+        caller = await _first_message(socket)
+        if caller is None:
+            return None
+    door = door_of(socket)
+    if not door.hub.guard.still_valid(caller.principal):  # revoked meanwhile
+        await close(socket, CLOSE_UNAUTHORIZED, "not authorized: token revoked")
+        return None
+    door.sockets[socket] = caller
+    return caller
+
+
+async def _first_message(socket: WebSocket[Any, Any, Any]) -> Caller | None:
+    hub = door_of(socket).hub
+    peer = peer_of(cast(dict[str, Any], socket.scope))
+    try:
+        text = await asyncio.wait_for(receive(socket), AUTH_TIMEOUT)
+    except TimeoutError:
+        text, reason = b"", f"not authorized: no auth message within {AUTH_TIMEOUT:g}s"
+    else:
+        reason = 'not authorized: send {"type": "auth", "token": "..."} first'
+    if text is None:
+        return None
+    try:
+        token = _auth.decode(text).token if text else None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        token = None
+    if token is None:
+        action = f"WEBSOCKET {socket.url.path}"
+        hub.guard.audit.write("refused", None, action, reason=reason, door="ws", peer=peer)
+        await close(socket, CLOSE_UNAUTHORIZED, reason)
+        return None
+    try:
+        return hub.authenticate(token, door="ws", peer=peer)
+    except Unauthorized as exc:  # the hub's guard wrote it to the audit log
+        await close(socket, CLOSE_UNAUTHORIZED, exc.message)
+        return None
+
+
+def unregister(socket: WebSocket[Any, Any, Any]) -> None:
+    door_of(socket).sockets.pop(socket, None)
+
+
+def authenticated(caller: Caller, request: Incoming | None) -> str:
+    """The answer to an ``auth`` message once the connection is admitted."""
+    return reply("authenticated", request, principal=caller.name, role=caller.principal.role)
 
 
 def decode(decoder: msgspec.json.Decoder[Any], text: str | bytes) -> Any:
@@ -114,10 +194,16 @@ async def close(socket: WebSocket[Any, Any, Any], code: int = 1000, reason: str 
 
 
 __all__ = [
+    "AUTH_TIMEOUT",
+    "CLOSE_FORBIDDEN",
+    "CLOSE_UNAUTHORIZED",
+    "Auth",
     "Incoming",
     "JobRef",
     "Ping",
     "Token",
+    "admit",
+    "authenticated",
     "close",
     "decode",
     "error",
@@ -125,4 +211,5 @@ __all__ = [
     "pump",
     "receive",
     "reply",
+    "unregister",
 ]

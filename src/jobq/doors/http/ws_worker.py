@@ -14,16 +14,20 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import WebSocket, websocket
 
+from jobq.core.auth import Caller
 from jobq.core.model import Completion, Job, assignment_of
 from jobq.core.views import WorkerHello
 from jobq.doors.http import models as m
 from jobq.doors.http.state import door_of
 from jobq.doors.http.streams import Outbox, encode
 from jobq.doors.http.ws_common import (
+    Auth,
     Incoming,
     JobRef,
     Ping,
     Token,
+    admit,
+    authenticated,
     close,
     decode,
     error,
@@ -32,8 +36,9 @@ from jobq.doors.http.ws_common import (
     pump,
     receive,
     reply,
+    unregister,
 )
-from jobq.errors import JobqError
+from jobq.errors import JobqError, NotFound
 
 #: Most jobs one ``claim_job`` may take.
 MAX_CLAIM = 100
@@ -122,6 +127,7 @@ WorkerMessage = (
     | SetSlots
     | UnregisterWorker
     | Ping
+    | Auth
 )
 
 
@@ -152,8 +158,9 @@ _decoder = msgspec.json.Decoder(WorkerMessage)
 class WorkerConn:
     """One ``/ws/worker`` connection: the hub's WorkerLink for it."""
 
-    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+    def __init__(self, socket: WebSocket[Any, Any, Any], caller: Caller) -> None:
         self.socket = socket
+        self.caller = caller
         self.door = door_of(socket)
         self.hub = self.door.hub
         self.outbox = Outbox(self.door.config.http_monitor_queue)
@@ -237,9 +244,15 @@ class WorkerConn:
             return job_id, token
         if job_id in self.tokens:
             return job_id, self.tokens[job_id]
-        job = await self.hub.get(job_id)
-        if self.worker_id is None or job.worker != self.worker_id:
-            raise m.FieldError(f"job {job_id} is not running on this worker; give its token", ["token"])
+        unknown = m.FieldError(f"job {job_id} is not running on this worker; give its token", ["token"])
+        if self.worker_id is None:
+            raise unknown
+        try:  # the door's own lookup: its answer says no more than "not yours"
+            job = await self.hub.get(job_id)
+        except NotFound:
+            raise unknown from None
+        if job.worker != self.worker_id:
+            raise unknown
         return job_id, job.attempts
 
     async def _dispatch(self, msg: Any) -> None:
@@ -281,6 +294,8 @@ class WorkerConn:
         elif isinstance(msg, UnregisterWorker):
             await self.leave("unregistered")
             self.outbox.put(reply("worker_unregistered", msg))
+        elif isinstance(msg, Auth):
+            self.outbox.put(authenticated(self.caller, msg))
         else:
             self.outbox.put(reply("pong", msg))
 
@@ -328,7 +343,7 @@ class WorkerConn:
             door="http",
             schemas=msg.schemas,
         )
-        welcome = await self.hub.attach(hello, self, held=msg.held)
+        welcome = await self.hub.attach(hello, self, held=msg.held, caller=self.caller)
         self.door.workers.bind(self, msg.worker_id)
         self.outbox.put(
             reply(
@@ -354,8 +369,10 @@ class WorkerConn:
 
 @websocket("/ws/worker")
 async def worker_stream(socket: WebSocket[Any, Any, Any]) -> None:
-    await socket.accept()
-    conn = WorkerConn(socket)
+    caller = await admit(socket)
+    if caller is None:
+        return
+    conn = WorkerConn(socket, caller)
     streams = conn.door.streams
     streams.connections["worker"] += 1
     sender = asyncio.create_task(pump(socket, conn.outbox))
@@ -369,7 +386,14 @@ async def worker_stream(socket: WebSocket[Any, Any, Any]) -> None:
         )
     )
     conn.outbox.put(
-        reply("connection_established", None, message="jobq worker stream", hub=conn.hub.config.name)
+        reply(
+            "connection_established",
+            None,
+            message="jobq worker stream",
+            hub=conn.hub.config.name,
+            principal=caller.name,
+            role=caller.principal.role,
+        )
     )
     try:
         while not conn.gone:
@@ -379,6 +403,7 @@ async def worker_stream(socket: WebSocket[Any, Any, Any]) -> None:
                 break
             await conn.handle(text)
     finally:
+        unregister(socket)
         streams.connections["worker"] -= 1
         with contextlib.suppress(JobqError):
             await conn.leave("websocket closed")
