@@ -13,12 +13,15 @@ import signal
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from jobq.authfile import curve_key
 from jobq.config import HubConfig
+from jobq.core.auth import Caller
 from jobq.doors.zmq.mdp import MajordomoDoor
 from jobq.doors.zmq.native import NativeDoor
 from jobq.doors.zmq.router import ZmqRouter
 from jobq.hub.hub import Hub
 from jobq.process import tune_gc
+from jobq.protocol.curve import encode_key
 from jobq.store.base import open_store
 
 log = logging.getLogger("jobq.hub")
@@ -37,8 +40,27 @@ class Door(Protocol):
 
 
 def zmq_door(hub: Hub, config: HubConfig) -> ZmqRouter:
-    """The ROUTER socket with its protocols: the native protocol (``JQ1``) and Majordomo."""
-    router = ZmqRouter(config.zmq, max_message=config.max_message, engine=config.zmq_engine)
+    """The ROUTER sockets with their protocols: the native protocol (``JQ1``) and Majordomo.
+    ``?curve`` listeners take the client keys of the auth file (any key without ``--auth``:
+    encryption only); a revoked key's connections are closed."""
+    auth = hub.guard.enabled
+
+    def curve_authenticate(key: bytes) -> object:
+        return hub.guard.curve_caller(encode_key(key), door="zmq")
+
+    router = ZmqRouter(
+        config.zmq,
+        max_message=config.max_message,
+        engine=config.zmq_engine,
+        curve_secret=curve_key(config.curve_secret) if config.curve_secret else None,
+        curve_authenticate=curve_authenticate if auth else None,
+        handover=not auth,
+    )
+
+    def revoked(names: set[str]) -> None:
+        router.close_where(lambda principal: isinstance(principal, Caller) and principal.name in names)
+
+    hub.on_revoke(revoked)
     router.install(NativeDoor(hub, router))
     router.install(MajordomoDoor(hub, router))
     return router

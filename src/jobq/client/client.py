@@ -24,7 +24,7 @@ from jobq.core.states import COMPLETED, JobState
 from jobq.core.views import ExplainInfo, ServiceInfo
 from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
 from jobq.protocol import native
-from jobq.protocol.connection import Connection
+from jobq.protocol.connection import Connection, token_from_env
 
 PayloadLike = bytes | bytearray | memoryview | str | Sequence[bytes] | Mapping[str, Any] | None
 
@@ -65,7 +65,11 @@ def make_spec(service: str, payload: PayloadLike = None, **options: Any) -> JobS
 class Client:
     """A connection to a hub for submitting and following jobs.
 
-    ``hub`` is an endpoint or a list of them (tried in order on failover).
+    ``hub`` is an endpoint or a list of them (tried in order on failover). ``token`` (default:
+    the environment's ``JOBQ_TOKEN``) goes with every message; a hub with ``--auth`` refuses a
+    call without the right with ``Unauthorized`` or ``Forbidden``. ``curve_server_key`` (the
+    hub's CURVE public key) with this client's key pair (``curve_secret_key``, and
+    ``curve_public_key`` to check it) encrypts the connection for a ``?curve`` listener.
     """
 
     def __init__(
@@ -73,10 +77,21 @@ class Client:
         hub: str | Sequence[str] = DEFAULT_HUB,
         *,
         timeout: float = 10.0,
-        credential: str | None = None,
+        token: str | None = None,
+        curve_server_key: str | bytes | None = None,
+        curve_public_key: str | bytes | None = None,
+        curve_secret_key: str | bytes | None = None,
     ) -> None:
-        self.conn = Connection(hub, on_push=self._on_push, timeout=timeout)
-        self.credential = credential
+        self.token = token_from_env(token)
+        self.conn = Connection(
+            hub,
+            on_push=self._on_push,
+            timeout=timeout,
+            credential=self.token,
+            curve_server_key=curve_server_key,
+            curve_public_key=curve_public_key,
+            curve_secret_key=curve_secret_key,
+        )
         self._opened = False
         self._finished: dict[int, asyncio.Future[JobEvent]] = {}
         self._streams: list[asyncio.Queue[JobEvent]] = []
@@ -94,7 +109,7 @@ class Client:
         self.conn.on_disconnect = self._hub_dropped
         self._turns = TurnBatcher(
             self.conn,
-            credential=credential,
+            credential=self.token,
             failover=self._failover,
             epoch=lambda: self._epoch,
             move_on=self._move_on,
@@ -250,11 +265,7 @@ class Client:
             # Every chunk is sent at once: the hub works on the next while the last commits.
             replies = await asyncio.gather(
                 *(
-                    self._request(
-                        native.Submit(
-                            rid=self.conn.next_rid(), jobs=chunk, watch=watch, credential=self.credential
-                        )
-                    )
+                    self._request(native.Submit(rid=self.conn.next_rid(), jobs=chunk, watch=watch))
                     for chunk in chunks
                 )
             )

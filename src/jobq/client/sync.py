@@ -18,9 +18,27 @@ T = TypeVar("T")
 
 
 class SyncClient:
-    def __init__(self, hub: str | Sequence[str] = DEFAULT_HUB, **options: Any) -> None:
+    """``Client``'s options: ``timeout``, ``token`` (default: ``JOBQ_TOKEN``) and the CURVE keys."""
+
+    def __init__(
+        self,
+        hub: str | Sequence[str] = DEFAULT_HUB,
+        *,
+        timeout: float = 10.0,
+        token: str | None = None,
+        curve_server_key: str | bytes | None = None,
+        curve_public_key: str | bytes | None = None,
+        curve_secret_key: str | bytes | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
-        self._client = Client(hub, **options)
+        self._client = Client(
+            hub,
+            timeout=timeout,
+            token=token,
+            curve_server_key=curve_server_key,
+            curve_public_key=curve_public_key,
+            curve_secret_key=curve_secret_key,
+        )
 
     def _run(self, call: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(call)

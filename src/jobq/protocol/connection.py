@@ -3,6 +3,10 @@
 Requests carry a ``rid`` and are matched with their replies, so any number may be outstanding.
 Messages the hub sends unasked (events, jobs for a worker) go to ``on_push``. With several hub
 endpoints the connection moves to the next one when asked to (``failover``).
+
+``credential`` (a token) goes with every message. With ``curve_server_key`` (the hub's CURVE
+public key) and this side's key pair the connection is CurveZMQ-encrypted, on either engine
+(jobq's ZMTP, or libzmq's ``CURVE_SERVERKEY``/``PUBLICKEY``/``SECRETKEY`` options).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import msgspec
 import zmq
 
 from jobq.errors import JobqError, Unavailable, error_from_code
-from jobq.protocol import native
+from jobq.protocol import curve, native
 from jobq.protocol.zmqio import AsyncSocket
 from jobq.protocol.zmtp_io import DealerSocket
 
@@ -37,6 +41,13 @@ ReplyCallback = Callable[[native.Outbound | JobqError], None]
 ENGINE = os.environ.get("JOBQ_SDK_ENGINE", os.environ.get("JOBQ_ZMQ_ENGINE", "asyncio"))
 
 
+def token_from_env(token: str | None) -> str | None:
+    """``token``, or the environment's ``JOBQ_TOKEN`` when none is given ("" means none)."""
+    if token is None:
+        token = os.environ.get("JOBQ_TOKEN")
+    return token or None
+
+
 def endpoints_of(hub: str | Sequence[str]) -> list[str]:
     """``"tcp://a:5555,tcp://b:5555"`` or a list → a list of endpoints."""
     items = hub.split(",") if isinstance(hub, str) else list(hub)
@@ -54,8 +65,14 @@ class Connection:
         on_push: PushHandler | None = None,
         identity: bytes | None = None,
         timeout: float = 10.0,
+        credential: str | None = None,
+        curve_server_key: str | bytes | None = None,
+        curve_public_key: str | bytes | None = None,
+        curve_secret_key: str | bytes | None = None,
     ) -> None:
         self.endpoints = endpoints_of(hub)
+        self.credential = credential
+        self._curve = _curve_keys(curve_server_key, curve_public_key, curve_secret_key)
         self.on_push = on_push
         self.identity = identity
         self.timeout = timeout
@@ -78,8 +95,15 @@ class Connection:
 
     def open(self) -> None:
         if self.engine != "libzmq":
+            server, public, secret = self._curve or (None, None, None)
             dealer = DealerSocket(
-                self.endpoint, self._on_frames, identity=self.identity or b"", on_disconnect=self._dropped
+                self.endpoint,
+                self._on_frames,
+                identity=self.identity or b"",
+                on_disconnect=self._dropped,
+                curve_server_key=server,
+                curve_public_key=public,
+                curve_secret_key=secret,
             )
             dealer.start()
             self._io = dealer
@@ -94,6 +118,11 @@ class Connection:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         if self.identity is not None:
             sock.setsockopt(zmq.IDENTITY, self.identity)
+        if self._curve is not None:
+            server, public, secret = self._curve
+            sock.setsockopt(zmq.CURVE_SERVERKEY, server.encode())
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, public.encode())
+            sock.setsockopt(zmq.CURVE_SECRETKEY, secret.encode())
         sock.connect(self.endpoint)
         self._io = AsyncSocket(sock, self._on_frames)
         self._io.start()
@@ -144,6 +173,8 @@ class Connection:
     def send(self, message: native.Inbound) -> None:
         if self._io is None:
             raise Unavailable("not connected")
+        if self.credential is not None:
+            message.credential = self.credential
         self._io.send((native.HEADER, _encode(message)))
 
     def call(self, message: native.Inbound, callback: ReplyCallback, timeout: float | None = None) -> None:
@@ -213,3 +244,20 @@ class Connection:
             log.warning("hub reported: %s (%s)", message.message, message.code)
         if self.on_push is not None:
             self.on_push(message)
+
+
+def _curve_keys(
+    server: str | bytes | None, public: str | bytes | None, secret: str | bytes | None
+) -> tuple[str, str, str] | None:
+    """The CURVE keys in Z85 (server's public key, ours), checked; None without a server key."""
+    if server is None:
+        if public is not None or secret is not None:
+            raise ValueError("CURVE client keys need curve_server_key (the hub's public key)")
+        return None
+    if secret is None:
+        raise ValueError("a CURVE client needs curve_secret_key (its own key pair; jobq curve keygen)")
+    ours = curve.encode_key(curve.public_key_for(secret))
+    if public is not None and curve.encode_key(curve.decode_key(public)) != ours:
+        raise ValueError("curve_public_key is not the public key of curve_secret_key")
+    server_key = curve.encode_key(curve.decode_key(server, "CURVE server key"))
+    return server_key, ours, curve.encode_key(curve.decode_key(secret, "CURVE secret key"))

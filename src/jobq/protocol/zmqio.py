@@ -3,6 +3,10 @@
 The socket's file descriptor is edge-triggered: it signals "something changed", not "a message
 is waiting". So every wake-up drains the socket until it would block, and every send pokes a
 drain on the next turn (a send can swallow the edge a waiting message raised).
+
+A ROUTER that needs to know where each message came from asks for libzmq's message
+``properties`` (``Peer-Address``, ``User-Id``: what a ZAP handler said of a CURVE client): they
+are read from each message's first frame and are ``last_properties`` while its handler runs.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class AsyncSocket:
         *,
         on_batch_end: Callable[[], None] | None = None,
         drop_when_full: bool = False,
+        properties: Sequence[str] = (),
     ) -> None:
         self.sock = sock
         self.on_message = on_message
@@ -46,6 +51,11 @@ class AsyncSocket:
         self._fd: int = sock.FD
         self._drain_scheduled = False
         self._closed = False
+        #: The message properties asked for, of the message being handled (None: not set).
+        self.properties = tuple(properties)
+        self.last_properties: tuple[str | None, ...] = (None,) * len(self.properties)
+        if self.properties:
+            self._recv = self._recv_with_properties  # type: ignore[method-assign]
 
     def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
@@ -107,6 +117,16 @@ class AsyncSocket:
             frames.append(part.bytes)
         return frames
 
+    def _recv_with_properties(self) -> list[bytes]:
+        recv = self.sock.recv
+        part = recv(_NOBLOCK, copy=False)
+        self.last_properties = tuple(_property(part, name) for name in self.properties)
+        frames = [part.bytes]
+        while part.more:
+            part = recv(_NOBLOCK, copy=False)
+            frames.append(part.bytes)
+        return frames
+
     def _readable(self) -> bool:
         events: int = self.sock.getsockopt(_EVENTS)  # type: ignore[assignment]
         return bool(events & _POLLIN)
@@ -152,3 +172,12 @@ class AsyncSocket:
             self.poke()  # more is waiting: come back on the next turn
         elif self._backlog and self._loop is not None:
             self._loop.call_later(0.002, self.poke)  # the peer is slow: retry the backlog soon
+
+
+def _property(frame: zmq.Frame, name: str) -> str | None:
+    """A message property libzmq knows (or None: not set, as ``User-Id`` without ZAP)."""
+    try:
+        value = frame.get(name)
+    except zmq.ZMQError:
+        return None
+    return value if isinstance(value, str) else None

@@ -7,6 +7,14 @@ requests are short: ``mdp_prefetch``); the hub pushes it jobs from any door, and
 completes the job. ``mmi.*`` and ``titanic.*`` are answered by the hub itself
 (:mod:`jobq.doors.zmq.mmi`).
 
+Majordomo peers cannot send a token. Their caller is the listener's (``?trusted=ROLE...``), or
+the connection's CURVE key (``?curve``), or the local admin while the hub runs without
+``--auth``; with ``--auth``, a client elsewhere gets an error reply and a worker DISCONNECT (and
+the audit log a record). A trusted worker attaches as its listener's principal, and a REPLY
+counts only from the worker that holds the request, for an address the hub gave it
+(:class:`~jobq.doors.zmq.mdp_requests.Addresses`). The client half is
+:mod:`jobq.doors.zmq.mdp_requests`.
+
 What Majordomo brokers usually lose, the hub keeps: a request is a durable job, a worker that
 dies busy has its request re-queued for another worker (found out at once when the hub's next
 heartbeat to it cannot be routed, or when its job's lease ends), and the client gets one reply.
@@ -24,39 +32,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from jobq.core.model import Completion, Frames, Job, JobEvent, JobSpec
-from jobq.core.states import QUEUED, SCHEDULED, TERMINAL, JobState
+from jobq.core.auth import LOCAL_CALLER, Caller
+from jobq.core.model import Completion, Job
 from jobq.core.views import WorkerHello
-from jobq.doors.zmq.mmi import HubServices
-from jobq.doors.zmq.router import Sender
-from jobq.errors import InvalidRequest, JobqError, LeaseLost
+from jobq.doors.zmq.identity import Callers
+from jobq.doors.zmq.mdp_requests import RESERVED, Addresses, MdpRequests
+from jobq.doors.zmq.router import Peer, Sender
+from jobq.errors import JobqError, LeaseLost
 from jobq.hub.hub import Hub
 from jobq.hub.sessions import Liveness, WorkerDirectory
 from jobq.protocol import mdp
 
 log = logging.getLogger("jobq.doors.zmq.mdp")
-
-#: First frame of the body of an error reply: ``[ERROR, code, message]`` (codes as jobq's).
-ERROR = b"jobq.error"
-#: Service prefixes the hub answers itself; a worker READY for one gets DISCONNECT.
-RESERVED = ("mmi.", "titanic.")
-
-
-def address_of(job: Job) -> bytes:
-    """The client-address frame a worker gets with a job, and echoes in its reply: the job
-    and its attempt (the fencing token), so a late reply of a lost attempt is refused."""
-    return b"%d.%d" % (job.id, job.attempts)
-
-
-def attempt_of(address: bytes) -> tuple[int, int] | None:
-    job_id, dot, token = address.partition(b".")
-    if not dot or not job_id.isdigit() or not token.isdigit():
-        return None
-    return int(job_id), int(token)
-
-
-def error_body(code: str, message: str) -> Frames:
-    return [ERROR, code.encode(), message.encode()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +55,6 @@ class _Peer:
 
 
 @dataclass(slots=True, eq=False)
-class _Request:
-    """A client waiting for the reply to one request."""
-
-    identity: bytes
-    framing: mdp.Framing
-    service: bytes
-    since: float
-    #: Why the hub gave up on it (it is answered with an error when its job ends cancelled).
-    gave_up: str | None = None
-
-
-@dataclass(slots=True, eq=False)
 class _Worker:
     """An MDP worker connection; the hub's :class:`~jobq.hub.sessions.WorkerLink` for it."""
 
@@ -88,6 +63,9 @@ class _Worker:
     framing: mdp.Framing
     service: str
     slots: int
+    #: Who it attaches as (its listener's principal, or its CURVE key's), over which connection.
+    caller: Caller = LOCAL_CALLER
+    peer: Peer | None = None
     worker_id: str = ""
     attached: bool = False
     gone: bool = False
@@ -103,11 +81,16 @@ class _Worker:
     last_done: float = 0.0
 
     def deliver(self, jobs: Sequence[Job]) -> None:
+        door = self.door
+        if door.strict and not door.adopt(self, door.sender.connection(self.identity)):
+            door.lost(self, "its identity was taken over by another principal")
+            return
         send = self.door.sender.send
         now = time.monotonic()
         for job in jobs:
             self.sent_at[job.id] = now
-            if not send(self.identity, mdp.request_frames(self.framing, address_of(job), job.payload)):
+            address = self.door.addresses.of(job)
+            if not send(self.identity, mdp.request_frames(self.framing, address, job.payload)):
                 self.door.lost(self, "cannot be reached")
                 return
 
@@ -129,25 +112,24 @@ class MajordomoDoor:
         self.hub = hub
         self.sender = sender
         self.config = hub.config
+        self.callers = Callers(hub, sender, "mdp")
+        #: With --auth, a worker's requests go only to a connection of its own principal.
+        self.strict = hub.guard.enabled
+        self.addresses = Addresses()
         #: Which worker each connection is; a stranger's message gets DISCONNECT.
         self.workers = WorkerDirectory[_Peer](lambda peer: self._refuse(peer.identity, peer.framing))
         self.links: dict[bytes, _Worker] = {}
-        #: Job id → the client waiting for it; by service for the no-worker sweep.
-        self.requests: dict[int, _Request] = {}
-        self.by_service: dict[str, dict[int, _Request]] = {}
-        self.unserved_since: dict[str, float] = {}
-        self.services = HubServices(hub, self.stats)
         self.counters: dict[str, int] = dict.fromkeys(
             ("requests", "replies", "partials", "errors", "undeliverable", "malformed", "disconnects_sent"), 0
         )
-        self._submits: list[tuple[_Request, JobSpec]] = []
+        self.clients = MdpRequests(hub, sender, self.counters, self.stats)
         self._timers: list[asyncio.TimerHandle] = []
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._timers = [
             loop.call_later(self.config.mdp_heartbeat, self._heartbeat),
-            loop.call_later(self._sweep_every, self._sweep_tick),
+            loop.call_later(self.clients.sweep_every, self._sweep_tick),
         ]
 
     @property
@@ -155,11 +137,7 @@ class MajordomoDoor:
         return self.sender.closed
 
     def end_of_batch(self) -> None:
-        """Requests are gathered per event-loop turn instead (see ``_request``)."""
-
-    @property
-    def _sweep_every(self) -> float:
-        return max(0.02, min(1.0, self.config.mdp_no_worker_timeout / 4))
+        """Requests are gathered per event-loop turn instead (see ``MdpRequests.take``)."""
 
     # ------------------------------------------------------------------ frames in
 
@@ -168,7 +146,7 @@ class MajordomoDoor:
         if message is None:
             return False
         if isinstance(message, mdp.Request):
-            self._request(identity, message)
+            self.clients.take(identity, message, self._caller(identity))
         elif isinstance(message, mdp.Invalid):
             self.counters["malformed"] += 1
             log.debug("invalid MDP message from %r: %s", identity, message.reason)
@@ -178,23 +156,12 @@ class MajordomoDoor:
             self._from_worker(identity, message)
         return True
 
-    def _request(self, identity: bytes, message: mdp.Request) -> None:
-        self.counters["requests"] += 1
-        request = _Request(identity, message.framing, message.service, time.monotonic())
+    def _caller(self, identity: bytes) -> Caller | JobqError:
+        """Who the peer is (its listener's, its CURVE key's), or why it may not be served."""
         try:
-            service = message.service.decode()
-        except UnicodeDecodeError:
-            self.answer_error(request, InvalidRequest("the service name must be UTF-8"))
-            return
-        if service.startswith(RESERVED):
-            self.hub.spawn(self._hub_service(request, service, message.body))
-            return
-        if not self._submits:
-            self.hub.spawn(self._submit())
-        self._submits.append((request, JobSpec(service=service, payload=message.body)))
-
-    async def _hub_service(self, request: _Request, service: str, body: Frames) -> None:
-        self.answer(request, await self.services.answer(service, body))
+            return self.callers.caller(identity)
+        except JobqError as exc:
+            return exc
 
     def _from_worker(self, identity: bytes, message: mdp.Message) -> None:
         peer = _Peer(identity, message.framing)
@@ -209,6 +176,9 @@ class MajordomoDoor:
         if self.workers.worker_of(peer) is None:
             return  # a connection that never said READY (or was forgotten): told DISCONNECT
         worker = self.links[identity]
+        if self.strict and not self.adopt(worker, self.sender.peer(identity)):
+            self._taken_over(worker, message.framing)
+            return
         worker.inbox.append(message)
         if not worker.draining:
             worker.draining = True
@@ -219,23 +189,46 @@ class MajordomoDoor:
             service = message.service.decode()
         except UnicodeDecodeError:
             service = ""
-        if not service or service.startswith(RESERVED):
+        caller = self._caller(peer.identity)
+        if not service or service.startswith(RESERVED) or isinstance(caller, JobqError):
             self._refuse(peer.identity, peer.framing)
             return False
         # One request at a time until its requests prove short (see _completed).
-        worker = _Worker(self, peer.identity, peer.framing, service, 1)
+        worker = _Worker(
+            self, peer.identity, peer.framing, service, 1, caller, self.sender.peer(peer.identity)
+        )
         worker.worker_id = f"mdp-{peer.identity.hex()}"
         self.links[peer.identity] = worker
         self.workers.bind(peer, worker.worker_id)
         return True
 
     def _late_reply(self, message: mdp.Reply) -> None:
-        """A reply from a stranger, sent before the hub restarted or dropped the worker: fenced
-        by its token, so it is kept if its attempt still holds the job."""
-        attempt = attempt_of(message.address)
-        if attempt is not None:
+        """A reply from a stranger, sent before the hub dropped the worker: fenced by its token,
+        so it is kept if its attempt still holds the job. Only for an address this hub gave out,
+        and only without --auth (with it, results count only from the worker's own session)."""
+        attempt = self.addresses.attempt(message.address)
+        if attempt is not None and not self.hub.guard.enabled:
             done = Completion(attempt[0], attempt[1], message.body)
             self.hub.spawn(self.hub.complete("", [done]))
+
+    def adopt(self, worker: _Worker, current: Peer | None) -> bool:
+        """With --auth, whether ``current`` is the worker's connection: the one that said READY,
+        or a later one on its identity with the same principal (the worker reconnecting)."""
+        if current is worker.peer:
+            return True
+        if current is None or self.callers.principal_of(current) != worker.caller.principal.name:
+            return False
+        worker.peer = current
+        return True
+
+    def _taken_over(self, worker: _Worker, framing: mdp.Framing) -> None:
+        """Another principal's connection holds the worker's identity: its message is refused."""
+        caller = self._caller(worker.identity)
+        reason = f"worker {worker.worker_id} was attached by another principal"
+        who = caller if isinstance(caller, Caller) else None
+        address = self.sender.peer(worker.identity).address
+        self.hub.guard.audit.write("refused", who, "work", worker.worker_id, reason, door="mdp", peer=address)
+        self._refuse(worker.identity, framing)
 
     def _refuse(self, identity: bytes, framing: mdp.Framing) -> None:
         self.counters["disconnects_sent"] += 1
@@ -276,7 +269,7 @@ class MajordomoDoor:
             if not await self.hub.heartbeat(worker.worker_id):
                 self.unexpected(worker, "a heartbeat after the hub dropped it")
         elif isinstance(message, mdp.Reply):  # a PARTIAL
-            attempt = attempt_of(message.address)
+            attempt = self.addresses.attempt(message.address)
             if attempt is None:
                 self.unexpected(worker, "a reply to an address it was never given")
                 return
@@ -300,7 +293,8 @@ class MajordomoDoor:
         )
         idle = self.config.mdp_heartbeat * self.config.mdp_liveness
         try:
-            await self.hub.attach(hello, worker, liveness=Liveness(idle=idle, busy=None))
+            liveness = Liveness(idle=idle, busy=None)
+            await self.hub.attach(hello, worker, liveness=liveness, caller=worker.caller)
         except JobqError as exc:
             log.info("MDP worker for %s refused: %s", worker.service, exc.message)
             self.unexpected(worker, exc.message)
@@ -313,7 +307,7 @@ class MajordomoDoor:
     async def _completed(self, worker: _Worker, replies: list[mdp.Reply]) -> None:
         results: list[Completion] = []
         for reply in replies:
-            attempt = attempt_of(reply.address)
+            attempt = self.addresses.attempt(reply.address)
             if attempt is None:
                 self.unexpected(worker, "a reply to an address it was never given")
                 return
@@ -379,116 +373,14 @@ class MajordomoDoor:
             if worker.attached and not self.send_worker(worker, mdp.heartbeat_frames(worker.framing)):
                 self.lost(worker, "cannot be reached")
 
-    # ------------------------------------------------------------------ clients
-
-    async def _submit(self) -> None:
-        """One hub call for the requests of a turn; a refused one is answered alone."""
-        batch, self._submits = self._submits, []
-        try:
-            outcomes = await self.hub.submit([spec for _, spec in batch])
-        except Exception as exc:  # the hub takes no jobs now (shutting down), or a bug
-            if not isinstance(exc, JobqError):
-                log.exception("submitting %d MDP request(s) failed", len(batch))
-            error = exc if isinstance(exc, JobqError) else JobqError(f"internal error: {exc}")
-            for request, _ in batch:
-                self.answer_error(request, error)
-            return
-        now = time.monotonic()
-        live: list[int] = []
-        ended: list[Job] = []
-        for (request, _), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, JobqError):
-                self.answer_error(request, outcome)
-                continue
-            job = outcome.job
-            request.since = now
-            self.requests[job.id] = request
-            self.by_service.setdefault(job.service, {})[job.id] = request
-            if job.state in TERMINAL:
-                ended.append(job)  # only possible if the store hands back ended jobs
-            else:
-                live.append(job.id)
-        self.hub.watch(self, live)
-        for job in ended:
-            self._answer_end(job.id, job.state, job.result, job.error)
-
-    def push(self, events: list[JobEvent]) -> None:
-        """Events of the jobs clients wait for (the door listens to them) → replies."""
-        for event in events:
-            if event.state in TERMINAL:
-                self._answer_end(event.id, event.state, event.result, event.error)
-            elif event.partial is not None:
-                request = self.requests.get(event.id)
-                if request is not None:
-                    self.answer(request, event.partial, final=False)
-
-    def _answer_end(self, job_id: int, state: JobState, result: Frames | None, error: str | None) -> None:
-        request = self.requests.pop(job_id, None)
-        if request is None:
-            return
-        waiting = self.by_service.get(request.service.decode())
-        if waiting is not None:
-            waiting.pop(job_id, None)
-        if state == "completed":
-            self.answer(request, result or [])
-        elif request.gave_up is not None:
-            self.answer(request, error_body("timeout", request.gave_up), error=True)
-        else:
-            self.answer(
-                request, error_body("job_failed", f"job {job_id} {state}: {error or state}"), error=True
-            )
-
-    def answer(self, request: _Request, body: Frames, *, final: bool = True, error: bool = False) -> None:
-        frames = mdp.reply_frames(request.framing, request.service, body, final=final)
-        if frames is None:
-            return  # an MDP/0.1 client has no PARTIAL
-        self.counters["partials" if not final else "errors" if error else "replies"] += 1
-        if not self.sender.send(request.identity, frames):
-            # The client is gone (an mdcliapi that gave up and reconnected, say). The result
-            # stays with its job for jobq's other doors; only this copy is lost.
-            self.counters["undeliverable"] += 1
-            log.debug("reply for a vanished MDP client %r dropped", request.identity)
-
-    def answer_error(self, request: _Request, exc: JobqError) -> None:
-        self.answer(request, error_body(exc.code, exc.message), error=True)
-
     # ------------------------------------------------------------------ no worker
 
     def _sweep_tick(self) -> None:
         if self.closed:
             return
-        self._timers[1] = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep_tick)
-        if self.by_service:
-            self.hub.spawn(self._sweep())
-
-    async def _sweep(self) -> None:
-        """Requests for a service that has had no worker for ``mdp_no_worker_timeout`` get an
-        error reply (their jobs are cancelled) rather than silence."""
-        limit = self.config.mdp_no_worker_timeout
-        served = {name for info in await self.hub.workers() for name in info.services}
-        now = time.monotonic()
-        for service, waiting in list(self.by_service.items()):
-            if not waiting:
-                del self.by_service[service]
-                self.unserved_since.pop(service, None)
-                continue
-            if service in served:
-                self.unserved_since.pop(service, None)
-                continue
-            since = self.unserved_since.setdefault(service, now)
-            for job_id, request in list(waiting.items()):
-                if now - max(request.since, since) < limit:
-                    break  # requests are in arrival order: the rest are younger
-                await self._give_up(job_id, request, f"no worker served {service} within {limit:g}s")
-
-    async def _give_up(self, job_id: int, request: _Request, why: str) -> None:
-        try:
-            job = await self.hub.get(job_id)
-            if job.state in (QUEUED, SCHEDULED):
-                request.gave_up = why
-                await self.hub.cancel(job_id)
-        except JobqError:
-            pass  # it ended or started meanwhile: its own event answers the client
+        self._timers[1] = asyncio.get_running_loop().call_later(self.clients.sweep_every, self._sweep_tick)
+        if self.clients.by_service:
+            self.hub.spawn(self.clients.sweep())
 
     def stats(self) -> dict[str, int]:
-        return {**self.counters, "workers": len(self.links), "waiting": len(self.requests)}
+        return {**self.counters, "workers": len(self.links), "waiting": len(self.clients.requests)}

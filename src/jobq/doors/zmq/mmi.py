@@ -11,6 +11,10 @@ random part that its idempotency key keeps, so ids cannot be guessed);
 unknown or closed id, ``500`` and the error for a failed job; ``titanic.close`` [id] → ``200``
 (an unfinished request is cancelled). Every status is followed by a reason frame when it is
 not ``200`` or ``300``.
+
+Every answer is the hub's to the caller who asked (its listener's or CURVE key's principal):
+``mmi.workers`` needs a token that may view workers, ``titanic.reply`` one that may read the
+job; a refusal is ``500`` with the reason.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from typing import Any
 
 import msgspec
 
+from jobq.core.auth import Caller
 from jobq.core.model import Frames, Job, JobSpec
 from jobq.core.states import CANCELLED, COMPLETED, FAILED, TERMINAL
-from jobq.errors import InvalidRequest, JobqError
+from jobq.errors import Forbidden, InvalidRequest, JobqError
 from jobq.hub.hub import Hub
 
 OK, PENDING, UNKNOWN, NOT_FOUND, ERROR, NOT_IMPLEMENTED = b"200", b"300", b"400", b"404", b"500", b"501"
@@ -44,39 +49,39 @@ class HubServices:
         self.hub = hub
         self.door_stats = door_stats
 
-    async def answer(self, service: str, body: Frames) -> Frames:
-        """The reply body to a request for one of the hub's own services."""
+    async def answer(self, service: str, body: Frames, caller: Caller) -> Frames:
+        """The reply body to ``caller``'s request for one of the hub's own services."""
         try:
-            return await self._dispatch(service, body)
+            return await self._dispatch(service, body, caller)
         except JobqError as exc:
             return [UNKNOWN if isinstance(exc, InvalidRequest) else ERROR, exc.message.encode()]
 
-    async def _dispatch(self, service: str, body: Frames) -> Frames:
+    async def _dispatch(self, service: str, body: Frames, caller: Caller) -> Frames:
         if service == "mmi.service":
             return [OK if body and await self.served(body[0]) else NOT_FOUND]
         if service == "mmi.workers":
-            workers = await self.hub.workers()
+            workers = await self.hub.workers(caller=caller)
             if body and body[0]:
                 workers = [w for w in workers if body[0].decode(errors="replace") in w.services]
             return [OK, _json(workers)]
         if service == "mmi.services":
-            return [OK, _json(await self.hub.services())]
+            return [OK, _json(await self.hub.services(caller=caller))]
         if service == "mmi.stats":
-            return [OK, _json(await self.stats())]
+            return [OK, _json(await self.stats(caller))]
         if service == "titanic.request":
-            return await self.titanic_request(body)
+            return await self.titanic_request(body, caller)
         if service == "titanic.reply":
-            return await self.titanic_reply(body)
+            return await self.titanic_reply(body, caller)
         if service == "titanic.close":
-            return await self.titanic_close(body)
+            return await self.titanic_close(body, caller)
         return [NOT_IMPLEMENTED, f"{service} is not a service of this hub".encode()]
 
     async def served(self, name: bytes) -> bool:
         text = name.decode(errors="replace")
         return text in TITANIC or await self.hub.serves(text)
 
-    async def stats(self) -> dict[str, Any]:
-        stats = await self.hub.stats()
+    async def stats(self, caller: Caller) -> dict[str, Any]:
+        stats = await self.hub.stats(caller=caller)
         return {
             "jobs": msgspec.to_builtins(stats.jobs),
             "counters": stats.counters,
@@ -87,7 +92,7 @@ class HubServices:
 
     # ------------------------------------------------------------------ Titanic
 
-    async def titanic_request(self, body: Frames) -> Frames:
+    async def titanic_request(self, body: Frames, caller: Caller) -> Frames:
         if not body:
             raise InvalidRequest("titanic.request needs [service, body...]")
         try:
@@ -98,10 +103,10 @@ class HubServices:
             raise InvalidRequest(f"{service} is answered by the hub at once; ask it directly")
         secret = secrets.token_hex(8)
         spec = JobSpec(service=service, payload=body[1:], idempotency_key=TITANIC_KEY + secret)
-        job = (await self.hub.submit_one(spec)).job
+        job = (await self.hub.submit_one(spec, caller=caller)).job
         return [OK, f"{job.id:016x}{secret}".encode()]
 
-    async def _titanic_job(self, body: Frames) -> Job | None:
+    async def _titanic_job(self, body: Frames, caller: Caller) -> Job | None:
         """The job a Titanic id names, or None."""
         if not body or len(body[0]) != 32:
             return None
@@ -110,11 +115,16 @@ class HubServices:
             job_id = int(text[:16], 16)
         except ValueError:
             return None
-        job = await self.hub.find(job_id)
-        return job if job is not None and job.idempotency_key == TITANIC_KEY + text[16:] else None
+        try:
+            job = await self.hub.find(job_id, caller=caller)
+        except Forbidden:
+            return None  # someone else's: as unknown as a made-up id
+        # The hub may prefix a restricted caller's key with its tenant: the secret ends it.
+        key = job.idempotency_key if job is not None else None
+        return job if key is not None and key.endswith(TITANIC_KEY + text[16:]) else None
 
-    async def titanic_reply(self, body: Frames) -> Frames:
-        job = await self._titanic_job(body)
+    async def titanic_reply(self, body: Frames, caller: Caller) -> Frames:
+        job = await self._titanic_job(body, caller)
         if job is None or job.state is CANCELLED:
             return [UNKNOWN, b"unknown or closed request"]
         if job.state is COMPLETED:
@@ -123,11 +133,11 @@ class HubServices:
             return [ERROR, (job.error or "failed").encode()]
         return [PENDING]
 
-    async def titanic_close(self, body: Frames) -> Frames:
-        job = await self._titanic_job(body)
+    async def titanic_close(self, body: Frames, caller: Caller) -> Frames:
+        job = await self._titanic_job(body, caller)
         if job is not None and job.state not in TERMINAL:
             try:
-                await self.hub.cancel(job.id)
+                await self.hub.cancel(job.id, caller=caller)
             except JobqError:
                 pass  # it ended meanwhile
         return [OK]

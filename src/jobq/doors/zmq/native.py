@@ -1,8 +1,17 @@
-"""The native protocol on the ZeroMQ door: decode, call the hub, encode.
+"""The native protocol on the ZeroMQ door: decode, establish the caller, call the hub, encode.
 
-Results, failures and progress are accepted from any connection that presents a valid fencing
-token, known session or not: after a hub restart a worker's queued results still land, and the
-worker is told to say ``hello`` again.
+Every message names its caller (``doors/zmq/identity.py``: its token, else the connection's
+CURVE key or trusted listener, else the local admin while the hub runs without ``--auth``), and
+every hub call is made as that caller; a refused call is answered with ``error``
+(``unauthorized`` / ``forbidden``) and changes nothing.
+
+Workers: ``hello`` binds the connection to its worker and to the principal that said it. Later
+worker messages on that connection act as that worker, and only with that principal. With
+``--auth``, jobs are pushed only to the connection that said hello (or a later connection on the
+same identity once it has shown the same principal: the worker reconnecting), never to whoever
+took its identity over. Without ``--auth``, results, failures and progress are accepted from any
+connection that presents a valid fencing token, known session or not: after a hub restart a
+worker's queued results still land, and the worker is told to say ``hello`` again.
 """
 
 from __future__ import annotations
@@ -15,17 +24,21 @@ from typing import Any
 
 import msgspec
 
+from jobq.core.auth import Caller
 from jobq.core.model import Completion, Job, JobEvent, Submitted, assignment_of
 from jobq.core.views import WorkerHello
-from jobq.doors.zmq.router import Sender
-from jobq.errors import InvalidRequest, JobqError
+from jobq.doors.zmq.identity import Callers
+from jobq.doors.zmq.router import Peer, Sender
+from jobq.errors import Forbidden, InvalidRequest, JobqError
 from jobq.hub.hub import Hub, SubmitOutcome
 from jobq.hub.sessions import WorkerDirectory
 from jobq.protocol import native
 
 log = logging.getLogger("jobq.doors.zmq.native")
 
-_Handler = Callable[[bytes, Any], Awaitable[None]]
+_Handler = Callable[[bytes, Any, Caller], Awaitable[None]]
+#: A message waiting for the end of its batch: who sent it, as whom, and over which connection.
+_Queued = tuple[bytes, Any, Caller, Peer]
 
 
 class _Link:
@@ -33,12 +46,32 @@ class _Link:
 
     pushes = True
 
-    def __init__(self, door: NativeDoor, identity: bytes) -> None:
+    def __init__(self, door: NativeDoor, identity: bytes, peer: Peer, principal: str) -> None:
         self.door = door
         self.identity = identity
+        #: The connection that said hello, and the principal it said it as.
+        self.peer = peer
+        self.principal = principal
+        #: Jobs held back from a connection that has not shown its principal yet (--auth).
+        self.pending: list[Job] = []
 
     def deliver(self, jobs: Sequence[Job]) -> None:
-        self.door.send(self.identity, native.Assign(jobs=[assignment_of(job) for job in jobs]))
+        door = self.door
+        if door.strict and door.sender.connection(self.identity) is not self.peer:
+            # Another connection holds the identity now: the worker reconnecting, or someone
+            # who took it over. Nothing goes to it until it shows the worker's principal.
+            self.pending.extend(jobs)
+            door.send(self.identity, native.Reconnect(reason="a new connection: say hello"))
+            return
+        door.send(self.identity, native.Assign(jobs=[assignment_of(job) for job in jobs]))
+
+    def confirm(self, peer: Peer) -> None:
+        """``peer`` showed the worker's principal: it is the worker's connection now."""
+        if peer is not self.peer:
+            self.peer = peer
+            if self.pending:
+                jobs, self.pending = self.pending, []
+                self.deliver(jobs)
 
     def stop(self, job_ids: Sequence[int]) -> None:
         self.door.send(self.identity, native.CancelJobs(ids=list(job_ids)))
@@ -55,6 +88,8 @@ class _Subscriber:
         self.door = door
         self.identity = identity
         self.last_seen = time.monotonic()
+        #: Who subscribed (its subscriptions end when its token is revoked).
+        self.principal = ""
 
     def __hash__(self) -> int:
         return hash(self.identity)
@@ -78,13 +113,16 @@ class NativeDoor:
     def __init__(self, hub: Hub, sender: Sender) -> None:
         self.hub = hub
         self.sender = sender
+        self.callers = Callers(hub, sender, "zmq")
+        #: With --auth a worker's jobs go only to a connection that showed its principal.
+        self.strict = hub.guard.enabled
         self.workers = WorkerDirectory[bytes](self._unknown_worker)
         #: One link per connection, so a repeated hello is recognised as the same connection.
         self.links: dict[bytes, _Link] = {}
         self.subscribers: dict[bytes, _Subscriber] = {}
         self.malformed = 0
-        self._submits: list[tuple[bytes, native.Submit]] = []
-        self._dones: list[tuple[bytes, native.Done]] = []
+        self._submits: list[_Queued] = []
+        self._dones: list[_Queued] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._handlers: dict[type[Any], _Handler] = {
             native.Get: self._get,
@@ -96,7 +134,6 @@ class NativeDoor:
             native.Unsubscribe: self._unsubscribe,
             native.Info: self._info,
             native.Ping: self._ping,
-            native.Hello: self._hello,
             native.Heartbeat: self._heartbeat,
             native.SetSlots: self._set_slots,
             native.Fail: self._fail,
@@ -104,6 +141,7 @@ class NativeDoor:
             native.Release: self._release,
             native.Bye: self._bye,
         }
+        hub.on_revoke(self._revoked)
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().call_later(5.0, self._sweep)
@@ -124,13 +162,27 @@ class NativeDoor:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._reject(identity, 0, InvalidRequest(f"malformed JQ1 message: {exc}"))
             return True
+        # Who speaks is established now: the connection is known only while its message is.
+        try:
+            caller, peer = self.callers.identify(identity, message.credential)
+        except JobqError as exc:
+            self._reject(identity, getattr(message, "rid", 0), exc)
+            return True
         kind = type(message)
         if kind is native.Submit:
-            self._submits.append((identity, message))  # type: ignore[arg-type]
+            self._submits.append((identity, message, caller, peer))
         elif kind is native.Done:
-            self._dones.append((identity, message))  # type: ignore[arg-type]
+            self._dones.append((identity, message, caller, peer))
+        elif kind is native.Hello:
+            self.hub.spawn(self._guard(identity, message, caller, self._hello_from(peer)))
         else:
-            self.hub.spawn(self._guard(identity, message, self._handlers[kind]))
+            if self.strict and kind in _WORKER_MESSAGES:
+                try:
+                    self._check_principal(identity, caller, peer)
+                except JobqError as exc:
+                    self._reject(identity, 0, exc)
+                    return True
+            self.hub.spawn(self._guard(identity, message, caller, self._handlers[kind]))
         return True
 
     def end_of_batch(self) -> None:
@@ -143,25 +195,40 @@ class NativeDoor:
             dones, self._dones = self._dones, []
             self.hub.spawn(self._done_together(dones))
 
-    async def _submit_together(self, submits: list[tuple[bytes, native.Submit]]) -> None:
-        """The hub answers each spec on its own: a refused one fails alone."""
-        specs = [spec for _, msg in submits for spec in msg.jobs]
+    async def _submit_together(self, submits: list[_Queued]) -> None:
+        """The hub answers each spec on its own: a refused one fails alone. Submits of one
+        principal share a hub call (restricted callers each their own, for the audit log)."""
+        groups: dict[object, list[_Queued]] = {}
+        for item in submits:
+            caller = item[2]
+            groups.setdefault(caller.principal if caller.unrestricted else caller, []).append(item)
+        for group in groups.values():
+            await self._submit_group(group)
+
+    async def _submit_group(self, submits: list[_Queued]) -> None:
+        specs = [spec for _, msg, _, _ in submits for spec in msg.jobs]
         try:
-            outcomes = await self.hub.submit(specs)
+            outcomes = await self.hub.submit(specs, caller=submits[0][2])
         except Exception as exc:  # the hub takes no jobs now (shutting down), or a bug
             error = exc if isinstance(exc, JobqError) else self._internal(exc, "submitting")
-            for identity, msg in submits:
+            for identity, msg, _, _ in submits:
                 self._reject(identity, msg.rid, error)
             return
         start = 0
-        for identity, msg in submits:
+        for identity, msg, caller, _ in submits:
             part = outcomes[start : start + len(msg.jobs)]
             start += len(msg.jobs)
-            self._accepted(identity, msg, part)
+            self._accepted(identity, msg, part, caller)
 
-    async def _done_together(self, dones: list[tuple[bytes, native.Done]]) -> None:
+    async def _done_together(self, dones: list[_Queued]) -> None:
         by_worker: dict[str, list[Completion]] = {}
-        for identity, msg in dones:
+        for identity, msg, caller, peer in dones:
+            if self.strict:
+                try:
+                    self._check_principal(identity, caller, peer)
+                except JobqError as exc:
+                    self._reject(identity, 0, exc)
+                    continue
             worker_id = self.workers.worker_of(identity) or ""
             by_worker.setdefault(worker_id, []).extend(Completion(i, t, r) for i, t, r in msg.results)
         outcomes: list[object]
@@ -181,11 +248,9 @@ class NativeDoor:
             if isinstance(outcome, BaseException):
                 log.warning("results of %s refused: %s", worker_id, outcome)
 
-    async def _guard(
-        self, identity: bytes, message: Any, handler: Callable[[bytes, Any], Awaitable[None]]
-    ) -> None:
+    async def _guard(self, identity: bytes, message: Any, caller: Caller, handler: _Handler) -> None:
         try:
-            await handler(identity, message)
+            await handler(identity, message, caller)
         except JobqError as exc:
             self._reject(identity, getattr(message, "rid", 0), exc)
         except Exception as exc:
@@ -204,11 +269,12 @@ class NativeDoor:
         self.malformed += exc.code == "invalid"
         self.send(identity, native.Error(rid=rid, code=exc.code, message=exc.message))
 
-    def _subscriber(self, identity: bytes) -> _Subscriber:
+    def _subscriber(self, identity: bytes, caller: Caller) -> _Subscriber:
         sub = self.subscribers.get(identity)
         if sub is None:
             sub = self.subscribers[identity] = _Subscriber(self, identity)
         sub.last_seen = time.monotonic()
+        sub.principal = caller.principal.name
         return sub
 
     def _sweep(self) -> None:
@@ -219,6 +285,13 @@ class NativeDoor:
                 del self.subscribers[identity]
         self._sweeper = asyncio.get_running_loop().call_later(5.0, self._sweep)
 
+    def _revoked(self, names: set[str]) -> None:
+        """A revoked token's subscriptions end (its workers are dropped by the hub)."""
+        for identity, sub in list(self.subscribers.items()):
+            if sub.principal in names:
+                self.hub.unwatch(sub)
+                del self.subscribers[identity]
+
     def forget_worker(self, identity: bytes) -> None:
         self.workers.forget(identity)
         self.links.pop(identity, None)
@@ -226,9 +299,24 @@ class NativeDoor:
     def _unknown_worker(self, identity: bytes) -> None:
         self.send(identity, native.Reconnect(reason="unknown worker; say hello"))
 
+    def _check_principal(self, identity: bytes, caller: Caller, peer: Peer) -> None:
+        """With --auth, only the principal that said hello may speak for the worker bound to
+        this connection's identity; a connection that shows it becomes the worker's connection."""
+        worker_id = self.workers.peek(identity)
+        link = self.links.get(identity)
+        if worker_id is None or link is None:
+            return
+        if caller.principal.name != link.principal:
+            reason = f"worker {worker_id} was attached by another principal"
+            self.hub.guard.audit.write("refused", caller, "work", f"worker {worker_id}", reason)
+            raise Forbidden(f"not allowed: {reason}")
+        link.confirm(peer)
+
     # ------------------------------------------------------------------ clients
 
-    def _accepted(self, identity: bytes, msg: native.Submit, outcomes: list[SubmitOutcome]) -> None:
+    def _accepted(
+        self, identity: bytes, msg: native.Submit, outcomes: list[SubmitOutcome], caller: Caller
+    ) -> None:
         """``accepted`` with the refused specs' errors; a submit of one refused spec gets an
         ``error``, as any refused request."""
         if len(outcomes) == 1 and isinstance(outcomes[0], JobqError):
@@ -246,38 +334,39 @@ class NativeDoor:
             self.malformed += sum(code == "invalid" for _, code, _ in errors)
         if msg.watch:
             done = [item.job for item in outcomes if type(item) is Submitted]
-            self.hub.watch_ends(self._subscriber(identity), done)
+            self.hub.watch_ends(self._subscriber(identity, caller), done, caller=caller)
         self.send(identity, native.Accepted(rid=msg.rid, jobs=jobs, errors=errors))
 
-    async def _get(self, identity: bytes, msg: native.Get) -> None:
-        jobs = [await self.hub.find(job_id) for job_id in msg.ids]
+    async def _get(self, identity: bytes, msg: native.Get, caller: Caller) -> None:
+        jobs = [await self.hub.find(job_id, caller=caller) for job_id in msg.ids]
         self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, msg.payload) for j in jobs]))
 
-    async def _wait(self, identity: bytes, msg: native.Wait) -> None:
-        jobs = await asyncio.gather(*(self.hub.wait(job_id, msg.timeout) for job_id in msg.ids))
+    async def _wait(self, identity: bytes, msg: native.Wait, caller: Caller) -> None:
+        waits = (self.hub.wait(job_id, msg.timeout, caller=caller) for job_id in msg.ids)
+        jobs = await asyncio.gather(*waits)
         self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, msg.payload) for j in jobs]))
 
-    async def _cancel(self, identity: bytes, msg: native.Cancel) -> None:
-        jobs = [await self.hub.cancel(job_id) for job_id in msg.ids]
+    async def _cancel(self, identity: bytes, msg: native.Cancel, caller: Caller) -> None:
+        jobs = [await self.hub.cancel(job_id, caller=caller) for job_id in msg.ids]
         self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
 
-    async def _retry(self, identity: bytes, msg: native.Retry) -> None:
-        jobs = [await self.hub.retry(job_id) for job_id in msg.ids]
+    async def _retry(self, identity: bytes, msg: native.Retry, caller: Caller) -> None:
+        jobs = [await self.hub.retry(job_id, caller=caller) for job_id in msg.ids]
         self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
 
-    async def _list(self, identity: bytes, msg: native.ListJobs) -> None:
-        jobs = await self.hub.list_jobs(msg.query, blocked=msg.blocked)
+    async def _list(self, identity: bytes, msg: native.ListJobs, caller: Caller) -> None:
+        jobs = await self.hub.list_jobs(msg.query, blocked=msg.blocked, caller=caller)
         self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
 
-    async def _subscribe(self, identity: bytes, msg: native.Subscribe) -> None:
-        sub = self._subscriber(identity)
+    async def _subscribe(self, identity: bytes, msg: native.Subscribe, caller: Caller) -> None:
+        sub = self._subscriber(identity, caller)
         if msg.ids:
-            self.hub.watch(sub, msg.ids)
+            self.hub.watch(sub, msg.ids, caller=caller)
         else:
-            self.hub.watch_all(sub)
+            self.hub.watch_all(sub, caller=caller)
         self.send(identity, native.Reply(rid=msg.rid, value=True))
 
-    async def _unsubscribe(self, identity: bytes, msg: native.Unsubscribe) -> None:
+    async def _unsubscribe(self, identity: bytes, msg: native.Unsubscribe, caller: Caller) -> None:
         sub = self.subscribers.get(identity)
         if sub is not None:
             self.hub.unwatch(sub, msg.ids or None)
@@ -285,14 +374,14 @@ class NativeDoor:
                 del self.subscribers[identity]
         self.send(identity, native.Reply(rid=msg.rid, value=True))
 
-    async def _info(self, identity: bytes, msg: native.Info) -> None:
+    async def _info(self, identity: bytes, msg: native.Info, caller: Caller) -> None:
         value: Any
         if msg.what == "workers":
-            value = await self.hub.workers()
+            value = await self.hub.workers(caller=caller)
         elif msg.what == "services":
-            value = await self.hub.services()
+            value = await self.hub.services(caller=caller)
         elif msg.what == "stats":
-            stats = await self.hub.stats()
+            stats = await self.hub.stats(caller=caller)
             value = {
                 "jobs": stats.jobs,
                 "counters": stats.counters,
@@ -300,12 +389,12 @@ class NativeDoor:
                 "hub": stats.hub,
             }
         elif msg.what == "explain":
-            value = await self.hub.explain(msg.id)
+            value = await self.hub.explain(msg.id, caller=caller)
         else:
             raise InvalidRequest(f"unknown info {msg.what!r}: workers, services, stats or explain")
         self.send(identity, native.Reply(rid=msg.rid, value=msgspec.to_builtins(value)))
 
-    async def _ping(self, identity: bytes, msg: native.Ping) -> None:
+    async def _ping(self, identity: bytes, msg: native.Ping, caller: Caller) -> None:
         sub = self.subscribers.get(identity)
         if sub is not None:
             sub.last_seen = time.monotonic()
@@ -313,7 +402,13 @@ class NativeDoor:
 
     # ------------------------------------------------------------------ workers
 
-    async def _hello(self, identity: bytes, msg: native.Hello) -> None:
+    def _hello_from(self, peer: Peer) -> _Handler:
+        async def hello(identity: bytes, msg: native.Hello, caller: Caller) -> None:
+            await self._hello(identity, msg, caller, peer)
+
+        return hello
+
+    async def _hello(self, identity: bytes, msg: native.Hello, caller: Caller, peer: Peer) -> None:
         if not msg.worker_id:
             raise InvalidRequest("hello needs a worker_id")
         hello = WorkerHello(
@@ -324,11 +419,24 @@ class NativeDoor:
             name=msg.name,
             door="zmq",
             schemas=msg.schemas,
+            unhealthy=msg.unhealthy,
         )
+        name = caller.principal.name
         link = self.links.get(identity)
+        if link is not None and link.principal != name:
+            if self.strict:
+                # The identity is another principal's worker's until that worker leaves.
+                reason = "this connection's identity belongs to another principal's worker"
+                self.hub.guard.audit.write("refused", caller, "attach", f"worker {msg.worker_id}", reason)
+                raise Forbidden(f"not allowed: {reason}")
+            link = None
         if link is None:
-            link = self.links[identity] = _Link(self, identity)
-        welcome = await self.hub.attach(hello, link, held=msg.held)
+            link = _Link(self, identity, peer, name)
+        # This connection is the worker's now; what was held back from it, the hub's attach
+        # gives back to the queue unless the worker says it holds it.
+        link.peer, link.pending = peer, []
+        welcome = await self.hub.attach(hello, link, held=msg.held, caller=caller)
+        self.links[identity] = link
         self.workers.bind(identity, msg.worker_id)
         self.send(
             identity,
@@ -337,30 +445,36 @@ class NativeDoor:
             ),
         )
 
-    async def _heartbeat(self, identity: bytes, msg: native.Heartbeat) -> None:
+    async def _heartbeat(self, identity: bytes, msg: native.Heartbeat, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity)
-        if worker_id is not None and await self.hub.heartbeat(worker_id, msg.metrics):
+        if worker_id is not None and await self.hub.heartbeat(worker_id, msg.metrics, msg.unhealthy):
             self.send(identity, native.Heartbeat())
 
-    async def _set_slots(self, identity: bytes, msg: native.SetSlots) -> None:
+    async def _set_slots(self, identity: bytes, msg: native.SetSlots, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity)
         if worker_id is not None:
             await self.hub.set_slots(worker_id, msg.slots)
 
-    async def _fail(self, identity: bytes, msg: native.Fail) -> None:
+    async def _fail(self, identity: bytes, msg: native.Fail, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity) or ""
         await self.hub.fail(worker_id, msg.id, msg.token, msg.error, retryable=msg.retryable)
 
-    async def _progress(self, identity: bytes, msg: native.Progress) -> None:
+    async def _progress(self, identity: bytes, msg: native.Progress, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity) or ""
         await self.hub.progress(worker_id, msg.id, msg.token, msg.value, msg.message)
 
-    async def _release(self, identity: bytes, msg: native.Release) -> None:
+    async def _release(self, identity: bytes, msg: native.Release, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity) or ""
         await self.hub.release(worker_id, msg.jobs)
 
-    async def _bye(self, identity: bytes, msg: native.Bye) -> None:
+    async def _bye(self, identity: bytes, msg: native.Bye, caller: Caller) -> None:
         worker_id = self.workers.forget(identity)
         self.links.pop(identity, None)
         if worker_id is not None:
             await self.hub.detach(worker_id, "said bye")
+
+
+#: Messages that act as the connection's worker (checked against its principal with --auth).
+_WORKER_MESSAGES = frozenset(
+    {native.Heartbeat, native.SetSlots, native.Fail, native.Progress, native.Release, native.Bye}
+)
