@@ -1,6 +1,6 @@
 """The auth file: the tokens (as hashes) and CURVE client keys a hub accepts.
 
-``jobq token create|list|revoke --auth FILE`` edit it; ``jobq hub --auth FILE`` reads it and
+``jobq token create|list|revoke|allow-key --auth FILE`` edit it; ``jobq hub --auth FILE`` reads it and
 reads it again whenever it changes (a revoked token stops working within a second). It holds
 no secret: only SHA-256 hashes of tokens and CURVE *public* keys. It is JSON::
 
@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import struct
 import tempfile
 import time
 from pathlib import Path
 
 import msgspec
+from zmq.utils import z85
 
 from jobq.core.auth import ROLES, Principal, Role, new_token, token_hash
 from jobq.core.errors import InvalidRequest, NotFound
@@ -51,6 +54,7 @@ class CurveEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
     public_key: str
     customers: list[str] = msgspec.field(default_factory=list)
     services: list[str] = msgspec.field(default_factory=list)
+    created: float = 0.0
 
     def principal(self) -> Principal:
         return Principal(
@@ -107,6 +111,10 @@ def write(path: Path, data: AuthFile) -> None:
         raise
 
 
+def _taken(data: AuthFile) -> set[str]:
+    return {entry.name for entry in data.tokens} | {entry.name for entry in data.curve}
+
+
 def create_token(
     path: Path,
     role: str,
@@ -119,7 +127,7 @@ def create_token(
     if role not in ROLES:
         raise InvalidRequest(f"unknown role {role!r}: one of {', '.join(ROLES)}")
     data = read(path)
-    taken = {entry.name for entry in data.tokens} | {entry.name for entry in data.curve}
+    taken = _taken(data)
     if name is None:
         name = next(f"{role}-{n}" for n in range(1, len(taken) + 2) if f"{role}-{n}" not in taken)
     elif name in taken:
@@ -136,6 +144,82 @@ def create_token(
     data.tokens.append(entry)
     write(path, data)
     return secret, entry
+
+
+# ---------------------------------------------------------------- CURVE keys
+
+
+def z85_key(text: str, what: str = "CURVE key") -> str:
+    """``text`` if it is a CURVE key as ZeroMQ writes them (40 Z85 characters, 32 bytes), else
+    InvalidRequest saying what is wrong (never echoing a secret)."""
+    key = text.strip()
+    if len(key) != 40:
+        raise InvalidRequest(f"a {what} is 40 Z85 characters (jobq curve keygen); this one has {len(key)}")
+    try:
+        raw = z85.decode(key.encode("ascii"))
+    except (UnicodeEncodeError, ValueError, KeyError, IndexError, struct.error):
+        raise InvalidRequest(
+            f"a {what} is 40 Z85 characters (jobq curve keygen); this one is not Z85"
+        ) from None
+    if len(raw) != 32:
+        raise InvalidRequest(f"a {what} decodes to 32 bytes")
+    return key
+
+
+#: ``secret-key = "…"`` in a ZeroMQ certificate file (zmq.auth.create_certificates, czmq zcert).
+_ZPL_KEY = re.compile(r'^\s*(secret|public)-key\s*=\s*"([^"]{40})"\s*$', re.MULTILINE)
+
+
+def curve_key(value: str, *, secret: bool = True) -> str:
+    """A CURVE key given as itself (Z85) or as a file holding it: the key alone on a line, or a
+    ZeroMQ certificate file (``secret-key = "…"``; ``public-key`` when ``secret`` is False)."""
+    what = "CURVE secret key" if secret else "CURVE public key"
+    text = value.strip()
+    if len(text) == 40 and not Path(text).exists():
+        return z85_key(text, what)
+    try:
+        content = Path(text).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"{what}: not 40 Z85 characters, nor a readable file ({exc})") from None
+    wanted = "secret" if secret else "public"
+    for kind, key in _ZPL_KEY.findall(content):
+        if kind == wanted:
+            return z85_key(key, what)
+    return z85_key(content, f"{what} in {text}")
+
+
+def allow_key(
+    path: Path,
+    public_key: str,
+    role: str,
+    *,
+    name: str,
+    customers: list[str] | None = None,
+    services: list[str] | None = None,
+) -> CurveEntry:
+    """Let a CURVE client with this public key in, as ``role`` with this scope."""
+    if role not in ROLES:
+        raise InvalidRequest(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    key = z85_key(public_key, "CURVE public key")
+    data = read(path)
+    if name in _taken(data):
+        raise InvalidRequest(
+            f"a token or key named {name!r} exists already; revoke it first or pick another name"
+        )
+    clash = next((entry.name for entry in data.curve if entry.public_key == key), None)
+    if clash is not None:
+        raise InvalidRequest(f"this public key is in the file already, as {clash!r}")
+    entry = CurveEntry(
+        name=name,
+        role=role,
+        public_key=key,
+        customers=sorted(set(customers or [])),
+        services=sorted(set(services or [])),
+        created=round(time.time(), 3),
+    )
+    data.curve.append(entry)
+    write(path, data)
+    return entry
 
 
 def revoke(path: Path, name: str) -> None:
@@ -189,8 +273,11 @@ __all__ = [
     "CurveEntry",
     "TokenEntry",
     "Watched",
+    "allow_key",
     "create_token",
+    "curve_key",
     "read",
     "revoke",
     "write",
+    "z85_key",
 ]

@@ -83,6 +83,9 @@ class HubConfig:
     http_monitor_queue: int = 1000
     #: Open HTTP connections and WebSocket streams at most (then 503).
     http_max_connections: int = 1000
+    #: Browser origins (``https://dash.example.com``) besides the hub's own that may open its
+    #: WebSockets and send it state-changing requests (``--http-allow-origin``, repeatable).
+    http_allow_origins: list[str] = field(default_factory=list)
 
     #: The auth file (``jobq token create``): every door then needs a token, a CURVE key or a
     #: trusted listener. None: no authentication, and the hub binds loopback only.

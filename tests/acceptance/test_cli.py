@@ -105,3 +105,10 @@ def test_payload_from_stdin(hub: str) -> None:
     job_id = json.loads(out.stdout)["id"]
     status = json.loads(jobq("status", str(job_id), "--json", "--hub", hub).stdout)
     assert status["state"] == "queued"
+
+
+def test_every_client_command_and_the_worker_take_a_token() -> None:
+    commands = ("submit", "status", "wait", "result", "cancel", "retry", "jobs", "explain")
+    for command in (*commands, "workers", "services", "stats", "worker", "autocall"):
+        text = jobq(command, "--help").stdout.decode()
+        assert "--token" in text and "JOBQ_TOKEN" in text, command

@@ -21,6 +21,7 @@ from jobq.cli.options import (
     parse_pairs,
     run_async,
     timeout_option,
+    token_option,
 )
 from jobq.client.client import Client, make_spec
 from jobq.core.model import JobEvent
@@ -32,8 +33,8 @@ json_option = option(
 )
 
 
-def _client(hub: str, connect_timeout: float) -> Client:
-    return Client(hub, timeout=connect_timeout)
+def _client(hub: str, connect_timeout: float, token: str | None) -> Client:
+    return Client(hub, timeout=connect_timeout, token=token)
 
 
 def _payload(text: str | None) -> bytes:
@@ -50,6 +51,7 @@ def _payload(text: str | None) -> bytes:
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @click.argument("service")
 @click.argument("payload", required=False)
 @option("--count", type=int, default=1, show_default=True, help="Submit N jobs; {i} in PAYLOAD is the index.")
@@ -73,6 +75,7 @@ def _payload(text: str | None) -> bytes:
 async def submit(
     hub: str,
     connect_timeout: float,
+    token: str | None,
     service: str,
     payload: str | None,
     count: int,
@@ -117,7 +120,7 @@ async def submit(
                 service, body, **{**options, "idempotency_key": f"{key}-{i}" if key and count > 1 else key}
             )
         )
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         accepted = await client.submit_many(specs, watch=wait)
         if not wait:
             for job_id, state, created in accepted:
@@ -178,12 +181,13 @@ def _event_json(event: JobEvent) -> dict[str, Any]:
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @click.argument("job_id", type=int)
 @json_option
 @run_async
-async def status(hub: str, connect_timeout: float, job_id: int, as_json: bool) -> int:
+async def status(hub: str, connect_timeout: float, token: str | None, job_id: int, as_json: bool) -> int:
     """Show a job: state, attempts, worker, timings."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         job = await client.status(job_id)
     if job is None:
         click.echo(f"jobq: no job {job_id}", err=True)
@@ -198,13 +202,16 @@ async def status(hub: str, connect_timeout: float, job_id: int, as_json: bool) -
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @click.argument("job_id", type=int)
 @option("--timeout", type=float, default=None, help="Give up after this many seconds.")
 @json_option
 @run_async
-async def wait(hub: str, connect_timeout: float, job_id: int, timeout: float | None, as_json: bool) -> int:
+async def wait(
+    hub: str, connect_timeout: float, token: str | None, job_id: int, timeout: float | None, as_json: bool
+) -> int:
     """Wait for a job to end; exits 0 only if it completed."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         job = await client.wait(job_id, timeout)
     if as_json:
         render.print_json(render.job_json(job, result=False))
@@ -219,6 +226,7 @@ async def wait(hub: str, connect_timeout: float, job_id: int, timeout: float | N
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @click.argument("job_id", type=int)
 @option(
     "--wait",
@@ -228,9 +236,11 @@ async def wait(hub: str, connect_timeout: float, job_id: int, timeout: float | N
     help="Wait up to this many seconds for the job to end.",
 )
 @run_async
-async def result(hub: str, connect_timeout: float, job_id: int, wait_seconds: float | None) -> int:
+async def result(
+    hub: str, connect_timeout: float, token: str | None, job_id: int, wait_seconds: float | None
+) -> int:
     """Write a completed job's result bytes to stdout (non-zero exit otherwise)."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         job = await (client.wait(job_id, wait_seconds) if wait_seconds is not None else client.status(job_id))
     if job is None:
         click.echo(f"jobq: no job {job_id}", err=True)
@@ -247,12 +257,15 @@ async def result(hub: str, connect_timeout: float, job_id: int, wait_seconds: fl
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @click.argument("job_ids", type=int, nargs=-1, required=True)
 @json_option
 @run_async
-async def cancel(hub: str, connect_timeout: float, job_ids: tuple[int, ...], as_json: bool) -> int:
+async def cancel(
+    hub: str, connect_timeout: float, token: str | None, job_ids: tuple[int, ...], as_json: bool
+) -> int:
     """Cancel jobs (a running job's worker is told to stop)."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         for job_id in job_ids:
             job = await client.cancel(job_id)
             if as_json:
@@ -265,11 +278,12 @@ async def cancel(hub: str, connect_timeout: float, job_ids: tuple[int, ...], as_
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @click.argument("job_ids", type=int, nargs=-1, required=True)
 @run_async
-async def retry(hub: str, connect_timeout: float, job_ids: tuple[int, ...]) -> int:
+async def retry(hub: str, connect_timeout: float, token: str | None, job_ids: tuple[int, ...]) -> int:
     """Queue failed or cancelled jobs again with a fresh attempt budget."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         for job_id in job_ids:
             job = await client.retry(job_id)
             click.echo(f"job {job.id} {job.state.value}")
@@ -279,6 +293,7 @@ async def retry(hub: str, connect_timeout: float, job_ids: tuple[int, ...]) -> i
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @option(
     "--state",
     "states",
@@ -297,6 +312,7 @@ async def retry(hub: str, connect_timeout: float, job_ids: tuple[int, ...]) -> i
 async def jobs(
     hub: str,
     connect_timeout: float,
+    token: str | None,
     states: tuple[str, ...],
     service: str | None,
     customer: str | None,
@@ -307,7 +323,7 @@ async def jobs(
     as_json: bool,
 ) -> int:
     """List jobs, newest first."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         found = await client.jobs(
             state=list(states),
             service=service,
@@ -328,12 +344,13 @@ async def jobs(
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @click.argument("job_id", type=int)
 @json_option
 @run_async
-async def explain(hub: str, connect_timeout: float, job_id: int, as_json: bool) -> int:
+async def explain(hub: str, connect_timeout: float, token: str | None, job_id: int, as_json: bool) -> int:
     """Why a job is (not) running: eligible workers, position, what others miss."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         info = await client.explain(job_id)
     if as_json:
         render.print_json(msgspec.to_builtins(info))
@@ -345,15 +362,18 @@ async def explain(hub: str, connect_timeout: float, job_id: int, as_json: bool) 
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @json_option
 @run_async
-async def workers(hub: str, connect_timeout: float, as_json: bool) -> int:
+async def workers(hub: str, connect_timeout: float, token: str | None, as_json: bool) -> int:
     """Connected workers."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         found = await client.workers()
     if as_json:
         for w in found:
-            render.print_json(msgspec.to_builtins(w))
+            # Each service's health: ``ok``, or why its backend (a connector's service) is down.
+            health = {name: w.unhealthy.get(name, "ok") for name in w.services}
+            render.print_json({**msgspec.to_builtins(w), "health": health})
     else:
         render.show_workers(found)
     return 0
@@ -362,12 +382,15 @@ async def workers(hub: str, connect_timeout: float, as_json: bool) -> int:
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @option("--describe", default=None, help="Show one service with its payload schema.")
 @json_option
 @run_async
-async def services(hub: str, connect_timeout: float, describe: str | None, as_json: bool) -> int:
+async def services(
+    hub: str, connect_timeout: float, token: str | None, describe: str | None, as_json: bool
+) -> int:
     """Services: workers, slots, queued and running jobs."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         found = await client.services()
     if describe is not None:
         match = [s for s in found if s.name == describe]
@@ -387,11 +410,12 @@ async def services(hub: str, connect_timeout: float, describe: str | None, as_js
 @click.command(context_settings=CONTEXT)
 @hub_option
 @timeout_option
+@token_option
 @json_option
 @run_async
-async def stats(hub: str, connect_timeout: float, as_json: bool) -> int:
+async def stats(hub: str, connect_timeout: float, token: str | None, as_json: bool) -> int:
     """Jobs by state and service, hub counters."""
-    async with _client(hub, connect_timeout) as client:
+    async with _client(hub, connect_timeout, token) as client:
         value = await client.stats()
     if as_json:
         render.print_json(value)

@@ -2,7 +2,8 @@
 
 - ``jobq autocall``: the work-queue system's load generator. Random technical words, 1 to 5
   per job, through any door: ``tcp://`` (native ZeroMQ), ``line://`` (work-queue ``JOB``, one
-  connection per job as the original client does) or ``dsjq://`` (DSJQ ``SUBMIT``).
+  connection per job as the original client does) or ``dsjq://`` (DSJQ ``SUBMIT``); with
+  ``--token``, the native door gets it and a line connection starts with ``AUTH <token>``.
 - ``jobq listen GROUP:PORT``: prints the words a ``multicast`` worker streams.
 """
 
@@ -20,9 +21,17 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jobq.cli import render
-from jobq.cli.options import CONTEXT, EXIT_JOB_FAILED, EXIT_UNAVAILABLE, option, run_async, timeout_option
+from jobq.cli.options import (
+    CONTEXT,
+    EXIT_JOB_FAILED,
+    EXIT_UNAVAILABLE,
+    option,
+    run_async,
+    timeout_option,
+    token_option,
+)
 from jobq.config import DEFAULT_HUB
-from jobq.errors import InvalidRequest, JobqError, Unavailable
+from jobq.errors import Forbidden, InvalidRequest, JobqError, Unauthorized, Unavailable
 
 #: What autocall's jobs are made of.
 WORDS = (
@@ -51,10 +60,10 @@ class Sender(Protocol):
 class NativeSender:
     """Through the native ZeroMQ door with the jobq SDK."""
 
-    def __init__(self, hub: str, service: str, timeout: float) -> None:
+    def __init__(self, hub: str, service: str, timeout: float, token: str | None = None) -> None:
         from jobq.client.client import Client
 
-        self.client = Client(hub, timeout=timeout)
+        self.client = Client(hub, timeout=timeout, token=token)
         self.service = service
 
     async def send(self, text: str) -> int:
@@ -67,9 +76,10 @@ class NativeSender:
 class LineSender:
     """Through a line listener: one connection per job, as the work-queue client does."""
 
-    def __init__(self, host: str, port: int, dsjq: bool, timeout: float) -> None:
+    def __init__(self, host: str, port: int, dsjq: bool, timeout: float, token: str | None = None) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self.verb, self.answer = ("SUBMIT", "JOB_ID") if dsjq else ("JOB", "ID")
+        self.auth = f"AUTH {token}\n".encode() if token else b""
 
     async def send(self, text: str) -> int:
         try:
@@ -79,8 +89,10 @@ class LineSender:
         except (OSError, TimeoutError) as exc:
             raise Unavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         try:
-            writer.write(f"{self.verb} {text}\n".encode())
+            writer.write(self.auth + f"{self.verb} {text}\n".encode())
             reply = (await asyncio.wait_for(reader.readline(), self.timeout)).decode(errors="replace")
+            if self.auth and reply.strip() == "OK":
+                reply = (await asyncio.wait_for(reader.readline(), self.timeout)).decode(errors="replace")
         except (OSError, TimeoutError) as exc:
             raise Unavailable(f"no answer from {self.host}:{self.port}: {exc}") from None
         finally:
@@ -88,6 +100,10 @@ class LineSender:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
         word, _, job_id = reply.strip().partition(" ")
+        if word == "ERR" and job_id.startswith("not authorized"):
+            raise Unauthorized(job_id)
+        if word == "ERR" and job_id.startswith("not allowed"):
+            raise Forbidden(job_id)
         if word != self.answer or not job_id.isdigit():
             raise InvalidRequest(f"the hub answered {reply.strip()!r}")
         return int(job_id)
@@ -96,15 +112,15 @@ class LineSender:
         pass
 
 
-def sender_for(url: str, service: str, timeout: float) -> Sender:
+def sender_for(url: str, service: str, timeout: float, token: str | None = None) -> Sender:
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("line", "dsjq"):
         host, _, port = rest.split("/", 1)[0].rpartition(":")
         if not host or not port.isdigit():
             raise InvalidRequest(f"{url!r} is not {scheme}://HOST:PORT")
-        return LineSender(host.strip("[]"), int(port), scheme == "dsjq", timeout)
+        return LineSender(host.strip("[]"), int(port), scheme == "dsjq", timeout, token)
     if sep and scheme in ("tcp", "ipc", "inproc"):
-        return NativeSender(url, service, timeout)
+        return NativeSender(url, service, timeout, token)
     raise InvalidRequest(f"{url!r}: use tcp://HOST:PORT (native), line://HOST:PORT or dsjq://HOST:PORT")
 
 
@@ -117,6 +133,7 @@ def sender_for(url: str, service: str, timeout: float) -> Sender:
     "or dsjq://HOST:PORT (DSJQ SUBMIT).",
 )
 @timeout_option
+@token_option
 @option(
     "--service",
     envvar="JOBQ_AUTOCALL_SERVICE",
@@ -139,6 +156,7 @@ def sender_for(url: str, service: str, timeout: float) -> Sender:
 async def autocall(
     hub: str,
     connect_timeout: float,
+    token: str | None,
     service: str,
     num_jobs: int,
     delay: float,
@@ -149,7 +167,7 @@ async def autocall(
     if num_jobs < 0 or delay < 0:
         raise InvalidRequest("--num-jobs and --delay must not be negative")
     rng = random.Random(seed)
-    sender = sender_for(hub, service, connect_timeout)
+    sender = sender_for(hub, service, connect_timeout, token)
     ids: list[int] = []
     errors: dict[str, int] = {}
     started = time.perf_counter()
@@ -168,6 +186,8 @@ async def autocall(
                     await asyncio.sleep(delay)
                 try:
                     ids.append(await sender.send(random_job(rng)))
+                except (Unauthorized, Forbidden):
+                    raise  # every other job would be refused too: exit 7 at once
                 except JobqError as exc:
                     errors[exc.message] = errors.get(exc.message, 0) + 1
                 bar.advance(task)

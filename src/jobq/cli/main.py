@@ -12,18 +12,22 @@ from typing import Any
 
 import click
 
-from jobq.cli import client_commands, line_tools
+from jobq.cli import client_commands, hub_command, line_tools, token_commands
 from jobq.cli.options import (
     CONTEXT,
+    EXIT_UNAUTHORIZED,
     EXIT_USAGE,
     given_options,
     hub_option,
+    one_line,
     option,
     parse_pairs,
     raw_pairs,
+    setup_logging,
+    token_option,
 )
-from jobq.config import DEFAULT_HUB, DEFAULT_STORE, HubConfig
-from jobq.errors import JobqError
+from jobq.config import DEFAULT_HUB
+from jobq.errors import Forbidden, JobqError, Unauthorized
 from jobq.process import tune_gc
 
 
@@ -33,245 +37,9 @@ def cli() -> None:
     """jobq: a distributed job queue. One hub, many doors, one queue."""
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-@cli.command(context_settings=CONTEXT)
-@option(
-    "--store",
-    default=DEFAULT_STORE,
-    show_default=True,
-    help="Where jobs are kept: sqlite:///PATH (?durability=full to fsync), memory://.",
-)
-@option(
-    "--zmq",
-    "zmq_endpoints",
-    multiple=True,
-    default=[DEFAULT_HUB],
-    show_default=True,
-    help="ZeroMQ endpoint to bind (repeatable; 'off' disables).",
-)
-@option("--heartbeat", type=float, default=1.0, show_default=True, help="Seconds between worker heartbeats.")
-@option(
-    "--liveness",
-    type=int,
-    default=5,
-    show_default=True,
-    help="Heartbeats a worker may miss before its jobs are re-queued.",
-)
-@option(
-    "--lease-ttl",
-    type=float,
-    default=30.0,
-    show_default=True,
-    help="Seconds a running job's lease lasts without a heartbeat.",
-)
-@option(
-    "--grace",
-    type=float,
-    default=30.0,
-    show_default=True,
-    help="Seconds running jobs may finish after SIGTERM.",
-)
-@option(
-    "--max-payload",
-    type=int,
-    default=HubConfig().max_payload,
-    show_default=True,
-    help="Largest job payload in bytes.",
-)
-@option(
-    "--zmq-engine",
-    type=click.Choice(["asyncio", "libzmq"]),
-    default="asyncio",
-    show_default=True,
-    help="ZeroMQ implementation of the hub's socket: jobq's own ZMTP on the event loop, or libzmq.",
-)
-@option(
-    "--line",
-    "line_listeners",
-    multiple=True,
-    default=HubConfig().line,
-    show_default=True,
-    help="Line-protocol (DSJQ, work queue) listener HOST:PORT, or HOST:PORT/dsjq-compat for the C++ "
-    "DSJQ peers (repeatable; 'off' disables).",
-)
-@option(
-    "--line-service", default="default", show_default=True, help="Service of jobs submitted by line commands."
-)
-@option(
-    "--line-lease",
-    type=float,
-    default=HubConfig().line_lease,
-    show_default=True,
-    help="Seconds a line worker holding a job may stay silent before the job is re-queued.",
-)
-@option(
-    "--line-max-line",
-    type=int,
-    default=HubConfig().line_max_line,
-    show_default=True,
-    help="Longest line in bytes; a longer one is refused and its connection closed.",
-)
-@option(
-    "--line-max-connections",
-    type=int,
-    default=HubConfig().line_max_connections,
-    show_default=True,
-    help="Open line connections at most.",
-)
-@option(
-    "--mdp-heartbeat",
-    type=float,
-    default=HubConfig().mdp_heartbeat,
-    show_default=True,
-    help="Seconds between heartbeats to Majordomo (MDP) workers.",
-)
-@option(
-    "--mdp-liveness",
-    type=int,
-    default=HubConfig().mdp_liveness,
-    show_default=True,
-    help="MDP heartbeats an idle MDP worker may miss before it counts as gone.",
-)
-@option(
-    "--mdp-no-worker-timeout",
-    type=float,
-    default=HubConfig().mdp_no_worker_timeout,
-    show_default=True,
-    help="Seconds an MDP request waits for a worker of its service before it gets an error reply.",
-)
-@option(
-    "--mdp-prefetch",
-    type=int,
-    default=HubConfig().mdp_prefetch,
-    show_default=True,
-    help="Requests queued at an MDP worker beyond the one it runs, while its requests are short.",
-)
-@option(
-    "--mdp-prefetch-below",
-    type=float,
-    default=HubConfig().mdp_prefetch_below,
-    show_default=True,
-    help="Average seconds per request below which an MDP worker gets requests queued ahead.",
-)
-@option(
-    "--http",
-    "http_address",
-    default=HubConfig().http,
-    show_default=True,
-    help="HTTP door HOST:PORT: REST, WebSocket, dashboard, /metrics ('off' disables).",
-)
-@option(
-    "--http-max-body",
-    type=int,
-    default=HubConfig().http_max_body,
-    show_default=True,
-    help="Largest HTTP request body or WebSocket message in bytes.",
-)
-@option(
-    "--http-monitor-queue",
-    type=int,
-    default=HubConfig().http_monitor_queue,
-    show_default=True,
-    help="Messages queued for one WebSocket reader before it is resynced.",
-)
-@option(
-    "--http-max-connections",
-    type=int,
-    default=HubConfig().http_max_connections,
-    show_default=True,
-    help="Open HTTP connections and WebSocket streams at most.",
-)
-@option("--name", default="hub", show_default=True, help="This hub's name.")
-@option(
-    "--customer-weight",
-    "customer_weights",
-    multiple=True,
-    help="CUSTOMER=WEIGHT fair share between jobs of equal priority (repeatable; default 1).",
-)
-@option("--log-level", default="info", show_default=True, help="debug, info, warning or error.")
-def hub(
-    store: str,
-    zmq_endpoints: tuple[str, ...],
-    zmq_engine: str,
-    heartbeat: float,
-    liveness: int,
-    lease_ttl: float,
-    grace: float,
-    max_payload: int,
-    line_listeners: tuple[str, ...],
-    line_service: str,
-    line_lease: float,
-    line_max_line: int,
-    line_max_connections: int,
-    mdp_heartbeat: float,
-    mdp_liveness: int,
-    mdp_no_worker_timeout: float,
-    mdp_prefetch: int,
-    mdp_prefetch_below: float,
-    http_address: str,
-    http_max_body: int,
-    http_monitor_queue: int,
-    http_max_connections: int,
-    name: str,
-    customer_weights: tuple[str, ...],
-    log_level: str,
-) -> None:
-    """Run the hub (the broker)."""
-    from jobq import app
-
-    _logging(log_level)
-    endpoints = [e for raw in zmq_endpoints for e in raw.split(",") if e and e != "off"]
-    config = HubConfig(
-        store=store,
-        zmq=endpoints,
-        zmq_engine=zmq_engine,
-        heartbeat=heartbeat,
-        liveness=liveness,
-        lease_ttl=lease_ttl,
-        grace=grace,
-        max_payload=max_payload,
-        line=[e for raw in line_listeners for e in raw.split(",") if e and e != "off"],
-        line_service=line_service,
-        line_lease=line_lease,
-        line_max_line=line_max_line,
-        line_max_connections=line_max_connections,
-        mdp_heartbeat=mdp_heartbeat,
-        mdp_liveness=mdp_liveness,
-        mdp_no_worker_timeout=mdp_no_worker_timeout,
-        mdp_prefetch=mdp_prefetch,
-        mdp_prefetch_below=mdp_prefetch_below,
-        http="" if http_address == "off" else http_address,
-        http_max_body=http_max_body,
-        http_monitor_queue=http_monitor_queue,
-        http_max_connections=http_max_connections,
-        name=name,
-        customer_weights={k: float(v) for k, v in parse_pairs(customer_weights, "--customer-weight").items()},
-    )
-
-    def ready(srv: app.HubServer) -> None:
-        click.echo(
-            f"jobq hub {name}: store {srv.hub.store_url}; listening on {', '.join(srv.endpoints)}", err=True
-        )
-
-    try:
-        app.run(config, ready)
-    except JobqError as exc:
-        click.echo(f"jobq hub: {exc.message}", err=True)
-        sys.exit(EXIT_USAGE)
-    except OSError as exc:
-        click.echo(f"jobq hub: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-
-
 @cli.command(context_settings=CONTEXT)
 @hub_option
+@token_option
 @option("--service", "services", multiple=True, help="Service to serve (repeatable).")
 @option(
     "--handler",
@@ -352,6 +120,7 @@ def hub(
 @option("--log-level", default="info", show_default=True, help="debug, info, warning or error.")
 def worker(
     hub: str,
+    token: str | None,
     services: tuple[str, ...],
     handler: str,
     connector: str | None,
@@ -375,7 +144,7 @@ def worker(
     from jobq.worker.capabilities import load_capabilities
     from jobq.worker.runtime import Worker
 
-    _logging(log_level)
+    setup_logging(log_level)
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))  # one line a request
     given = given_options(click.get_current_context())
     try:
@@ -383,6 +152,7 @@ def worker(
             w, described = _connector_worker(
                 given,
                 hub=hub,
+                token=token,
                 services=services,
                 connector=connector,
                 connector_options=connector_options,
@@ -413,7 +183,13 @@ def worker(
                 capabilities_file, parse_pairs(capabilities, "--capability")
             )
             w = Worker(
-                hub, concurrency=concurrency, prefetch=prefetch, capabilities=caps, name=name, grace=grace
+                hub,
+                concurrency=concurrency,
+                prefetch=prefetch,
+                capabilities=caps,
+                name=name,
+                grace=grace,
+                token=token,
             )
             for service in services:
                 w.register(service, fn)
@@ -425,6 +201,9 @@ def worker(
     tune_gc()
     try:
         w.run_forever()
+    except (Unauthorized, Forbidden) as exc:  # the hub refused the token, or its scope
+        click.echo(f"jobq worker: {one_line(exc.message)}", err=True)
+        sys.exit(EXIT_UNAUTHORIZED)
     except JobqError as exc:  # a connector that could not start (a port taken, ...)
         click.echo(f"jobq worker: {exc.message}", err=True)
         sys.exit(EXIT_USAGE)
@@ -434,6 +213,7 @@ def _connector_worker(
     given: set[str],
     *,
     hub: str,
+    token: str | None,
     services: tuple[str, ...],
     connector: str | None,
     connector_options: tuple[str, ...],
@@ -472,13 +252,16 @@ def _connector_worker(
         capabilities=load_capabilities(capabilities_file, {**cfg.capabilities, **caps}),
         name=name or cfg.name,
         grace=grace if "grace" in given else cfg.grace,
+        token=token,
     )
     described = worker_config.install(w, cfg, interval=health_interval)
     return w, described
 
 
+cli.add_command(hub_command.hub)
 client_commands.install(cli)
 line_tools.install(cli)
+token_commands.install(cli)
 
 
 def main() -> None:

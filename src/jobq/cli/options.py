@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
@@ -14,11 +15,13 @@ from click.core import ParameterSource
 from jobq.config import DEFAULT_HUB
 from jobq.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     JobFailed,
     JobqError,
     NotFound,
     Timeout,
+    Unauthorized,
     Unavailable,
 )
 
@@ -32,8 +35,18 @@ EXIT_UNAVAILABLE = 3
 EXIT_NOT_FOUND = 4
 EXIT_TIMEOUT = 5
 EXIT_CONFLICT = 6
+#: Not authorized: no token, a token the hub does not accept, or one without the right.
+EXIT_UNAUTHORIZED = 7
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def option(*decls: str, **kwargs: Any) -> Callable[[F], F]:
@@ -50,6 +63,14 @@ def hub_option(f: F) -> F:
         default=DEFAULT_HUB,
         show_default=True,
         help="Hub endpoint(s), comma-separated for failover.",
+    )(f)
+
+
+def token_option(f: F) -> F:
+    return option(
+        "--token",
+        default=None,
+        help="Secret token the hub's --auth file accepts (jobq token create).",
     )(f)
 
 
@@ -113,6 +134,8 @@ def given_options(ctx: click.Context) -> set[str]:
 
 
 def exit_code(exc: JobqError) -> int:
+    if isinstance(exc, Unauthorized | Forbidden):
+        return EXIT_UNAUTHORIZED
     if isinstance(exc, Unavailable):
         return EXIT_UNAVAILABLE
     if isinstance(exc, NotFound):
@@ -128,6 +151,11 @@ def exit_code(exc: JobqError) -> int:
     return EXIT_JOB_FAILED
 
 
+def one_line(message: str) -> str:
+    """A reason as one line of text (a refusal is one line on stderr)."""
+    return " ".join(message.split())
+
+
 def run_async(fn: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..., None]:
     """Run an async command body; jobq errors become a message on stderr and an exit code."""
 
@@ -136,7 +164,7 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..
         try:
             code = asyncio.run(fn(*args, **kwargs))
         except JobqError as exc:
-            click.echo(f"jobq: {exc.message}", err=True)
+            click.echo(f"jobq: {one_line(exc.message)}", err=True)
             sys.exit(exit_code(exc))
         except KeyboardInterrupt:
             sys.exit(130)

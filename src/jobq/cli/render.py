@@ -130,7 +130,7 @@ def show_workers(workers: Iterable[WorkerInfo]) -> None:
     for w in workers:
         table.add_row(
             w.id,
-            ",".join(w.services),
+            ",".join(f"{s} (unhealthy: {w.unhealthy[s]})" if s in w.unhealthy else s for s in w.services),
             w.door,
             str(w.slots),
             str(len(w.running)),

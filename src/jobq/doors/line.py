@@ -13,6 +13,12 @@ for the line lease; either way the hub puts the job back at the front of the que
 
 Only the hub's public API is used: the hub validates what is submitted and answers each line of
 a batch on its own (``Hub.submit``'s outcomes, in order).
+
+Identity (docs/security.md): a listener written ``HOST:PORT?trusted=ROLE&customer=..`` speaks
+for that principal, so legacy programs work there unmodified; on any other listener of a hub
+with ``--auth`` the first line must be ``AUTH <token>``. Every hub call carries the
+connection's caller; what it may do is the hub's decision. ``?tls`` listeners speak TLS with
+the hub's certificate (``--tls-cert``, ``--tls-key``).
 """
 
 from __future__ import annotations
@@ -21,16 +27,19 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobq.config import HubConfig
+from jobq.core.auth import Caller, Principal
 from jobq.core.matching import LINE_ONLY
 from jobq.core.model import TEXT, Completion, Job, JobSpec, Submitted
 from jobq.core.views import WorkerHello
-from jobq.errors import InvalidRequest, JobqError, NotFound
+from jobq.errors import Forbidden, InvalidRequest, JobqError, NotFound, Unauthorized
 from jobq.hub.hub import Hub, SubmitOutcome
 from jobq.hub.sessions import Liveness, WorkerDirectory
+from jobq.listeners import parse_listener
 from jobq.protocol import line as wire
 
 log = logging.getLogger("jobq.doors.line")
@@ -46,12 +55,18 @@ class Listener:
     port: int
     #: Answer DSJQ commands as the known C++ DSJQ server does.
     compat: bool = False
+    #: Who its peers are without ``AUTH`` (``?trusted=ROLE&customer=..&service=..``); None:
+    #: they must send a token when the hub has ``--auth``.
+    trusted: Principal | None = None
+    #: TLS with the hub's certificate (``?tls``).
+    tls: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> Listener:
-        """``HOST:PORT`` or ``HOST:PORT/dsjq-compat`` (``line://`` in front is allowed;
-        IPv6 hosts in brackets)."""
-        text = spec.strip().removeprefix("line://")
+        """``HOST:PORT`` or ``HOST:PORT/dsjq-compat``, then options (``?trusted=ROLE&customer=ID``,
+        ``?tls``: jobq.listeners). ``line://`` in front is allowed; IPv6 hosts in brackets."""
+        options = parse_listener(spec.strip().removeprefix("line://"))
+        text = options.address
         address, _, option = text.partition("/")
         if option not in ("", COMPAT):
             raise InvalidRequest(f"line listener {spec!r}: unknown option {option!r} (only {COMPAT})")
@@ -59,11 +74,17 @@ class Listener:
         host = host.removeprefix("[").removesuffix("]")
         if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
             raise InvalidRequest(f"line listener {spec!r} is not HOST:PORT[/{COMPAT}]")
-        return cls(host, int(port_text), option == COMPAT)
+        return cls(host, int(port_text), option == COMPAT, options.trusted, options.tls)
 
     def endpoint(self, port: int) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"line://{host}:{port}" + (f"/{COMPAT}" if self.compat else "")
+        flags = [f"trusted={self.trusted.role}"] if self.trusted is not None else []
+        flags += ["tls"] if self.tls else []
+        return (
+            f"line://{host}:{port}"
+            + (f"/{COMPAT}" if self.compat else "")
+            + ("?" + "&".join(flags) if flags else "")
+        )
 
 
 class _Connection:
@@ -71,8 +92,14 @@ class _Connection:
 
     pushes = False
 
-    def __init__(self, door: LineDoor, worker_id: str, peer: str, replies: wire.Replies) -> None:
+    def __init__(
+        self, door: LineDoor, worker_id: str, peer: str, replies: wire.Replies, caller: Caller | None
+    ) -> None:
         self.door = door
+        #: Who speaks on this connection; None until ``AUTH`` on a listener that needs a token.
+        self.caller = caller
+        #: ``AUTH`` was accepted (a second one is refused).
+        self.authenticated = False
         #: The id this connection attaches under whenever it becomes a worker (again).
         self.worker_id = worker_id
         self.peer = peer
@@ -111,6 +138,7 @@ class LineDoor:
         self.max_connections = config.line_max_connections
         if self.max_line < 1 or self.max_connections < 1 or not self.lease > 0:
             raise InvalidRequest("line door: max line, max connections and lease must be positive")
+        self._tls = _tls_context(config) if any(listener.tls for listener in self.listeners) else None
         hub.check(JobSpec(service=self.service))  # a bad service name fails here, not per line
         if self.lease > config.lease_ttl:
             log.warning(
@@ -132,6 +160,7 @@ class LineDoor:
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
+        hub.on_revoke(self._revoked)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -143,7 +172,13 @@ class LineDoor:
             ) -> None:
                 await self._serve(listener, reader, writer)
 
-            server = await asyncio.start_server(accept, listener.host, listener.port, backlog=1024)
+            server = await asyncio.start_server(
+                accept,
+                listener.host,
+                listener.port,
+                backlog=1024,
+                ssl=self._tls if listener.tls else None,
+            )
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]
             self.addresses.append((listener.host, port, listener.compat))
@@ -179,7 +214,10 @@ class LineDoor:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         key = next(self._ids)
-        conn = _Connection(self, f"line-{key}-{peer}", peer, replies)
+        caller = None
+        if listener.trusted is not None or not self.hub.guard.enabled:
+            caller = self.hub.authenticate(None, door="line", peer=peer, trusted=listener.trusted)
+        conn = _Connection(self, f"line-{key}-{peer}", peer, replies, caller)
         conn.writer = writer
         self.connections[key] = conn
         if task is not None:
@@ -238,6 +276,14 @@ class LineDoor:
             if not await self.hub.heartbeat(worker_id):
                 self.drop(conn)
 
+    def _revoked(self, names: set[str]) -> None:
+        """Tokens left the auth file: close the connections that spoke with them."""
+        for conn in list(self.connections.values()):
+            if conn.caller is not None and conn.caller.name in names and conn.writer is not None:
+                log.info("line connection %s closed: its token was revoked", conn.peer)
+                conn.writer.write(conn.replies.fatal("not authorized: the token was revoked"))
+                conn.writer.close()
+
     def drop(self, conn: _Connection) -> None:
         """The connection no longer speaks for a worker (the hub dropped or forgot it); it
         stays open, and its next ``FETCH`` attaches it again."""
@@ -257,7 +303,7 @@ class LineDoor:
             request = wire.parse(raw)
             if request is None:
                 continue
-            if isinstance(request, wire.Submit):
+            if isinstance(request, wire.Submit) and conn.caller is not None:
                 batch.append(request)
                 continue
             if batch:
@@ -265,12 +311,38 @@ class LineDoor:
                 batch = []
             if isinstance(request, wire.Quit):
                 return False
+            if isinstance(request, wire.Auth) or conn.caller is None:
+                answer, go_on = self._authenticate(conn, request)
+                out.append(answer)
+                if not go_on:
+                    return False
+                continue
             reply = await self._answer(conn, request)
             if reply is not None:
                 out.append(reply)
         if batch:
             await self._submit(conn, batch, out)
         return True
+
+    def _authenticate(self, conn: _Connection, request: wire.Request) -> tuple[bytes, bool]:
+        """``AUTH <token>``, or a line before it on a listener that needs one: the reply, and
+        whether the connection stays open (a refused token or a command before ``AUTH``
+        closes it, having cost nothing)."""
+        if not isinstance(request, wire.Auth):
+            reason = "this listener needs a token: send AUTH <token> as the first line"
+            refusal = self.hub.guard.refuse_unknown("line", conn.peer, reason)
+            return conn.replies.fatal(refusal.message), False
+        if conn.authenticated:
+            return conn.replies.fatal("AUTH was given already on this connection"), True
+        try:
+            caller = self.hub.authenticate(request.token or None, door="line", peer=conn.peer)
+        except Unauthorized as exc:
+            return conn.replies.fatal(exc.message), False
+        if self.workers.peek(conn) is not None and conn.caller is not None and caller != conn.caller:
+            # A worker attached under the listener's principal keeps it until it closes.
+            return conn.replies.fatal("AUTH must come before FETCH or REQUEST"), True
+        conn.caller, conn.authenticated = caller, True
+        return wire.OK, True
 
     async def _answer(self, conn: _Connection, request: wire.Request) -> bytes | None:
         replies = conn.replies
@@ -286,6 +358,8 @@ class LineDoor:
                 return replies.error(request, "line is not valid UTF-8")
             self.refused["unknown"] += 1
             return replies.refused(request)
+        except (Unauthorized, Forbidden) as exc:
+            return replies.denied(request, exc.message)
         except JobqError as exc:
             return replies.error(request, exc.message)
         except Exception as exc:
@@ -305,7 +379,7 @@ class LineDoor:
         outcomes: list[SubmitOutcome] = []
         if wanted:
             try:
-                outcomes = await self.hub.submit([self._spec(r) for r in wanted])
+                outcomes = await self.hub.submit([self._spec(r) for r in wanted], caller=_caller(conn))
             except JobqError as exc:  # refused as a whole (the hub is shutting down)
                 outcomes = [exc] * len(wanted)
             except Exception as exc:
@@ -320,13 +394,15 @@ class LineDoor:
                 outcome = next(results)
                 if isinstance(outcome, Submitted):
                     reply = replies.submitted(request, outcome.job.id)
+                elif isinstance(outcome, Unauthorized | Forbidden):
+                    reply = replies.denied(request, outcome.message)
                 else:
                     reply = replies.error(request, outcome.message)
             if reply is not None:
                 out.append(reply)
 
     async def _status(self, conn: _Connection, request: wire.Status) -> bytes:
-        job = None if request.job_id is None else await self.hub.find(request.job_id)
+        job = None if request.job_id is None else await self.hub.find(request.job_id, caller=_caller(conn))
         return conn.replies.status(None if job is None else job.state)
 
     # ------------------------------------------------------------------ workers
@@ -347,7 +423,9 @@ class LineDoor:
                 name=conn.peer,
                 door="line",
             )
-            await self.hub.attach(hello, conn, liveness=Liveness(idle=None, busy=self.lease))
+            await self.hub.attach(
+                hello, conn, liveness=Liveness(idle=None, busy=self.lease), caller=_caller(conn)
+            )
             self.workers.bind(conn, worker_id)
         try:
             jobs = await self.hub.claim(worker_id, 1)
@@ -377,6 +455,25 @@ class LineDoor:
         result = [request.result.encode()] if request.result else []
         (outcome,) = await self.hub.complete(worker_id, [Completion(job_id, token, result)])
         return replies.refused(request) if isinstance(outcome, Exception) else replies.done(request)
+
+
+def _caller(conn: _Connection) -> Caller:
+    """The connection's caller (set before any command reaches the hub: ``_run`` sees to it)."""
+    assert conn.caller is not None
+    return conn.caller
+
+
+def _tls_context(config: HubConfig) -> ssl.SSLContext:
+    """The server side of ``?tls`` listeners, from ``--tls-cert`` and ``--tls-key``."""
+    if not config.tls_cert or not config.tls_key:
+        raise InvalidRequest("a line listener asks for ?tls: give the hub --tls-cert and --tls-key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidRequest(f"cannot load --tls-cert/--tls-key for the line door: {exc}") from None
+    return context
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

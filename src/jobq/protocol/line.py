@@ -5,6 +5,10 @@ Two command sets share every listener (their verbs do not collide), as PROTOCOLS
     DSJQ        SUBMIT <payload>   REQUEST   ACK <id>   FAIL <id>   QUIT
     work queue  JOB <text>         STATUS <id>          FETCH       DONE <id>
 
+and jobq adds one line to both: ``AUTH <token>``, the first line on a listener that needs a
+token (docs/security.md). It is answered ``OK``, or ``ERR <reason>`` before the door closes
+the connection.
+
 Rules of a line:
 
 - A line ends at ``\\n``; one ``\\r`` before it is dropped. A line counts only once its newline
@@ -39,11 +43,15 @@ limits; a protocol's own refusals are the bare ``ERR`` its peers expect.
     other      -          ERR                    -
     not UTF-8  -          ERR <reason>           -
     too long   -          ERR <reason>, closed   ERR <reason>, closed
+    AUTH       accepted   OK                     OK
+    AUTH       refused    ERR <reason>, closed   ERR <reason>, closed
+    refused by the hub's access rules (not authorized, not allowed):
+               -          ERR <reason>           as a protocol refusal (above)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from jobq.core.states import JobState
@@ -111,6 +119,14 @@ class Quit:
 
 
 @dataclass(frozen=True, slots=True)
+class Auth:
+    """``AUTH <token>`` (jobq's own line): who speaks on this connection. The token is kept
+    out of ``repr`` so that no log line ever shows it."""
+
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A verb neither command set has."""
 
@@ -122,7 +138,7 @@ class NotText:
     """A line that is not UTF-8."""
 
 
-Request = Submit | Status | Fetch | Finish | Fail | Quit | Unknown | NotText
+Request = Submit | Status | Fetch | Finish | Fail | Quit | Auth | Unknown | NotText
 
 
 def parse_id(text: str) -> int | None:
@@ -169,6 +185,8 @@ def parse(line: bytes) -> Request | None:
         return Fail(parse_id(arg), _after_id(arg))
     if verb == "QUIT":
         return Quit()
+    if verb == "AUTH":
+        return Auth(arg)
     return Unknown(verb[:64])
 
 
@@ -286,6 +304,15 @@ class Replies:
         if request is not None and (
             isinstance(request, Status | Fetch) or (self.compat and _is_dsjq(request))
         ):
+            return self.refused(request)
+        return _line(f"ERR {reason}")
+
+    def denied(self, request: Request, reason: str) -> bytes | None:
+        """The hub's access rules refused ``request`` (no or a bad token, a token without the
+        right): ``ERR <reason>``, so the peer can tell a refusal from an answer; a compat DSJQ
+        peer, which reads no such line, gets its protocol's own refusal."""
+        dsjq_fetch = isinstance(request, Fetch) and request.family is Family.DSJQ
+        if self.compat and (dsjq_fetch or _is_dsjq(request)):
             return self.refused(request)
         return _line(f"ERR {reason}")
 
