@@ -35,7 +35,7 @@ typecheck: install
 	$(BIN)/mypy
 
 ## Long benchmarks; each prints JSON (bench/README.md says what each measures).
-BENCHES := throughput claim mdp line http redis connectors
+BENCHES := throughput claim mdp line http redis connectors auth
 bench: install
 	@for b in $(BENCHES); do echo "== bench.$$b" >&2; $(BIN)/python -m bench.$$b || exit 1; done
 

@@ -138,7 +138,11 @@ def scoped_spec(principal: Principal, spec: JobSpec) -> JobSpec | str:
             (customer,) = principal.customers
         elif customer not in principal.customers:
             return f"this token may not submit for customer {customer!r}"
-    return msgspec.structs.replace(spec, customer_id=customer, owner=principal.name)
+    key = spec.idempotency_key
+    if key is not None:
+        # Keys are per tenant: another caller's key never finds (and so never reveals) its job.
+        key = f"{customer if principal.customers else principal.name}:{key}"
+    return msgspec.structs.replace(spec, customer_id=customer, owner=principal.name, idempotency_key=key)
 
 
 def may_serve(principal: Principal, services: Iterable[str]) -> str | None:
@@ -163,7 +167,12 @@ def scoped_capabilities(principal: Principal, capabilities: dict[str, Any]) -> d
     declared = flatten(capabilities).get(ALLOWED_CUSTOMERS)
     if declared is None or declared == [] or declared == "":
         return {**capabilities, ALLOWED_CUSTOMERS: sorted(principal.customers)}
-    names = {declared} if isinstance(declared, str) else {str(c) for c in declared}
+    if isinstance(declared, str):
+        names = {declared}
+    elif isinstance(declared, list | tuple) and all(isinstance(c, str) for c in declared):
+        names = set(declared)
+    else:  # a number or a boolean names no customer (and must not crash the attach)
+        return f"{ALLOWED_CUSTOMERS} must name customers: a string or a list of strings"
     outside = sorted(names - principal.customers)
     if outside:
         return f"this token may not serve customer {outside[0]!r}"

@@ -81,8 +81,11 @@ def without_data(job: Job) -> Job:
 
 
 def event_visible(principal: Principal, event: JobEvent) -> bool:
+    """``may_see`` for an event: a worker token hears of no job (not even its customers')."""
     if principal.role in ("admin", "monitor"):
         return True
+    if principal.role != "client":
+        return False
     if principal.customers:
         return event.customer_id in principal.customers
     return event.owner == principal.name

@@ -156,13 +156,14 @@ class Guard:
             )
         if self._watched is None:
             return Caller(principal=trusted or LOCAL_CALLER.principal, door=door, peer=peer)
-        principal = self._known.get(token)
-        if principal is not None:
-            return Caller(principal=principal, door=door, peer=peer)
         host = peer.rsplit(":", 1)[0]
         now = self._monotonic()
-        until = self._locked.get(host)
-        if until is not None:
+        until = self._locked.get(host) if self._locked else None
+        if until is None:
+            principal = self._known.get(token)
+            if principal is not None:
+                return Caller(principal=principal, door=door, peer=peer)
+        else:
             if now < until:
                 raise self.refuse_unknown(
                     door, peer, f"too many failed attempts from {host}; wait {until - now:.0f}s"

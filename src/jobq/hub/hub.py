@@ -152,6 +152,7 @@ class Hub(ClusterViews):
         for task in list(self._tasks):
             task.cancel()
         await self._store.close()
+        self.guard.audit.close()
         self._stopped.set()
 
     def _running_count(self) -> int:
@@ -408,7 +409,8 @@ class Hub(ClusterViews):
         ended = [job for job in jobs if job.state in TERMINAL]
         if ended:
             now = self.clock()
-            subscriber.push([event_of(job, job.state.value, now, with_result=True) for job in ended])
+            ends = [event_of(job, job.state.value, now, with_result=True) for job in ended]
+            scoped(subscriber, caller).push(ends)
 
 
 __all__ = ["Hub", "SubmitOutcome"]
