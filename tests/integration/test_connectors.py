@@ -21,7 +21,7 @@ from jobq.core.model import Assignment, JobEvent
 from jobq.core.states import JobState
 from jobq.worker.connectors import config as worker_config
 from jobq.worker.connectors.registry import ConfigError
-from jobq.worker.connectors.steering import advertisement, triage
+from jobq.worker.connectors.steering import triage
 from tests.helpers import PYTHON, REPO, Proc, eventually, free_port, jobq_command, start_hub
 
 FAST = ["--heartbeat", "0.2", "--liveness", "5", "--lease-ttl", "5"]
@@ -91,9 +91,9 @@ async def worker_named(client: Client, name: str) -> Any:
 
 
 async def serving(client: Client, name: str, service: str) -> bool:
-    """The worker is connected and offers slots for ``service``."""
+    """The worker is connected and takes jobs of ``service`` (its backend is healthy)."""
     info = await worker_named(client, name)
-    return info is not None and service in info.services and info.slots > 0
+    return info is not None and service in info.serving() and info.slots > 0
 
 
 async def follow(client: Client, job_id: int, timeout: float = 20.0) -> list[JobEvent]:
@@ -348,7 +348,7 @@ async def test_service_killed_mid_job_fails_over_and_the_worker_comes_back(
         await eventually(lambda: serving(client, "wb", "comfy"), 20)
         service_a.kill()  # ComfyUI dies under the running job
 
-        # this worker stops offering the service: no slots (comfy was its only service)
+        # the hub learns that this worker's ComfyUI is down and gives it no more comfy jobs
         await eventually(lambda: not_serving(client, "wa", "comfy"), 10)
         job = await client.wait(job_id, 30)
         assert job.state is JobState.COMPLETED and job.attempts == 2
@@ -368,8 +368,9 @@ async def test_service_killed_mid_job_fails_over_and_the_worker_comes_back(
 
 
 async def not_serving(client: Client, name: str, service: str) -> bool:
+    """The hub knows the worker's backend for ``service`` is down (it says why)."""
     info = await worker_named(client, name)
-    return info is not None and (service not in info.services or info.slots == 0)
+    return info is not None and bool(info.unhealthy.get(service))
 
 
 async def worker_gone(client: Client, name: str) -> bool:
@@ -469,8 +470,3 @@ def test_triage_starts_within_each_limit_and_gives_back_jobs_of_services_that_ar
     assert [a.id for a in back] == [4]
     assert [a.id for a in waiting] == [3, 5]  # over their service's limit: they wait, in order
     assert busy == {"x": 1, "y": 2}
-
-
-def test_advertisement_names_the_healthy_services_or_all_of_them_with_no_slots() -> None:
-    assert advertisement(["b", "a", "c"], {"b"}, 8) == (["a", "c"], 8)
-    assert advertisement(["b", "a"], {"a", "b"}, 8) == (["a", "b"], 0)

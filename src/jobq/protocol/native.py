@@ -11,8 +11,10 @@ protocol and its version, so the Majordomo protocol can share the socket (its he
 ``MDPC0x`` / ``MDPW0x``) and a later ``JQ2`` can live beside ``JQ1``.
 
 Requests from clients carry ``rid``, a number the client picks; the reply carries it back, so
-a DEALER client may have many requests outstanding. ``credential`` is reserved for the
-authentication a later version enforces.
+a DEALER client may have many requests outstanding. ``credential`` (a token, last field of
+every message a client or worker sends, left out when there is none) says who speaks: a hub
+with ``--auth`` refuses a message without one (``error`` ``unauthorized``) unless its listener
+is trusted or CURVE-authenticated, and one whose token lacks the right (``forbidden``).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Subscribe(_Msg, tag="subscribe"):
 class Unsubscribe(_Msg, tag="unsubscribe"):
     rid: int
     ids: list[int] = msgspec.field(default_factory=list)
+    credential: str | None = None
 
 
 class Info(_Msg, tag="info"):
@@ -104,6 +107,7 @@ class Info(_Msg, tag="info"):
 
 class Ping(_Msg, tag="ping"):
     rid: int
+    credential: str | None = None
 
 
 # ---------------------------------------------------------------- hub → client
@@ -169,6 +173,8 @@ class Hello(_Msg, tag="hello"):
     schemas: dict[str, Any] = msgspec.field(default_factory=dict)
     version: int = 1
     credential: str | None = None
+    #: Services whose backend is down (connectors' health checks): service → reason.
+    unhealthy: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Welcome(_Msg, tag="welcome"):
@@ -181,10 +187,15 @@ class Welcome(_Msg, tag="welcome"):
 
 class Heartbeat(_Msg, tag="hb"):
     metrics: dict[str, float] = msgspec.field(default_factory=dict)
+    credential: str | None = None
+    #: From a worker with connectors: its services whose backend is down now (service →
+    #: reason; empty when all are healthy). None: it runs no connector.
+    unhealthy: dict[str, str] | None = None
 
 
 class SetSlots(_Msg, tag="slots"):
     slots: int
+    credential: str | None = None
 
 
 class Assign(_Msg, tag="assign"):
@@ -195,6 +206,7 @@ class Done(_Msg, tag="done"):
     """Results of attempts: (job id, token, result frames) each."""
 
     results: list[tuple[int, int, Frames]]
+    credential: str | None = None
 
 
 class Fail(_Msg, tag="fail"):
@@ -202,6 +214,7 @@ class Fail(_Msg, tag="fail"):
     token: int
     error: str
     retryable: bool = True
+    credential: str | None = None
 
 
 class Progress(_Msg, tag="progress"):
@@ -209,12 +222,14 @@ class Progress(_Msg, tag="progress"):
     token: int
     value: float | None = None
     message: str | None = None
+    credential: str | None = None
 
 
 class Release(_Msg, tag="release"):
     """Give running attempts back to the queue without finishing them (drain)."""
 
     jobs: list[tuple[int, int]]
+    credential: str | None = None
 
 
 class CancelJobs(_Msg, tag="stop"):
@@ -230,7 +245,7 @@ class Reconnect(_Msg, tag="reconnect"):
 
 
 class Bye(_Msg, tag="bye"):
-    pass
+    credential: str | None = None
 
 
 ClientMessage = Submit | Get | Wait | Cancel | Retry | ListJobs | Subscribe | Unsubscribe | Info | Ping

@@ -21,45 +21,31 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import Assignment, Frames
+from jobq.errors import JobqError, error_from_code
 from jobq.protocol import native as jqp
 from jobq.worker.capabilities import machine_metrics
 from jobq.worker.connectors.base import Connector, ServiceUnavailable
 from jobq.worker.connectors.manager import ConnectorManager, HealthCallback
-from jobq.worker.connectors.steering import advertisement, triage
+from jobq.worker.connectors.steering import triage
 from jobq.worker.context import HandlerError, HandlerFn, JobCancelled, JobContext
 from jobq.worker.handlers import Handler, to_result
-from jobq.worker.transport import Transport, connect
+from jobq.worker.state import Running, WorkerStats
+from jobq.worker.transport import Credentials, Transport
 
 log = logging.getLogger("jobq.worker")
 
 #: Seconds a cancelled async handler has to stop by itself before its task is cancelled.
 CANCEL_GRACE = 1.0
-
-
-@dataclass(slots=True)
-class _Running:
-    assignment: Assignment
-    ctx: JobContext
-    task: asyncio.Task[None] | None = None
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    reconnects: int = 0
-    started_at: float = field(default_factory=time.time)
 
 
 class Worker:
@@ -73,8 +59,13 @@ class Worker:
         name: str | None = None,
         worker_id: str | None = None,
         grace: float = 30.0,
-        credential: str | None = None,
+        token: str | None = None,
+        curve_server_key: str | bytes | None = None,
+        curve_public_key: str | bytes | None = None,
+        curve_secret_key: str | bytes | None = None,
     ) -> None:
+        """``token`` (default: ``$JOBQ_TOKEN``) goes with every message; the CURVE keys (the hub's
+        public key, this worker's key pair) encrypt the connection to a ``?curve`` listener."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.hub = hub
@@ -84,10 +75,10 @@ class Worker:
         self.name = name or socket.gethostname()
         self.worker_id = worker_id or f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.grace = grace
-        self.credential = credential
+        self.credentials = Credentials.of(token, curve_server_key, curve_public_key, curve_secret_key)
         self.handlers: dict[str, Handler] = {}
         self.stats = WorkerStats()
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, Running] = {}
         self._waiting: deque[Assignment] = deque()
         self._results: list[tuple[int, int, Frames]] = []
         self._unconfirmed: list[tuple[int, int, Frames]] = []
@@ -102,22 +93,20 @@ class Worker:
         self._executor: ThreadPoolExecutor | None = None
         self._stopping: asyncio.Event | None = None  # created in run(), on its loop
         self._welcomed: asyncio.Event | None = None
+        self.refusal: JobqError | None = None
         self._last_heard = 0.0
         self._heartbeat = 1.0
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         #: The connectors, their health (``connectors.interval``/``timeout``/``failures``: how it
         #: is checked) and its hooks.
         self.connectors = ConnectorManager()
         self.connectors.on_change(self._health_changed)
-        self.connectors.on_capabilities(self._readvertise)
+        self.connectors.on_capabilities(self._hello)
         self._limits: dict[str, int] = {}  # service → jobs of it at once (connector services)
         self._limited = False  # some service's limit is below the worker's concurrency
         self._down: set[str] = set()  # services whose connector is unhealthy
-        #: Leave unhealthy services out of hello (the hub then pushes none of their jobs). Off
-        #: once the hub steers by the health it is told: it then knows why a service waits.
-        self.withdraw_unhealthy = True
-        self._advertised: tuple[list[str], int] | None = None
 
     # ------------------------------------------------------------------ handlers
 
@@ -177,7 +166,8 @@ class Worker:
             self._down.discard(service)
         else:
             self._down.add(service)
-        self._advertise()  # first, so the hub stops pushing before jobs come back
+        if self._conn is not None:  # first, so the hub stops pushing before jobs come back
+            self._conn.send(jqp.Heartbeat(unhealthy=self._unhealthy()))
         if status != "ok":
             self._give_up(service, f"{service} unhealthy: {status}")
         if self._loop is not None:
@@ -199,18 +189,14 @@ class Worker:
             self._waiting = deque(a for a in self._waiting if a.service != service)
             self._send(jqp.Release(jobs=[(a.id, a.token) for a in back]))
 
+    def _unhealthy(self) -> dict[str, str] | None:
+        """What heartbeats tell the hub: the services whose backend is down, and why."""
+        if not self.connectors.entries:
+            return None
+        return {s: status for s, status in self.connectors.health.items() if status != "ok"}
+
     def _advertisement(self) -> tuple[list[str], int]:
-        slots = 0 if self._draining else self.concurrency + self.prefetch
-        return advertisement(self.handlers, self._down if self.withdraw_unhealthy else (), slots)
-
-    def _readvertise(self) -> None:
-        if self._conn is not None:
-            self._hello()
-
-    def _advertise(self) -> None:
-        """Say hello again when the services or slots to advertise have changed."""
-        if self._conn is not None and self._advertisement() != self._advertised:
-            self._hello()
+        return sorted(self.handlers), 0 if self._draining else self.concurrency + self.prefetch
 
     # ------------------------------------------------------------------ running
 
@@ -227,6 +213,7 @@ class Worker:
         if not self.handlers:
             raise ValueError("register at least one handler before running a worker")
         loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._stopping = asyncio.Event()
         self._welcomed = asyncio.Event()
         if install_signals:
@@ -235,7 +222,7 @@ class Worker:
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="jobq-handler")
         if self.connectors.entries:
             await self.connectors.start()  # every service's first health check, before hello
-        self._conn = connect(self.hub, on_push=self._on_push, identity=self.worker_id.encode())
+        self._conn = self.credentials.connect(self.hub, self._on_push, self.worker_id.encode())
         self._conn.open()
         self._hello()
         tasks = [asyncio.ensure_future(self._heartbeats())]
@@ -253,6 +240,8 @@ class Worker:
             self._conn.close()
             self._conn = None
             await self.connectors.stop()
+        if self.refusal is not None:
+            raise self.refusal
 
     def update_capabilities(self, capabilities: Mapping[str, Any]) -> None:
         """Advertise new capabilities to the hub while connected (thread-safe)."""
@@ -297,12 +286,13 @@ class Worker:
     # ------------------------------------------------------------------ talking to the hub
 
     def _hello(self) -> None:
-        assert self._conn is not None
+        if self._conn is None:
+            return
         # Pushed jobs not started yet are held too: a hello again (health steering) keeps them.
         held = [(r.assignment.id, r.assignment.token) for r in self._running.values()]
         held += [(a.id, a.token) for a in self._waiting]
         self._declared = {job_id for job_id, _ in held}
-        services, slots = self._advertised = self._advertisement()
+        services, slots = self._advertisement()
         capabilities = {**self.connectors.capabilities(), **self.capabilities}
         self._conn.send(
             jqp.Hello(
@@ -313,7 +303,7 @@ class Worker:
                 name=self.name,
                 held=held,
                 schemas={s: h.schema for s, h in self.handlers.items() if h.schema is not None},
-                credential=self.credential,
+                unhealthy=self._unhealthy() or {},
             )
         )
         if self._unconfirmed:
@@ -337,12 +327,19 @@ class Worker:
                     self._welcomed.clear()
                 self._hello()
                 continue
-            conn.send(jqp.Heartbeat(metrics=machine_metrics(len(self._running))))
+            conn.send(jqp.Heartbeat(metrics=machine_metrics(len(self._running)), unhealthy=self._unhealthy()))
 
     def _on_push(self, message: jqp.Outbound) -> None:
         self._last_heard = time.monotonic()
         if isinstance(message, jqp.Assign):
-            self._waiting.extend(message.jobs)
+            for assignment in message.jobs:
+                current = self._running.get(assignment.id)
+                if current is None:
+                    self._waiting.append(assignment)
+                elif assignment.token > current.assignment.token:
+                    # A new attempt of a job still running here (the hub counted the old one
+                    # lost, e.g. across a restart): the run under way finishes as the new one.
+                    current.assignment = assignment
             self._pump()
         elif isinstance(message, jqp.Heartbeat):
             if self._resend and self._conn is not None:
@@ -357,6 +354,8 @@ class Worker:
             self._resend = False
         elif isinstance(message, jqp.Error) and message.code == "unavailable":
             self._resend = True
+        elif isinstance(message, jqp.Error) and message.code in ("unauthorized", "forbidden"):
+            self._refused(message)
         elif isinstance(message, jqp.CancelJobs):
             for job_id in message.ids:
                 self._cancel_local(job_id)
@@ -374,6 +373,13 @@ class Worker:
             if self._welcomed is not None:
                 self._welcomed.clear()
             self._hello()
+
+    def _refused(self, message: jqp.Error) -> None:
+        """The hub refused the worker's hello (its token or scope): stop; ``run`` raises why."""
+        if self._welcomed is not None and not self._welcomed.is_set() and self._stopping is not None:
+            log.error("the hub refused this worker: %s", message.message)
+            self.refusal = error_from_code(message.code, message.message)
+            self._stopping.set()
 
     def _cancel_local(self, job_id: int) -> None:
         for i, waiting in enumerate(self._waiting):
@@ -417,24 +423,21 @@ class Worker:
 
     def _start(self, assignment: Assignment) -> None:
         ctx = JobContext(assignment, self._progress_reporter(assignment))
-        running = _Running(assignment, ctx)
+        running = Running(assignment, ctx)
         self._running[assignment.id] = running
         running.task = asyncio.ensure_future(self._execute(running))
 
     def _progress_reporter(self, assignment: Assignment) -> Callable[[float | None, str | None], None]:
         def report(value: float | None, message: str | None) -> None:
-            msg = jqp.Progress(id=assignment.id, token=assignment.token, value=value, message=message)
-            loop = self._loop
-            if loop is None or self._conn is None:
+            current = self._running.get(assignment.id)
+            token = assignment.token if current is None else current.assignment.token
+            msg = jqp.Progress(id=assignment.id, token=token, value=value, message=message)
+            if self._loop is None or self._conn is None:
                 return
-            try:
-                running_loop = asyncio.get_running_loop()
-            except RuntimeError:
-                running_loop = None
-            if running_loop is loop:
+            if threading.get_ident() == self._loop_thread:
                 self._conn.send(msg)
-            else:
-                loop.call_soon_threadsafe(self._send, msg)
+            else:  # a sync handler in a thread
+                self._loop.call_soon_threadsafe(self._send, msg)
 
         return report
 
@@ -442,7 +445,7 @@ class Worker:
         if self._conn is not None:
             self._conn.send(message)
 
-    async def _execute(self, running: _Running) -> None:
+    async def _execute(self, running: Running) -> None:
         assignment = running.assignment
         ctx = running.ctx
         handler = self.handlers.get(assignment.service)
@@ -470,13 +473,13 @@ class Worker:
                 self.stats.completed += 1
                 if not self._results:
                     asyncio.get_running_loop().call_soon(self._flush_results)
-                self._results.append((assignment.id, assignment.token, frames))
+                self._results.append((assignment.id, running.assignment.token, frames))
         finally:
             if self._running.get(assignment.id) is running:
                 del self._running[assignment.id]
             self._pump()
 
-    def _report_failure(self, running: _Running, error: str, retryable: bool) -> None:
+    def _report_failure(self, running: Running, error: str, retryable: bool) -> None:
         if running.ctx.cancelled or self._running.get(running.assignment.id) is not running:
             return
         self.stats.failed += 1

@@ -4,17 +4,9 @@ to the hub, and which pushed jobs to start, keep waiting, or give back."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Mapping
 
 from jobq.core.model import Assignment
-
-
-def advertisement(services: Iterable[str], down: Container[str], slots: int) -> tuple[list[str], int]:
-    """The services to say ``hello`` with (the healthy ones) and the slots. The hub wants at least
-    one service, so a worker with none healthy names them all with no slots."""
-    every = sorted(services)
-    healthy = [s for s in every if s not in down]
-    return (healthy, slots) if healthy else (every, 0)
 
 
 def triage(
