@@ -12,11 +12,13 @@ from typing import Any
 
 import click
 
+from jobq import authfile
 from jobq.cli import client_commands, hub_command, line_tools, token_commands
 from jobq.cli.options import (
     CONTEXT,
     EXIT_UNAUTHORIZED,
     EXIT_USAGE,
+    curve_options,
     given_options,
     hub_option,
     one_line,
@@ -40,6 +42,7 @@ def cli() -> None:
 @cli.command(context_settings=CONTEXT)
 @hub_option
 @token_option
+@curve_options
 @option("--service", "services", multiple=True, help="Service to serve (repeatable).")
 @option(
     "--handler",
@@ -121,6 +124,9 @@ def cli() -> None:
 def worker(
     hub: str,
     token: str | None,
+    curve_server_key: str | None,
+    curve_public_key: str | None,
+    curve_secret_key: str | None,
     services: tuple[str, ...],
     handler: str,
     connector: str | None,
@@ -148,11 +154,17 @@ def worker(
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))  # one line a request
     given = given_options(click.get_current_context())
     try:
+        curve: dict[str, Any] = {
+            "curve_server_key": curve_server_key and authfile.curve_key(curve_server_key, secret=False),
+            "curve_public_key": curve_public_key and authfile.curve_key(curve_public_key, secret=False),
+            "curve_secret_key": curve_secret_key and authfile.curve_key(curve_secret_key),
+        }
         if config_file is not None or connector is not None:
             w, described = _connector_worker(
                 given,
                 hub=hub,
                 token=token,
+                curve=curve,
                 services=services,
                 connector=connector,
                 connector_options=connector_options,
@@ -190,6 +202,7 @@ def worker(
                 name=name,
                 grace=grace,
                 token=token,
+                **curve,
             )
             for service in services:
                 w.register(service, fn)
@@ -214,6 +227,7 @@ def _connector_worker(
     *,
     hub: str,
     token: str | None,
+    curve: dict[str, Any],
     services: tuple[str, ...],
     connector: str | None,
     connector_options: tuple[str, ...],
@@ -253,6 +267,7 @@ def _connector_worker(
         name=name or cfg.name,
         grace=grace if "grace" in given else cfg.grace,
         token=token,
+        **curve,
     )
     described = worker_config.install(w, cfg, interval=health_interval)
     return w, described

@@ -74,6 +74,13 @@ def token_option(f: F) -> F:
     )(f)
 
 
+def curve_options(f: F) -> F:
+    """The CURVE keys that encrypt the connection to a ``?curve`` listener (Z85, or a file)."""
+    f = option("--curve-secret-key", default=None, help="This peer's CURVE secret key (Z85 or a file).")(f)
+    f = option("--curve-public-key", default=None, help="This peer's CURVE public key (Z85).")(f)
+    return option("--curve-server-key", default=None, help="The hub's CURVE public key (Z85).")(f)
+
+
 def timeout_option(f: F) -> F:
     return option(
         "--connect-timeout",
