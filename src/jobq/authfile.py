@@ -251,11 +251,11 @@ class Watched:
             return None
         return (st.st_mtime_ns, st.st_size)
 
-    def refresh(self, *, force: bool = False) -> bool:
+    def refresh(self, *, force: bool = False, stat_now: bool = False) -> bool:
         """Reread the file if it changed; True when it did. A file that became invalid keeps
         the previous table (and raises, so the caller can log it)."""
         now = time.monotonic()
-        if not force and now - self._checked < self.interval:
+        if not force and not stat_now and now - self._checked < self.interval:
             return False
         self._checked = now
         stamp = self._stat()

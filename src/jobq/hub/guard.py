@@ -111,12 +111,13 @@ class Guard:
         """Call ``listener(names)`` when tokens or keys with these names leave the auth file."""
         self._revoke_listeners.append(listener)
 
-    def refresh(self) -> None:
-        """Reread the auth file if it changed; tell listeners which names it lost."""
+    def refresh(self, *, stat_now: bool = False) -> None:
+        """Reread the auth file if it changed (looked at every half second, or at once with
+        ``stat_now``); tell listeners which names it lost."""
         if self._watched is None:
             return
         try:
-            changed = self._watched.refresh()
+            changed = self._watched.refresh(stat_now=stat_now)
         except InvalidRequest as exc:
             log.error("auth file not reloaded, the previous one stays in force: %s", exc.message)
             return
@@ -169,7 +170,7 @@ class Guard:
                     door, peer, f"too many failed attempts from {host}; wait {until - now:.0f}s"
                 )
             del self._locked[host]
-        self.refresh()
+        self.refresh(stat_now=True)  # a token created a moment ago is in the file already
         principal = self._watched.table.principal(token)
         if principal is None:
             self._failed(host, now)
