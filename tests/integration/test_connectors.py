@@ -367,6 +367,25 @@ async def test_service_killed_mid_job_fails_over_and_the_worker_comes_back(
     assert back.state is JobState.COMPLETED and back.worker == a.id
 
 
+async def test_the_cli_shows_a_down_backend_in_workers_and_explain(
+    tmp_path: Path, procs: list[Proc], hub: str
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}/run"  # nothing listens there
+    connector_worker(tmp_path, hub, procs, "web", "http", f"url={down}", name="wd")
+    async with Client(hub) as client:
+        await eventually(lambda: not_serving(client, "wd", "web"), 20)
+        job_id = await client.submit("web", b"x")
+    listed = await asyncio.to_thread(cli, "workers", "--hub", hub, "--json")
+    [worker] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert worker["health"]["web"] != "ok" and "refused" in worker["health"]["web"]
+    explained = await asyncio.to_thread(cli, "explain", str(job_id), "--hub", hub)
+    assert f"web on worker {worker['id']} unhealthy: " in explained.stdout
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(jobq_command(*args), capture_output=True, text=True, timeout=60)
+
+
 async def not_serving(client: Client, name: str, service: str) -> bool:
     """The hub knows the worker's backend for ``service`` is down (it says why)."""
     info = await worker_named(client, name)

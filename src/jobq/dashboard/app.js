@@ -275,7 +275,9 @@ function renderWorkers() {
         <div class="meta">${esc(w.worker_id)} · ${esc(w.door)} · seen ${age(w.last_seen)} ago${load ? " · " + load : ""}</div></div>
       <div><div class="meta">${w.running}/${w.slots} slots busy</div>
         <div class="bar"><i data-w="${w.slots ? (100 * w.running) / w.slots : 0}" data-bg="${COLORS.running}"></i></div></div>
-      <div class="chips">${w.services.map((s) => `<span class="chip svc">${esc(s)}</span>`).join("")}
+      <div class="chips">${w.services.map((s) => (w.unhealthy || {})[s]
+          ? `<span class="chip svc down" title="${esc(w.unhealthy[s])}">${esc(s)}: unhealthy</span>`
+          : `<span class="chip svc">${esc(s)}</span>`).join("")}
         ${caps.map(([k, v]) => `<span class="chip">${esc(k)}=${esc(v)}</span>`).join("")}</div>
     </div>`;
   }).join("");

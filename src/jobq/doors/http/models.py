@@ -224,6 +224,9 @@ class WorkerView(msgspec.Struct, kw_only=True, omit_defaults=True):
     connected_at: float = 0.0
     last_seen: float = 0.0
     metrics: dict[str, float] = msgspec.field(default_factory=dict)
+    #: Services whose backend (a connector's service) is down: service → reason. It takes none
+    #: of their jobs until they recover.
+    unhealthy: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class StatsView(msgspec.Struct, kw_only=True):

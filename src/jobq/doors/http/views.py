@@ -102,6 +102,7 @@ def worker_view(status: WorkerStatus) -> WorkerView:
         connected_at=info.connected_at,
         last_seen=status.last_seen,
         metrics=info.metrics,
+        unhealthy=info.unhealthy,
     )
 
 
