@@ -137,6 +137,8 @@ async def test_comfyui_job_end_to_end_with_progress_outputs_and_capabilities(
     assert events[-1].kind == "completed", events[-1]
     steps = [m for _, m in progress_of(events) if m and m.startswith("KSampler (node 3) ")]
     assert steps, progress_of(events)  # the sampler's steps reached the client as job progress
+    previews = [e.partial[0] for e in events if e.kind == "progress" and e.partial]
+    assert previews and previews[0].startswith(b"\x89PNG preview")  # ComfyUI's previews too
     assert job is not None and job.result is not None
     header = json.loads(job.result[0])
     assert header["files"][0]["filename"] == "ComfyUI_00001_.png"

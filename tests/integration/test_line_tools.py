@@ -92,7 +92,7 @@ def test_autocall_shows_progress_and_a_summary(tmp_path: Path) -> None:
 
 def _context(payload: bytes) -> JobContext:
     assignment = Assignment(id=1, token=1, service="default", payload=[payload])
-    return JobContext(assignment, lambda value, message: None)
+    return JobContext(assignment, lambda value, message, preview: None)
 
 
 def _receiver(port: int) -> socket.socket:

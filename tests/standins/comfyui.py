@@ -52,6 +52,16 @@ class ComfyUI:
         self.number = 0
         self.wake = asyncio.Event()
 
+    async def send_preview(self, image: bytes, sid: str | None) -> None:
+        """A preview image as ComfyUI sends it (``server.py`` ``send_image``): a binary frame of
+        the event (1, PREVIEW_IMAGE), the image type (2, PNG) and the image, big-endian."""
+        ws = self.sockets.get(sid) if sid else None
+        if ws is not None:
+            try:
+                await ws.send_bytes((1).to_bytes(4, "big") + (2).to_bytes(4, "big") + image)
+            except Exception:
+                pass
+
     async def send(self, kind: str, data: dict[str, Any], sid: str | None) -> None:
         sockets = [self.sockets[sid]] if sid in self.sockets else ([] if sid else list(self.sockets.values()))
         for ws in sockets:
@@ -118,6 +128,7 @@ class ComfyUI:
                         {"value": step, "max": steps, "prompt_id": prompt_id, "node": node_id},
                         sid,
                     )
+                    await self.send_preview(b"\x89PNG preview %d" % step, sid)
             elif kind == "StandinFail":
                 await message(
                     "execution_error",

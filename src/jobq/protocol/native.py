@@ -223,6 +223,9 @@ class Progress(_Msg, tag="progress"):
     value: float | None = None
     message: str | None = None
     credential: str | None = None
+    #: A small preview of the work so far (an image a diffusion service shows mid-way): passed
+    #: to listeners with the progress event, not kept (at most PREVIEW_LIMIT bytes).
+    preview: bytes | None = None
 
 
 class Release(_Msg, tag="release"):

@@ -11,6 +11,9 @@ from typing import Any
 
 from jobq.core.model import Assignment, Frames
 
+#: Largest progress preview a worker sends (bytes); larger ones are left out.
+PREVIEW_LIMIT = 256 * 1024
+
 #: A handler: called with the payload (and the context when it takes two arguments).
 HandlerFn = Callable[..., Any]
 
@@ -31,7 +34,7 @@ class JobContext:
     def __init__(
         self,
         assignment: Assignment,
-        report_progress: Callable[[float | None, str | None], None],
+        report_progress: Callable[[float | None, str | None, bytes | None], None],
     ) -> None:
         self.assignment = assignment
         self._report = report_progress
@@ -69,9 +72,15 @@ class JobContext:
     def text(self) -> str:
         return self.payload.decode()
 
-    def progress(self, value: float | None = None, message: str | None = None) -> None:
-        """Report progress (a number, say a percentage, and/or a message). Thread-safe."""
-        self._report(value, message)
+    def progress(
+        self, value: float | None = None, message: str | None = None, *, preview: bytes | None = None
+    ) -> None:
+        """Report progress (a number, say a percentage, and/or a message), with an optional
+        small preview (an image of the work so far) for clients that watch. Thread-safe. A
+        preview over :data:`PREVIEW_LIMIT` bytes is left out (the progress still goes)."""
+        if preview is not None and len(preview) > PREVIEW_LIMIT:
+            preview = None
+        self._report(value, message, preview)
 
     @property
     def cancelled(self) -> bool:

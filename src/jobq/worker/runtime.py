@@ -427,11 +427,13 @@ class Worker:
         self._running[assignment.id] = running
         running.task = asyncio.ensure_future(self._execute(running))
 
-    def _progress_reporter(self, assignment: Assignment) -> Callable[[float | None, str | None], None]:
-        def report(value: float | None, message: str | None) -> None:
+    def _progress_reporter(
+        self, assignment: Assignment
+    ) -> Callable[[float | None, str | None, bytes | None], None]:
+        def report(value: float | None, message: str | None, preview: bytes | None) -> None:
             current = self._running.get(assignment.id)
             token = assignment.token if current is None else current.assignment.token
-            msg = jqp.Progress(id=assignment.id, token=token, value=value, message=message)
+            msg = jqp.Progress(id=assignment.id, token=token, value=value, message=message, preview=preview)
             if self._loop is None or self._conn is None:
                 return
             if threading.get_ident() == self._loop_thread:

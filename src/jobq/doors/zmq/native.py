@@ -461,7 +461,8 @@ class NativeDoor:
 
     async def _progress(self, identity: bytes, msg: native.Progress, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity) or ""
-        await self.hub.progress(worker_id, msg.id, msg.token, msg.value, msg.message)
+        preview = [msg.preview] if msg.preview else None  # the event's partial frames: not kept
+        await self.hub.progress(worker_id, msg.id, msg.token, msg.value, msg.message, preview)
 
     async def _release(self, identity: bytes, msg: native.Release, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity) or ""

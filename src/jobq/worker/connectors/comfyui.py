@@ -48,6 +48,9 @@ from jobq.worker.connectors.service_http import request, unreachable
 from jobq.worker.context import HandlerError, JobCancelled, JobContext
 
 #: Messages a prompt's follower waits for; the others only update what the connector knows.
+#: The first four bytes of ComfyUI's binary WebSocket frame carrying a preview image.
+PREVIEW_IMAGE = (1).to_bytes(4, "big")
+
 FOLLOWED = {
     "execution_start",
     "execution_cached",
@@ -188,10 +191,14 @@ class ComfyUIConnector(Connector):
         reason = "the WebSocket closed"
         try:
             async for raw in ws:
-                if isinstance(raw, str):  # binary messages are previews: not followed
+                if isinstance(raw, str):
                     with contextlib.suppress(ValueError, AttributeError, TypeError):
                         message = json.loads(raw)
                         self._dispatch(str(message.get("type")), message.get("data") or {})
+                elif raw[:4] == PREVIEW_IMAGE and self._executing in self.prompts:
+                    # ComfyUI's binary frame: event (4 bytes, 1 = preview image), image type
+                    # (4 bytes: 1 JPEG, 2 PNG), the image; it belongs to the running prompt.
+                    self.prompts[self._executing].events.put_nowait(("preview", {"image": raw[8:]}))
         except ConnectionClosed as exc:
             reason = f"the WebSocket was lost ({exc})"
         finally:
@@ -277,6 +284,8 @@ class ComfyUIConnector(Connector):
                 done = prompt.cached + max(0, prompt.entered - 1) + min(1.0, value / most)
                 label = self._label(prompt, data.get("node") or prompt.node)
                 ctx.progress(min(99.0, 100.0 * done / total), f"{label} {value:g}/{most:g}")
+            elif kind == "preview":
+                ctx.progress(None, None, preview=data["image"])
             elif kind == "execution_success":
                 return
             elif kind == "execution_interrupted":
