@@ -188,16 +188,19 @@ class Hub(ClusterViews):
         self._check_open()
         if not specs:
             return []
+        refused: dict[int, JobqError] = {}
         if not caller.unrestricted:
-            return await self._submit_scoped(specs, caller)
+            specs, refused = self._scoped(specs, caller)
         now = self.clock()
         limit, schemas = self.config.max_payload, self._schemas
         try:
+            if refused:
+                raise next(iter(refused.values()))
             for spec in specs:
                 validate_spec(spec, limit)
                 schemas.check(spec)
         except JobqError:
-            done = await self._submit_valid_ones(specs, now)  # the rare path: some are refused
+            done = await self._submit_valid_ones(specs, now, refused)  # the rare path: some are refused
         else:
             done = await self._store_submit(specs, now)
         fresh = 0
@@ -210,27 +213,20 @@ class Hub(ClusterViews):
             self.kick()
         return done
 
-    async def _submit_scoped(self, specs: Sequence[JobSpec], caller: Caller) -> list[SubmitOutcome]:
-        """A restricted caller's submit: each spec as its principal may submit it (owner and
-        customer filled in), or refused with the reason."""
-        now = self.clock()
+    def _scoped(self, specs: Sequence[JobSpec], caller: Caller) -> tuple[list[JobSpec], dict[int, JobqError]]:
+        """A restricted caller's specs as its principal may submit them (owner and customer
+        filled in), and the reasons of those it may not submit, by index."""
         refused: dict[int, JobqError] = {}
         scoped: list[JobSpec] = []
+        principal = caller.principal
         for index, spec in enumerate(specs):
-            allowed = scoped_spec(caller.principal, spec)
+            allowed = scoped_spec(principal, spec)
             if isinstance(allowed, str):
                 refused[index] = self._access.refuse(caller, "submit", spec.service, allowed)
                 scoped.append(spec)
             else:
                 scoped.append(allowed)
-        done = await self._submit_valid_ones(scoped, now, refused)
-        fresh = [item for item in done if type(item) is Submitted and item.created]
-        for item in fresh:
-            self._announce(item.job, "submitted", now)
-        if fresh:
-            self._counters["submitted"] += len(fresh)
-            self.kick()
-        return done
+        return scoped, refused
 
     async def _submit_valid_ones(
         self, specs: Sequence[JobSpec], now: float, refused: dict[int, JobqError] | None = None
