@@ -30,10 +30,11 @@ from jobq.core.auth import ROLES, Principal, Role, new_token, token_hash
 from jobq.core.errors import InvalidRequest, NotFound
 
 
-class TokenEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+class _Entry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a token and a CURVE key have alike: a name, a role and its scope."""
+
     name: str
     role: Role
-    hash: str
     customers: list[str] = msgspec.field(default_factory=list)
     services: list[str] = msgspec.field(default_factory=list)
     created: float = 0.0
@@ -47,22 +48,14 @@ class TokenEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
         )
 
 
-class CurveEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
-    name: str
-    role: Role
+class TokenEntry(_Entry, kw_only=True, omit_defaults=True):
+    #: ``sha256:`` and the hex digest of the token; the token itself is never stored.
+    hash: str
+
+
+class CurveEntry(_Entry, kw_only=True, omit_defaults=True):
     #: The client's CURVE public key, Z85-encoded (40 characters), as zmq.curve_keypair() gives.
     public_key: str
-    customers: list[str] = msgspec.field(default_factory=list)
-    services: list[str] = msgspec.field(default_factory=list)
-    created: float = 0.0
-
-    def principal(self) -> Principal:
-        return Principal(
-            name=self.name,
-            role=self.role,
-            customers=frozenset(self.customers),
-            services=frozenset(self.services),
-        )
 
 
 class AuthFile(msgspec.Struct, kw_only=True):
