@@ -192,14 +192,7 @@ class Hub(ClusterViews):
         if not caller.unrestricted:
             specs, refused = self._scoped(specs, caller)
         now = self.clock()
-        limit, schemas = self.config.max_payload, self._schemas
-        try:
-            if refused:
-                raise next(iter(refused.values()))
-            for spec in specs:
-                validate_spec(spec, limit)
-                schemas.check(spec)
-        except JobqError:
+        if refused or not self._all_valid(specs):
             done = await self._submit_valid_ones(specs, now, refused)  # the rare path: some are refused
         else:
             done = await self._store_submit(specs, now)
@@ -212,6 +205,18 @@ class Hub(ClusterViews):
             self._counters["submitted"] += fresh
             self.kick()
         return done
+
+    def _all_valid(self, specs: Sequence[JobSpec]) -> bool:
+        """Whether every spec passes validation (the common case, checked without per-spec
+        bookkeeping)."""
+        limit, schemas = self.config.max_payload, self._schemas
+        try:
+            for spec in specs:
+                validate_spec(spec, limit)
+                schemas.check(spec)
+        except JobqError:
+            return False
+        return True
 
     def _scoped(self, specs: Sequence[JobSpec], caller: Caller) -> tuple[list[JobSpec], dict[int, JobqError]]:
         """A restricted caller's specs as its principal may submit them (owner and customer

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from jobq.worker.connectors import service_http
 from jobq.worker.connectors.base import (
     Connector,
     Health,
@@ -69,13 +70,7 @@ class A1111Connector(Connector):
         self._models_at = 0.0
 
     async def start(self) -> None:
-        c = self.config
-        self.http = httpx.AsyncClient(
-            base_url=c["url"].rstrip("/"),
-            headers=c["headers"],
-            timeout=httpx.Timeout(c["timeout"], connect=c["connect_timeout"]),
-            trust_env=False,
-        )
+        self.http = service_http.client(self.config, self.config["timeout"])
 
     async def stop(self) -> None:
         if self.http is not None:

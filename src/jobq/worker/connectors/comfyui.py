@@ -34,6 +34,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from jobq.worker.connectors import service_http
 from jobq.worker.connectors.base import (
     Connector,
     Health,
@@ -116,13 +117,7 @@ class ComfyUIConnector(Connector):
         self._models_cache: list[str] = []
 
     async def start(self) -> None:
-        c = self.config
-        self.http = httpx.AsyncClient(
-            base_url=c["url"].rstrip("/"),
-            headers=c["headers"],
-            timeout=httpx.Timeout(c["request_timeout"], connect=c["connect_timeout"]),
-            trust_env=False,
-        )
+        self.http = service_http.client(self.config, self.config["request_timeout"])
 
     async def stop(self) -> None:
         if self._reader is not None:

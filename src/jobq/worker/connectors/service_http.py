@@ -14,6 +14,17 @@ from jobq.worker.connectors.http11 import Target, describe_connect_error
 from jobq.worker.context import HandlerError
 
 
+def client(config: dict[str, Any], timeout: float) -> httpx.AsyncClient:
+    """The HTTP client a connector talks to its service with: the configured ``url``, headers
+    and ``connect_timeout``; no proxy from the environment (the service is local)."""
+    return httpx.AsyncClient(
+        base_url=config["url"].rstrip("/"),
+        headers=config["headers"],
+        timeout=httpx.Timeout(timeout, connect=config["connect_timeout"]),
+        trust_env=False,
+    )
+
+
 async def request(
     http: httpx.AsyncClient, method: str, path: str, *, service: str, target: Target, **kwargs: Any
 ) -> httpx.Response:
@@ -39,4 +50,4 @@ def unreachable(exc: BaseException, target: Target) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-__all__ = ["request", "unreachable"]
+__all__ = ["client", "request", "unreachable"]
