@@ -31,6 +31,9 @@ class HubConfig:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     #: Largest message a door accepts (bytes).
     max_message: int = 64 * 1024 * 1024
+    #: Bytes of partly received messages the hub holds at most, every door together
+    #: (``protocol/inflight.py``): a new large message past it is refused.
+    max_inflight: int = 256 * 1024 * 1024
     #: Longest ``wait`` a client may ask for (seconds).
     max_wait: float = 3600.0
     #: Seconds a shutting-down hub lets running jobs finish.

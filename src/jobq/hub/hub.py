@@ -40,6 +40,7 @@ from jobq.hub.metrics import HubMetrics
 from jobq.hub.schemas import SchemaRegistry
 from jobq.hub.sessions import WorkerSession
 from jobq.hub.views import ClusterViews
+from jobq.protocol.inflight import InflightBudget
 from jobq.store.base import Store
 
 log = logging.getLogger("jobq.hub")
@@ -88,6 +89,8 @@ class Hub(ClusterViews):
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopped = asyncio.Event()
         self.guard = Guard(self.config.auth, self.config.audit)
+        #: Bytes of partly received messages, every door together (each door reserves here).
+        self.inflight = InflightBudget(self.config.max_inflight)
         self._access = Access(self.guard.audit)
         self.guard.on_revoke(self._revoked)
 
