@@ -39,7 +39,7 @@ from jobq.worker.connectors.manager import ConnectorManager, HealthCallback
 from jobq.worker.connectors.steering import triage
 from jobq.worker.context import HandlerError, HandlerFn, JobCancelled, JobContext
 from jobq.worker.handlers import Handler, to_result
-from jobq.worker.state import Running, WorkerStats
+from jobq.worker.state import Hellos, Running, WorkerStats, token_held
 from jobq.worker.transport import Credentials, Transport
 
 log = logging.getLogger("jobq.worker")
@@ -82,8 +82,7 @@ class Worker:
         self._waiting: deque[Assignment] = deque()
         self._results: list[tuple[int, int, Frames]] = []
         self._unconfirmed: list[tuple[int, int, Frames]] = []
-        #: Attempts the last hello declared as held (what a Welcome's ``kept`` answers for).
-        self._declared: set[int] = set()
+        self._hellos = Hellos()
         #: Failures sent since the hub last confirmed (see ``_resend``).
         self._unconfirmed_fails: list[jqp.Fail] = []
         #: The hub said it could not store something (its store was unavailable): results and
@@ -291,7 +290,7 @@ class Worker:
         # Pushed jobs not started yet are held too: a hello again (health steering) keeps them.
         held = [(r.assignment.id, r.assignment.token) for r in self._running.values()]
         held += [(a.id, a.token) for a in self._waiting]
-        self._declared = {job_id for job_id, _ in held}
+        self._hellos.sent(held)
         services, slots = self._advertisement()
         capabilities = {**self.connectors.capabilities(), **self.capabilities}
         self._conn.send(
@@ -325,6 +324,7 @@ class Worker:
                 self._last_heard = time.monotonic()
                 if self._welcomed is not None:
                     self._welcomed.clear()
+                self._hellos.forget()  # what the old connection was told is gone with it
                 self._hello()
                 continue
             conn.send(jqp.Heartbeat(metrics=machine_metrics(len(self._running)), unhealthy=self._unhealthy()))
@@ -361,11 +361,11 @@ class Worker:
                 self._cancel_local(job_id)
         elif isinstance(message, jqp.Welcome):
             self._heartbeat = max(0.05, message.heartbeat)
-            kept = set(message.kept)
-            # Of the attempts that hello declared, the hub gave away those it did not keep: stop
-            # them. Jobs assigned since (by this hub, after an earlier hello) are ours to run.
-            for job_id in [j for j in self._declared if j not in kept]:
-                self._cancel_local(job_id)
+            # Of the attempts the last hello declared, the hub gave away those it did not
+            # keep: stop them. Jobs assigned since (a newer token) are ours to run.
+            for job_id, token in self._hellos.answered(message.kept):
+                if token_held(self._running, self._waiting, job_id) == token:
+                    self._cancel_local(job_id)
             if self._welcomed is not None:
                 self._welcomed.set()
         elif isinstance(message, jqp.Reconnect):

@@ -1,9 +1,11 @@
-"""What the worker runtime keeps per running attempt, and the figures it counts."""
+"""What the worker runtime keeps per running attempt, what its hellos declared, and the
+figures it counts."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from jobq.core.model import Assignment
@@ -18,6 +20,44 @@ class Running:
 
 
 @dataclass(slots=True)
+class Hellos:
+    """The attempts the last hello declared as held, and which Welcome answers it.
+
+    The hub answers every hello with one Welcome, in order. A Reconnect may prompt a second
+    hello while the first is on its way; the first one's Welcome must not cancel what the
+    second declared and the hub then kept, so only the answer to the last hello counts.
+    """
+
+    declared: dict[int, int] = field(default_factory=dict)  # job id → token
+    unanswered: int = 0
+
+    def sent(self, held: Iterable[tuple[int, int]]) -> None:
+        self.declared = dict(held)
+        self.unanswered += 1
+
+    def forget(self) -> None:
+        """A new connection: no Welcome will come for hellos sent on the old one."""
+        self.unanswered = 0
+
+    def answered(self, kept: Sequence[int]) -> list[tuple[int, int]]:
+        """A Welcome came: the declared attempts it gave away (none unless it answers the
+        last hello)."""
+        self.unanswered = max(0, self.unanswered - 1)
+        if self.unanswered:
+            return []
+        keep = set(kept)
+        return [(job_id, token) for job_id, token in self.declared.items() if job_id not in keep]
+
+
+def token_held(running: Mapping[int, Running], waiting: Iterable[Assignment], job_id: int) -> int | None:
+    """The token of the attempt of ``job_id`` the worker runs or waits to run, if any."""
+    current = running.get(job_id)
+    if current is not None:
+        return current.assignment.token
+    return next((a.token for a in waiting if a.id == job_id), None)
+
+
+@dataclass(slots=True)
 class WorkerStats:
     completed: int = 0
     failed: int = 0
@@ -26,4 +66,4 @@ class WorkerStats:
     started_at: float = field(default_factory=time.time)
 
 
-__all__ = ["Running", "WorkerStats"]
+__all__ = ["Hellos", "Running", "WorkerStats", "token_held"]
