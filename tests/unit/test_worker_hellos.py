@@ -1,9 +1,11 @@
-"""Which attempts a worker gives up when a Welcome answers its hello.
+"""Which attempts a worker keeps: when a Welcome answers its hello, and when the hub assigns a
+job it already has.
 
 Found in CI: after a hub restart, two Reconnects made a worker say hello twice. The first
 Welcome (which knew nothing of a job assigned in between) cancelled the attempt the second
 hello declared and the hub then kept, so nobody ran it while the worker's heartbeats kept its
-lease alive.
+lease alive. And an attempt re-assigned while an older one of the same job waited for a slot
+was dropped when it came to start.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 
 from jobq.core.model import Assignment
-from jobq.worker.state import Hellos, token_held
+from jobq.worker.state import Hellos, Running, admit, token_held
 
 
 def assignment(job_id: int, token: int) -> Assignment:
@@ -44,3 +46,23 @@ def test_the_token_held_is_the_running_or_waiting_attempts() -> None:
     waiting = deque([assignment(7, 3)])
     assert token_held({}, waiting, 7) == 3
     assert token_held({}, waiting, 8) is None
+
+
+def test_a_newer_attempt_of_a_waiting_job_takes_its_place() -> None:
+    # Job 40's attempt 2 waits behind full slots when the hub re-assigns it as attempt 3: one
+    # run, under token 3 (before, both waited and the second was dropped on start, so attempt
+    # 3 never ran while heartbeats kept its lease).
+    waiting: deque[Assignment] = deque([assignment(40, 2)])
+    assert admit({}, waiting, assignment(40, 3)) is False
+    assert [(a.id, a.token) for a in waiting] == [(40, 3)]
+    assert admit({}, waiting, assignment(40, 2)) is False  # an older one changes nothing
+    assert [(a.id, a.token) for a in waiting] == [(40, 3)]
+
+
+def test_a_new_job_waits_and_a_newer_attempt_of_a_running_one_takes_over_the_run() -> None:
+    waiting: deque[Assignment] = deque()
+    assert admit({}, waiting, assignment(1, 1)) is True
+    run = Running(assignment=assignment(2, 1), ctx=None)  # type: ignore[arg-type]
+    assert admit({2: run}, waiting, assignment(2, 5)) is False
+    assert run.assignment.token == 5
+    assert [a.id for a in waiting] == [1]

@@ -39,7 +39,7 @@ from jobq.worker.connectors.manager import ConnectorManager, HealthCallback
 from jobq.worker.connectors.steering import triage
 from jobq.worker.context import HandlerError, HandlerFn, JobCancelled, JobContext
 from jobq.worker.handlers import Handler, to_result
-from jobq.worker.state import Hellos, Running, WorkerStats, token_held
+from jobq.worker.state import Hellos, Running, WorkerStats, admit, token_held
 from jobq.worker.transport import Credentials, Transport
 
 log = logging.getLogger("jobq.worker")
@@ -333,13 +333,7 @@ class Worker:
         self._last_heard = time.monotonic()
         if isinstance(message, jqp.Assign):
             for assignment in message.jobs:
-                current = self._running.get(assignment.id)
-                if current is None:
-                    self._waiting.append(assignment)
-                elif assignment.token > current.assignment.token:
-                    # A new attempt of a job still running here (the hub counted the old one
-                    # lost, e.g. across a restart): the run under way finishes as the new one.
-                    current.assignment = assignment
+                admit(self._running, self._waiting, assignment)
             self._pump()
         elif isinstance(message, jqp.Heartbeat):
             if self._resend and self._conn is not None:
@@ -408,8 +402,11 @@ class Worker:
             return
         while self._waiting and len(self._running) < self.concurrency:
             assignment = self._waiting.popleft()
-            if assignment.id not in self._running:
+            current = self._running.get(assignment.id)
+            if current is None:
                 self._start(assignment)
+            elif assignment.token > current.assignment.token:
+                current.assignment = assignment  # see ``admit``
 
     def _pump_checked(self) -> None:
         """``_pump`` with per-service limits, giving back jobs of services that are down."""

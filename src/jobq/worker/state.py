@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field
 
 from jobq.core.model import Assignment
@@ -49,6 +49,31 @@ class Hellos:
         return [(job_id, token) for job_id, token in self.declared.items() if job_id not in keep]
 
 
+def admit(
+    running: Mapping[int, Running], waiting: MutableSequence[Assignment], assignment: Assignment
+) -> bool:
+    """An attempt the hub assigned: True when it is new here (``waiting`` then holds it).
+
+    One of the same job may be here already: the hub counted an older attempt lost (across a
+    hub restart, or a hello it answered late) and assigned it again. That attempt runs once,
+    under the newest token: a run under way finishes as the new attempt, a waiting one takes
+    its token. Never dropped: the hub renews the lease of what it assigned while the worker
+    heartbeats, so an attempt ignored here would be waited for forever.
+    """
+    current = running.get(assignment.id)
+    if current is not None:
+        if assignment.token > current.assignment.token:
+            current.assignment = assignment
+        return False
+    for i, queued in enumerate(waiting):
+        if queued.id == assignment.id:
+            if assignment.token > queued.token:
+                waiting[i] = assignment
+            return False
+    waiting.append(assignment)
+    return True
+
+
 def token_held(running: Mapping[int, Running], waiting: Iterable[Assignment], job_id: int) -> int | None:
     """The token of the attempt of ``job_id`` the worker runs or waits to run, if any."""
     current = running.get(job_id)
@@ -66,4 +91,4 @@ class WorkerStats:
     started_at: float = field(default_factory=time.time)
 
 
-__all__ = ["Hellos", "Running", "WorkerStats", "token_held"]
+__all__ = ["Hellos", "Running", "WorkerStats", "admit", "token_held"]
