@@ -22,23 +22,23 @@ def assignment(job_id: int, token: int) -> Assignment:
 
 def test_only_the_answer_to_the_last_hello_gives_anything_away() -> None:
     hellos = Hellos()
-    hellos.sent([])  # the first hello held nothing
-    hellos.sent([(40, 2)])  # by the second, job 40 (attempt 2) had been assigned
+    hellos.sent([], 0.0)  # the first hello held nothing
+    hellos.sent([(40, 2)], 0.1)  # by the second, job 40 (attempt 2) had been assigned
     assert hellos.answered(kept=[]) == []  # the first Welcome speaks for the first hello only
     assert hellos.answered(kept=[40]) == []  # the hub kept it
 
 
 def test_the_last_welcome_gives_away_what_the_hub_did_not_keep() -> None:
     hellos = Hellos()
-    hellos.sent([(1, 1), (2, 1)])
+    hellos.sent([(1, 1), (2, 1)], 0.0)
     assert hellos.answered(kept=[2]) == [(1, 1)]
 
 
 def test_a_new_connection_forgets_hellos_the_old_one_never_answered() -> None:
     hellos = Hellos()
-    hellos.sent([(1, 1)])  # lost with the old connection
+    hellos.sent([(1, 1)], 0.0)  # lost with the old connection
     hellos.forget()
-    hellos.sent([(1, 1)])
+    hellos.sent([(1, 1)], 5.0)
     assert hellos.answered(kept=[]) == [(1, 1)]
 
 
@@ -66,3 +66,16 @@ def test_a_new_job_waits_and_a_newer_attempt_of_a_running_one_takes_over_the_run
     assert admit({2: run}, waiting, assignment(2, 5)) is False
     assert run.assignment.token == 5
     assert [a.id for a in waiting] == [1]
+
+
+def test_a_reconnect_needs_no_second_hello_while_one_is_on_its_way() -> None:
+    # After a hub restart, heartbeats that crossed the hello each drew "unknown worker; say
+    # hello"; every extra hello gave back the jobs assigned in flight, an attempt each, until
+    # jobs failed after 3 attempts that never ran.
+    hellos = Hellos()
+    assert not hellos.pending(now=0.0, patience=2.0)
+    hellos.sent([], 10.0)
+    assert hellos.pending(now=10.5, patience=2.0)
+    assert not hellos.pending(now=12.5, patience=2.0)  # overdue: it may have been lost
+    hellos.answered(kept=[])
+    assert not hellos.pending(now=10.6, patience=2.0)

@@ -290,7 +290,7 @@ class Worker:
         # Pushed jobs not started yet are held too: a hello again (health steering) keeps them.
         held = [(r.assignment.id, r.assignment.token) for r in self._running.values()]
         held += [(a.id, a.token) for a in self._waiting]
-        self._hellos.sent(held)
+        self._hellos.sent(held, time.monotonic())
         services, slots = self._advertisement()
         capabilities = {**self.connectors.capabilities(), **self.capabilities}
         self._conn.send(
@@ -363,6 +363,8 @@ class Worker:
             if self._welcomed is not None:
                 self._welcomed.set()
         elif isinstance(message, jqp.Reconnect):
+            if self._hellos.pending(time.monotonic(), 2 * self._heartbeat):
+                return  # asked again for a hello on its way (each would give back jobs in flight)
             log.info("hub asked for a new hello: %s", message.reason)
             if self._welcomed is not None:
                 self._welcomed.clear()

@@ -30,10 +30,17 @@ class Hellos:
 
     declared: dict[int, int] = field(default_factory=dict)  # job id → token
     unanswered: int = 0
+    sent_at: float = 0.0
 
-    def sent(self, held: Iterable[tuple[int, int]]) -> None:
+    def sent(self, held: Iterable[tuple[int, int]], now: float) -> None:
         self.declared = dict(held)
         self.unanswered += 1
+        self.sent_at = now
+
+    def pending(self, now: float, patience: float) -> bool:
+        """Whether a hello is on its way and not overdue: a Reconnect the hub sent before it
+        saw that hello (for heartbeats that crossed it) needs no second one."""
+        return self.unanswered > 0 and now - self.sent_at < patience
 
     def forget(self) -> None:
         """A new connection: no Welcome will come for hellos sent on the old one."""
