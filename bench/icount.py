@@ -23,6 +23,7 @@ import asyncio
 import glob
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -134,7 +135,7 @@ def main() -> None:
             rounds[tree].append(_run_tree(tree, args.who, args.jobs, args.many))
             print(json.dumps({tree: rounds[tree][-1]}), file=sys.stderr)
     medians = {
-        tree: {name: sorted(r[name] for r in runs)[len(runs) // 2] for name in runs[0]}
+        tree: {name: statistics.median(r[name] for r in runs) for name in runs[0]}
         for tree, runs in rounds.items()
     }
     base = medians[trees[0]]
