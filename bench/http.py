@@ -154,6 +154,7 @@ async def fanout(url: str, monitors: int, events: int, batch_mode: bool) -> dict
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         extra = ["--http-monitor-queue", str(args.monitor_queue), "--http-max-connections", "4096"]
+        extra += ["--http-max-per-peer", "0"]  # every monitor comes from this one address
         hub = start_http_hub(Path(tmp), extra, name="bench-hub")
         try:
             out: dict[str, Any] = {
