@@ -90,7 +90,18 @@ def test_bad_input_is_explained(hub: str) -> None:
 
 def test_unreachable_hub_fails_fast_with_a_message() -> None:
     out = jobq("status", "1", "--hub", f"tcp://127.0.0.1:{free_port()}", "--connect-timeout", "0.5")
-    assert out.returncode == 3 and b"no answer from the hub" in out.stderr
+    assert out.returncode == 3 and b"nothing listens at" in out.stderr and b"JOBQ_HUB" in out.stderr
+
+
+def test_a_hub_that_does_not_answer_times_out_with_a_hint() -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never speaks ZeroMQ
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        out = jobq("status", "1", "--hub", f"tcp://127.0.0.1:{port}", "--connect-timeout", "0.5")
+    assert out.returncode == 3 and b"no answer from the hub" in out.stderr and b"jobq hub" in out.stderr
 
 
 def test_every_flag_shows_its_environment_twin() -> None:

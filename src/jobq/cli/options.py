@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
@@ -12,6 +11,8 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from jobq.cli import logs
+from jobq.client.reach import WORKER_SCHEMES, Unreachable, hub_endpoints
 from jobq.config import DEFAULT_HUB
 from jobq.errors import (
     Conflict,
@@ -41,12 +42,28 @@ EXIT_UNAUTHORIZED = 7
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+#: What to do when the hub cannot be reached (after the reason, on stderr).
+HUB_HINT = (
+    "jobq: start a hub there (`jobq hub`, or `make run` in a checkout of jobq), or give the address "
+    "of yours with --hub or JOBQ_HUB (tcp://HOST:PORT)"
+)
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Logs on stderr, one format for the hub and the worker (``--log-format``: cli/logs.py)."""
+    logs.setup(level, fmt)
+
+
+def log_options(f: F) -> F:
+    """``--log-level`` and ``--log-format`` (of ``jobq hub`` and ``jobq worker``)."""
+    f = option(
+        "--log-format",
+        type=click.Choice(logs.FORMATS),
+        default="text",
+        show_default=True,
+        help="text (logfmt: time=... level=... logger=... msg=...) or json (one object per line).",
+    )(f)
+    return option("--log-level", default="info", show_default=True, help="debug, info, warning or error.")(f)
 
 
 def option(*decls: str, **kwargs: Any) -> Callable[[F], F]:
@@ -57,12 +74,21 @@ def option(*decls: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*decls, **kwargs)
 
 
+def _hub_endpoints(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``HOST:PORT`` means ``tcp://HOST:PORT``; an address of no known form fails at once."""
+    try:
+        return ",".join(hub_endpoints(value, WORKER_SCHEMES))
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
+
+
 def hub_option(f: F) -> F:
     return option(
         "--hub",
         default=DEFAULT_HUB,
         show_default=True,
-        help="Hub endpoint(s), comma-separated for failover.",
+        callback=_hub_endpoints,
+        help="Hub endpoint(s), comma-separated for failover: tcp://HOST:PORT (or HOST:PORT), ipc://PATH.",
     )(f)
 
 
@@ -158,6 +184,13 @@ def exit_code(exc: JobqError) -> int:
     return EXIT_JOB_FAILED
 
 
+def unreachable(exc: JobqError) -> bool:
+    """The hub could not be reached at all (rather than refusing or being busy)."""
+    return isinstance(exc, Unreachable) or (
+        isinstance(exc, Unavailable) and exc.message.startswith("no answer from the hub")
+    )
+
+
 def one_line(message: str) -> str:
     """A reason as one line of text (a refusal is one line on stderr)."""
     return " ".join(message.split())
@@ -172,6 +205,8 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..
             code = asyncio.run(fn(*args, **kwargs))
         except JobqError as exc:
             click.echo(f"jobq: {one_line(exc.message)}", err=True)
+            if unreachable(exc):
+                click.echo(HUB_HINT, err=True)
             sys.exit(exit_code(exc))
         except KeyboardInterrupt:
             sys.exit(130)

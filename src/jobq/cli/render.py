@@ -1,4 +1,8 @@
-"""How the ``jobq`` command shows things: rich tables for people, JSON lines for machines."""
+"""How the ``jobq`` command shows things: rich tables for people, JSON lines for machines.
+
+On a terminal tables fit its width; piped or redirected, nothing is cut (no 80-column limit).
+Text that comes from jobs (payloads, errors, progress messages) is shown as is, never read as
+rich markup, and payload previews are bounded and printable."""
 
 from __future__ import annotations
 
@@ -12,12 +16,25 @@ from typing import Any
 import msgspec
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from jobq.core.model import Job, WorkerInfo
+from jobq.core.states import COMPLETED
 from jobq.protocol.native import ExplainInfo, ServiceInfo
 
-console = Console()
-errors = Console(stderr=True)
+#: Columns of a line when the output is not a terminal: wide enough that nothing is cut.
+PIPE_WIDTH = 100_000
+
+
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPE_WIDTH)
+
+
+console = _console()
+errors = _console(stderr=True)
 
 
 def _when(ts: float | None) -> str:
@@ -33,15 +50,48 @@ def _ms(start: float | None, end: float | None) -> str:
 
 
 def preview(frames: list[bytes] | None, limit: int = 60) -> str:
+    """At most ``limit`` printable characters of a payload or result: UTF-8 text with control
+    characters escaped (``\\n``), ``<N bytes>`` for binary data, ``…`` when cut."""
     if not frames:
         return ""
-    data = b"".join(frames)
+    data = b"".join(frames[:64])[: limit * 4]  # enough bytes for ``limit`` characters
     try:
         text = data.decode()
-    except UnicodeDecodeError:
-        return f"<{len(data)} bytes>"
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    except UnicodeDecodeError as exc:
+        if exc.start < len(data) - 3:  # not just a character cut at the end
+            return f"<{sum(map(len, frames))} bytes>"
+        text = data[: exc.start].decode()
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    cut = len(text) > limit or sum(map(len, frames)) > len(data)
+    return text[: limit - 1] + "…" if cut else text
+
+
+def _progress(job: Job) -> str | None:
+    """A job's progress: ``50% halfway`` while it runs; ``100%`` once completed (a message from
+    the middle of the run would mislead); where it stopped for a failed or cancelled job."""
+    if job.progress is None and not job.progress_message:
+        return None
+    value = f"{job.progress:g}%" if job.progress is not None else ""
+    if job.state is COMPLETED:
+        return "100%"
+    text = " ".join(part for part in (value, job.progress_message or "") if part)
+    return f"stopped at {text}" if job.state.terminal else text
+
+
+def _one_line(text: str | None, limit: int = 80) -> str:
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def footer(shown: int, offset: int, total: int | None) -> None:
+    """Under a listing cut by ``--limit``: how many of how many, and how to see the rest."""
+    first, last = offset + 1, offset + shown
+    of = f" of {total}" if total is not None else ""
+    console.print(
+        Text(f"{first}-{last}{of} shown, newest first (more: --offset {last}, or a larger --limit)")
+    )
 
 
 def job_json(job: Job, *, result: bool = True) -> dict[str, Any]:
@@ -92,25 +142,30 @@ def show_job(job: Job) -> None:
         rows.append(("customer", f"{job.customer_id} ({job.isolation})"))
     if job.requires:
         rows.append(("requires", json.dumps(job.requires)))
-    if job.progress is not None or job.progress_message:
-        rows.append(
-            ("progress", f"{job.progress if job.progress is not None else ''} {job.progress_message or ''}")
-        )
+    progress = _progress(job)
+    if progress is not None:
+        rows.append(("progress", progress))
+    if job.payload:
+        rows.append(("payload", preview(job.payload)))
     if job.error:
         rows.append(("error", job.error))
     if job.result is not None:
         rows.append(("result", preview(job.result)))
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, Text(value))
     console.print(table)
 
 
 def show_jobs(jobs: Iterable[Job]) -> None:
+    """A table of jobs; an ``error`` column when one of them failed or was cancelled."""
+    jobs = list(jobs)
+    failed = any(job.error and job.state.terminal and job.state is not COMPLETED for job in jobs)
     table = Table()
-    for column in ("id", "service", "state", "prio", "attempts", "worker", "submitted", "payload"):
-        table.add_column(column)
+    columns = ["id", "service", "state", "prio", "attempts", "worker", "submitted", "payload"]
+    for column in columns + (["error"] if failed else []):
+        table.add_column(column, overflow="fold" if column == "error" else "ellipsis")
     for job in jobs:
-        table.add_row(
+        row = [
             str(job.id),
             job.service,
             job.state.value,
@@ -119,13 +174,16 @@ def show_jobs(jobs: Iterable[Job]) -> None:
             job.worker or "-",
             _when(job.submitted_at),
             preview(job.payload, 30),
-        )
+        ]
+        if failed:
+            row.append(_one_line(job.error) if job.state.terminal and job.state is not COMPLETED else "")
+        table.add_row(*map(Text, row))
     console.print(table)
 
 
 def show_workers(workers: Iterable[WorkerInfo]) -> None:
     table = Table()
-    for column in ("id", "services", "door", "slots", "running", "cpu %", "mem %", "last seen"):
+    for column in ("id", "services", "door", "slots", "running", "cpu %", "mem %", "last seen", "drained"):
         table.add_column(column)
     for w in workers:
         table.add_row(
@@ -137,6 +195,7 @@ def show_workers(workers: Iterable[WorkerInfo]) -> None:
             f"{w.metrics.get('cpu_percent', 0):.0f}",
             f"{w.metrics.get('memory_percent', 0):.0f}",
             _when(w.last_seen),
+            w.drained or "",
         )
     console.print(table)
 

@@ -9,24 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
 from jobq.client.batching import SUBMIT_BATCH, SubmitResult, TurnBatcher, outcomes_of
+from jobq.client.listing import list_by_worker, worker_ids
+from jobq.client.reach import BlockedCallback, first_answer, hub_endpoints, log_blocked, while_blocked
+from jobq.client.specs import PayloadLike, final_event, make_spec, to_frames
 from jobq.config import DEFAULT_HUB
-from jobq.core.model import JSON, TEXT, Frames, Job, JobEvent, JobFilter, JobSpec, WorkerInfo
+from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, WorkerInfo
 from jobq.core.states import COMPLETED, JobState
-from jobq.core.views import ExplainInfo, ServiceInfo
+from jobq.core.views import ExplainInfo, ServiceInfo, WorkerNotice
 from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
 from jobq.protocol import native
 from jobq.protocol.connection import Connection, token_from_env
 
-PayloadLike = bytes | bytearray | memoryview | str | Sequence[bytes] | Mapping[str, Any] | None
+T = TypeVar("T")
 
 #: Jobs whose state one request asks for while catching up after a failover.
 RESYNC_CHUNK = 200
@@ -37,31 +39,6 @@ CATCH_UP_EVERY = 30.0
 log = logging.getLogger("jobq.client")
 
 
-def to_frames(payload: PayloadLike, content_type: str | None = None) -> tuple[Frames, str | None]:
-    """bytes → one frame; str → UTF-8 text; a list of bytes → frames; a dict → JSON."""
-    if payload is None:
-        return [], content_type
-    if isinstance(payload, bytes | bytearray | memoryview):
-        return [bytes(payload)], content_type
-    if isinstance(payload, str):
-        return [payload.encode()], content_type or TEXT
-    if isinstance(payload, Mapping):
-        return [json.dumps(payload).encode()], content_type or JSON
-    frames = list(payload)
-    if not all(isinstance(f, bytes) for f in frames):
-        raise InvalidRequest("a payload list must hold bytes frames")
-    return frames, content_type
-
-
-def make_spec(service: str, payload: PayloadLike = None, **options: Any) -> JobSpec:
-    """A JobSpec from friendly arguments (``requires``, ``priority``, ``customer_id``...)."""
-    frames, content_type = to_frames(payload, options.pop("content_type", None))
-    try:
-        return JobSpec(service=service, payload=frames, content_type=content_type, **options)
-    except TypeError as exc:
-        raise InvalidRequest(f"unknown job option: {exc}") from None
-
-
 class Client:
     """A connection to a hub for submitting and following jobs.
 
@@ -70,6 +47,11 @@ class Client:
     call without the right with ``Unauthorized`` or ``Forbidden``. ``curve_server_key`` (the
     hub's CURVE public key) with this client's key pair (``curve_secret_key``, and
     ``curve_public_key`` to check it) encrypts the connection for a ``?curve`` listener.
+
+    An endpoint is ``tcp://HOST:PORT`` (or ``HOST:PORT``) or ``ipc://PATH``; when nothing listens
+    there the first call fails within a second with ``Unavailable``. While ``wait``, ``result``
+    or ``finished`` wait for a job no worker can run, ``on_blocked(job_id, reason)`` is called
+    within about a second (default: a logged warning), and the wait goes on (client/reach.py).
     """
 
     def __init__(
@@ -84,7 +66,7 @@ class Client:
     ) -> None:
         self.token = token_from_env(token)
         self.conn = Connection(
-            hub,
+            hub_endpoints(hub),
             on_push=self._on_push,
             timeout=timeout,
             credential=self.token,
@@ -93,6 +75,9 @@ class Client:
             curve_secret_key=curve_secret_key,
         )
         self._opened = False
+        #: A hub answered on this connection (until then, a slow answer is checked with a probe).
+        self._heard = False
+        self.on_blocked: BlockedCallback | None = log_blocked
         self._finished: dict[int, asyncio.Future[JobEvent]] = {}
         self._streams: list[asyncio.Queue[JobEvent]] = []
         self._pinger: asyncio.Task[None] | None = None
@@ -156,12 +141,20 @@ class Client:
         while True:
             epoch = self._epoch
             try:
-                return await self.conn.request(message, timeout)
+                return await self._answer(self.conn.request(message, timeout))
             except Unavailable:
                 if left <= 0:
                     raise
                 left -= 1
                 self._move_on(epoch)
+
+    async def _answer(self, answer: Awaitable[T]) -> T:
+        """A reply; the first on a connection fails at once when nothing listens at the hub."""
+        if self._heard:
+            return await answer
+        reply = await first_answer(answer, self.conn.endpoint)
+        self._heard = True
+        return reply
 
     def _hub_dropped(self) -> None:
         """The connection broke: the hub died or restarted, and with it what it knew of us.
@@ -184,6 +177,7 @@ class Client:
         if epoch != self._epoch or not self._opened:
             return
         self._epoch += 1
+        self._heard = False
         left = self.conn.endpoint
         log.warning("lost the hub at %s; moving to %s", left, self.conn.failover())
         if self._finished or self._subscriptions:
@@ -212,7 +206,7 @@ class Client:
     async def _catch_up(self, ids: list[int]) -> None:
         """Ends of these watched jobs that we may have missed, from their current state."""
         ended = [
-            _final_event(job)
+            final_event(job)
             for job in await self._jobs(native.Get(rid=self.conn.next_rid(), ids=ids))
             if job is not None and job.state.terminal
         ]
@@ -239,12 +233,13 @@ class Client:
         if watch:
             self._ensure_pinger()
         future = self._turns.add(self._keyed(spec), watch=watch)
+        answer = future if self._failover else self._answer(future)  # failover: the batcher moves on
         if not watch:
-            return await future
+            return await answer
         self._watch_inflight += 1
         epoch = self._epoch
         try:
-            result = await future
+            result = await answer
         finally:
             self._watch_inflight -= 1
         self._finished.setdefault(result[0], asyncio.get_running_loop().create_future())
@@ -300,7 +295,8 @@ class Client:
             del self._finished[job_id]
             return future.result()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            ending = asyncio.wait_for(asyncio.shield(future), timeout)
+            return await while_blocked(ending, lambda: job_id, self.explain, self.on_blocked)
         except TimeoutError:
             raise Timeout(f"job {job_id} did not end within {timeout}s") from None
         finally:
@@ -316,15 +312,18 @@ class Client:
         return reply.jobs
 
     async def status(self, job_id: int, *, payload: bool = False) -> Job | None:
+        """The job (with its payload when ``payload``), or None when there is no such job."""
         (job,) = await self._jobs(native.Get(rid=self.conn.next_rid(), ids=[job_id], payload=payload))
         return job
 
     async def wait(self, job_id: int, timeout: float | None = None) -> Job:
-        """The job once it has ended (any way); raises Timeout."""
+        """The job once it has ended (any way); raises Timeout. Says why if nobody can run it
+        (``on_blocked``) while it keeps waiting."""
         reply_timeout = None if timeout is None else timeout + self.conn.timeout
-        (job,) = await self._jobs(
+        waiting = self._jobs(
             native.Wait(rid=self.conn.next_rid(), ids=[job_id], timeout=timeout), reply_timeout or 1e9
         )
+        (job,) = await while_blocked(waiting, lambda: job_id, self.explain, self.on_blocked)
         assert job is not None
         return job
 
@@ -355,7 +354,10 @@ class Client:
         limit: int = 100,
         offset: int = 0,
         blocked: bool = False,
+        payload: bool = False,
     ) -> list[Job]:
+        """Jobs, newest first. ``worker`` is a worker's id, or a connected worker's name or id
+        prefix (``jobq.client.listing``); ``payload`` fetches each job's payload too."""
         states = [state] if isinstance(state, str) else list(state or [])
         query = JobFilter(
             states=[JobState(s) for s in states],
@@ -365,8 +367,18 @@ class Client:
             limit=limit,
             offset=offset,
         )
-        found = await self._jobs(native.ListJobs(rid=self.conn.next_rid(), query=query, blocked=blocked))
-        return [job for job in found if job is not None]
+        ids = await worker_ids(worker, self.workers)
+        found = await list_by_worker(
+            lambda q: self._jobs(native.ListJobs(rid=self.conn.next_rid(), query=q, blocked=blocked)),
+            query,
+            ids,
+        )
+        if payload and found:  # a listing leaves payloads out: ask for them with the jobs
+            full = await self._jobs(
+                native.Get(rid=self.conn.next_rid(), ids=[j.id for j in found], payload=True)
+            )
+            found = [new or old for old, new in zip(found, full, strict=True)]
+        return found
 
     async def _info(self, what: str, job_id: int = 0) -> Any:
         await self.connect()
@@ -387,6 +399,26 @@ class Client:
 
     async def explain(self, job_id: int) -> ExplainInfo:
         return msgspec.convert(await self._info("explain", job_id), ExplainInfo)
+
+    async def _worker_command(self, action: str, worker: str, reason: str | None = None) -> WorkerNotice:
+        await self.connect()
+        message = native.WorkerCommand(rid=self.conn.next_rid(), action=action, worker=worker, reason=reason)
+        reply = await self._request(message)
+        assert isinstance(reply, native.Reply)
+        return msgspec.convert(reply.value, WorkerNotice)
+
+    async def drain_worker(self, worker: str, reason: str | None = None) -> WorkerNotice:
+        """No new jobs for this worker (its id, or a name only it has); it finishes what it runs.
+        Admin only."""
+        return await self._worker_command("drain", worker, reason)
+
+    async def resume_worker(self, worker: str) -> WorkerNotice:
+        """A drained worker takes jobs again. Admin only."""
+        return await self._worker_command("resume", worker)
+
+    async def evict_worker(self, worker: str) -> WorkerNotice:
+        """Drain the worker and detach it now: its running jobs go back to the queue. Admin only."""
+        return await self._worker_command("evict", worker)
 
     async def events(self, ids: Sequence[int] = ()) -> AsyncIterator[JobEvent]:
         """Events of these jobs (or of every job) as they happen."""
@@ -453,17 +485,4 @@ class Client:
                 pass
 
 
-def _final_event(job: Job) -> JobEvent:
-    """The end of a job as an event, for a job whose end was pushed while we were away."""
-    return JobEvent(
-        id=job.id,
-        kind=job.state.value,  # type: ignore[arg-type]
-        state=job.state,
-        at=job.finished_at or 0.0,
-        service=job.service,
-        worker=job.worker,
-        attempt=job.attempts,
-        error=job.error,
-        result=job.result,
-        customer_id=job.customer_id,
-    )
+__all__ = ["BlockedCallback", "Client", "PayloadLike", "log_blocked", "make_spec", "to_frames"]

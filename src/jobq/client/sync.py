@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from jobq.client.client import Client, PayloadLike
 from jobq.config import DEFAULT_HUB
-from jobq.core.model import Job, JobEvent, JobSpec
+from jobq.core.model import Job, JobEvent, JobSpec, WorkerInfo
+from jobq.core.views import WorkerNotice
 
 T = TypeVar("T")
 
@@ -82,3 +83,15 @@ class SyncClient:
 
     def stats(self) -> dict[str, Any]:
         return self._run(self._client.stats())
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._run(self._client.workers())
+
+    def drain_worker(self, worker: str, reason: str | None = None) -> WorkerNotice:
+        return self._run(self._client.drain_worker(worker, reason))
+
+    def resume_worker(self, worker: str) -> WorkerNotice:
+        return self._run(self._client.resume_worker(worker))
+
+    def evict_worker(self, worker: str) -> WorkerNotice:
+        return self._run(self._client.evict_worker(worker))

@@ -1,9 +1,11 @@
-"""What a worker advertises: detected hardware, then a TOML file, then flags (last wins); and the
-machine figures its heartbeats carry."""
+"""What a worker advertises: detected hardware, then a TOML file, then flags (last wins), for the
+``jobq worker`` command and the SDK ``Worker`` alike (:func:`advertised`); and the machine figures
+its heartbeats carry."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -46,6 +48,26 @@ def detect_gpus() -> dict[str, Any]:
     }
 
 
+class Exactly(dict[str, Any]):
+    """Capabilities a worker advertises as given, nothing detected added:
+    ``Worker(capabilities=Exactly({"os": "linux"}))``."""
+
+
+def advertised(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the SDK ``Worker`` advertises: the detected hardware (CPU cores, RAM, NVIDIA GPUs, as
+    the ``jobq worker`` command does) under the ``given`` capabilities, unless they are
+    :class:`Exactly` what to advertise."""
+    if isinstance(given, Exactly):
+        return dict(given)
+    return {**detected(), **flatten(dict(given or {}))}
+
+
+@functools.cache
+def detected() -> dict[str, Any]:
+    """:func:`detect`, once per process (it may run ``nvidia-smi``)."""
+    return detect()
+
+
 def detect() -> dict[str, Any]:
     found: dict[str, Any] = {"hardware.cpu_cores": os.cpu_count() or 1}
     try:
@@ -61,7 +83,7 @@ def detect() -> dict[str, Any]:
 def load_capabilities(
     path: Path | None, overrides: Mapping[str, Any], *, auto_detect: bool = True
 ) -> dict[str, Any]:
-    caps: dict[str, Any] = detect() if auto_detect else {}
+    caps: dict[str, Any] = dict(detected()) if auto_detect else {}
     if path is not None:
         with path.open("rb") as f:
             caps.update(flatten(tomllib.load(f)))

@@ -12,7 +12,9 @@ import contextlib
 import importlib
 import inspect
 import json
+import os
 import shlex
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +157,8 @@ def resolve(spec: str, *, command: str | None = None, multicast: MulticastOption
 def import_object(spec: str) -> Any:
     """``package.module:name.attr`` → that object; LookupError saying what is missing."""
     module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:  # `--handler tasks:shout` from the folder holding tasks.py
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
