@@ -36,3 +36,20 @@ def flaky(payload: bytes, ctx: JobContext) -> bytes:
     if ctx.attempt < 2:
         raise RuntimeError("first attempt fails")
     return payload
+
+
+async def poison_or_sleep(payload: bytes, ctx: JobContext) -> bytes:
+    """``poison`` kills the worker's process (``os._exit``: no goodbye) after noting the start;
+    any other payload is ``traced_sleep``'s."""
+    if payload == b"poison":
+        _trace("started", ctx)
+        os._exit(1)
+    return await traced_sleep(payload, ctx)
+
+
+async def slow_first(payload: bytes, ctx: JobContext) -> bytes:
+    """Sleeps the seconds in the payload on the job's first attempt only; later ones end at once."""
+    _trace("started", ctx)
+    if ctx.attempt == 1:
+        await ctx.sleep(float(payload or b"0"))
+    return b"attempt %d" % ctx.attempt

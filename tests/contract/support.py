@@ -41,8 +41,9 @@ class Backend:
         assert self.redis_url is not None
         return self.redis_url
 
-    async def open(self, now: float = T0) -> Store:
-        store = open_store(self.url())
+    async def open(self, now: float = T0, **retention: float) -> Store:
+        """``retention``: ``result_ttl``, ``failed_ttl`` as the hub passes them (else defaults)."""
+        store = open_store(self.url(), **retention)
         await store.open(now)
         self.opened.append(store)
         return store

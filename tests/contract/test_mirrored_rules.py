@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from jobq.core.model import Completion
-from jobq.core.retention import DEAD_LETTER_TTL
+from jobq.core.retention import DEFAULT_FAILED_TTL
 from jobq.core.states import JobState
 from jobq.store.base import Store
 from tests.contract.support import T0, TTL, Backend, attach, spec, submit_one
@@ -104,22 +104,47 @@ async def test_a_customer_back_from_idle_has_banked_no_share(store: Store) -> No
 
 
 async def test_failed_jobs_are_kept_as_dead_letters(store: Store) -> None:
-    """fail.lua / release (dead_letter_ttl, finish) ↔ retention.dead_letter_ttl, expires_at."""
+    """fail.lua / release (dead_letter_ttl, finish) ↔ EmbeddedStore.failed_ttl, expires_at: a
+    failed (or quarantined) job is kept the store's failed_ttl, whatever its own result_ttl."""
     short = await submit_one(store, spec(max_attempts=1, result_ttl=10))
-    long = await submit_one(store, spec(max_attempts=1, result_ttl=30 * DAY))
+    long = await submit_one(store, spec(max_attempts=1, max_losses=1, result_ttl=30 * DAY))
     await attach(store, slots=2)
     await store.claim("w1", 2, T0, TTL)
     failed = await store.fail(short.id, 1, "boom", T0 + 1)
-    assert failed.state is JobState.FAILED and failed.expires_at == T0 + 1 + DEAD_LETTER_TTL
-    released = await store.release(long.id, 1, T0 + 1)
-    assert released.state is JobState.FAILED
-    assert released.error == "released by its worker during its last attempt (1 of 1)"
-    assert released.expires_at == T0 + 1 + 30 * DAY
+    assert failed.state is JobState.FAILED and failed.expires_at == T0 + 1 + DEFAULT_FAILED_TTL
+    (quarantined,) = await store.detach_worker("w1", T0 + 1)
+    assert quarantined.id == long.id and quarantined.state is JobState.QUARANTINED
+    assert quarantined.error == (
+        "quarantined after losing its worker on 1 attempt(s) (max_losses 1); last: its worker went away"
+    )
+    assert quarantined.expires_at == T0 + 1 + DEFAULT_FAILED_TTL
     assert (await store.tick(T0 + 100)).purged == 0
-    assert (await store.tick(T0 + 1 + DEAD_LETTER_TTL)).purged == 1
+    assert (await store.tick(T0 + 1 + DEFAULT_FAILED_TTL)).purged == 2
     assert await store.get(short.id) is None
-    kept = await store.get(long.id)
-    assert kept is not None and kept.state is JobState.FAILED
+    assert await store.get(long.id) is None
+
+
+async def test_retention_follows_the_stores_settings(backend: Backend) -> None:
+    """The hub's --result-ttl / --failed-ttl reach the store (fail.lua's FAILED_TTL, submit's
+    ttl): a failed job with failed_ttl=1 is forgotten a tick past it; a completed one keeps
+    result_ttl unless it has its own."""
+    store = await backend.open(result_ttl=5, failed_ttl=1)
+    failed = await submit_one(store, spec(max_attempts=1))
+    done = await submit_one(store)
+    own = await submit_one(store, spec(result_ttl=50))
+    await attach(store, slots=3)
+    await store.claim("w1", 3, T0, TTL)
+    ended = await store.fail(failed.id, 1, "boom", T0)
+    assert ended.state is JobState.FAILED and ended.expires_at == T0 + 1
+    await store.complete([Completion(done.id, 1, [b"r"]), Completion(own.id, 1, [b"r"])], T0)
+    assert (await store.tick(T0 + 0.5)).purged == 0
+    assert (await store.tick(T0 + 1.5)).purged == 1
+    assert await store.get(failed.id) is None
+    assert (await store.tick(T0 + 5.5)).purged == 1
+    assert await store.get(done.id) is None
+    kept = await store.get(own.id)
+    assert kept is not None and kept.state is JobState.COMPLETED
+    assert (await store.tick(T0 + 50.5)).purged == 1
 
 
 async def test_completing_a_job_that_reported_progress_sets_it_to_100(store: Store) -> None:

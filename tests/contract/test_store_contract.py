@@ -145,18 +145,21 @@ async def test_a_failed_job_avoids_its_worker_when_another_can_run_it(store: Sto
     assert again.id == claimed.id
 
 
-async def test_release_requeues_at_the_front_and_counts_the_attempt(store: Store) -> None:
-    first = await submit_one(store, spec(max_attempts=2))
+async def test_release_requeues_at_the_front_and_costs_no_attempt(store: Store) -> None:
+    first = await submit_one(store, spec(max_attempts=1))
     second = await submit_one(store)
     await attach(store, slots=1)
     await store.claim("w1", 1, T0, TTL)
     released = await store.release(first.id, 1, T0 + 1)
-    assert released.state is JobState.QUEUED
+    assert released.state is JobState.QUEUED and released.attempts == 0
     (again,) = await store.claim("w1", 1, T0 + 2, TTL)
-    assert again.id == first.id and again.attempts == 2
+    assert again.id == first.id and again.attempts == 1 and again.token == 2
     final = await store.release(first.id, 2, T0 + 3)
-    assert final.state is JobState.FAILED
-    (nxt,) = await store.claim("w1", 1, T0 + 4, TTL)
+    assert final.state is JobState.QUEUED
+    (same,) = await store.claim("w1", 1, T0 + 4, TTL)
+    assert same.id == first.id
+    await store.complete([Completion(first.id, same.token, [])], T0 + 5)
+    (nxt,) = await store.claim("w1", 1, T0 + 6, TTL)
     assert nxt.id == second.id
 
 

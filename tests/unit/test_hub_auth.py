@@ -694,7 +694,7 @@ async def test_a_forged_result_is_refused_and_the_real_one_wins(world: World) ->
     [job_id] = await world.submit_ids("ci-a", spec())
     await until(lambda: real.ids == [job_id])
     job = await hub.get(job_id, caller=world["ci-a"])
-    token = job.attempts  # the fencing token: anyone who may read the job knows it
+    token = job.token  # the fencing token: anyone who may read the job knows it
     assert real.attempts == [(job_id, token)]
 
     [forged] = await hub.complete("w2", [Completion(job_id, token, [b"forged"])])

@@ -16,6 +16,11 @@ memory; the Redis store keeps the same layout in Redis.
   smaller until it fits.
 - A job is not given back to the worker that failed it last while another eligible worker is
   attached.
+- A worker runs at most one *suspect* at a time: a job that has lost its worker (it died, left,
+  or let the lease expire) ``retry.SUSPECT_LOSSES`` times. When a worker dies holding several
+  jobs each is charged a loss, though most likely one of them killed it; held apart from the
+  others, a job that kills every worker it reaches is quarantined (``core/retry.py``) before it
+  can take a bystander down often enough to quarantine it too.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class _WorkerState:
     slots: int
     load: Load = field(default_factory=Load)
     running: dict[int, Shape] = field(default_factory=dict)
+    #: The suspects among ``running`` (at most one, unless adopted on a reconnect).
+    suspects: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,8 @@ class ReadyIndex:
         #: job id → (its queue, its live heap entry); absent once taken or removed.
         self._entries: dict[int, tuple[ShapeQueue, Entry]] = {}
         self._avoid: dict[int, str] = {}
+        #: Queued suspects (``retry.SUSPECT_LOSSES``).
+        self._suspects: set[int] = set()
         self._workers: dict[str, _WorkerState] = {}
         self._profiles: dict[Profile, int] = {}
         self._eligible: dict[Profile, list[ShapeQueue]] = {}
@@ -113,8 +122,10 @@ class ReadyIndex:
         seq: int,
         since: float,
         avoid: str | None = None,
+        suspect: bool = False,
     ) -> None:
-        """Queue a job (again). ``avoid`` names the worker that failed it last."""
+        """Queue a job (again). ``avoid`` names the worker that failed it last; ``suspect``: it
+        lost its worker ``retry.SUSPECT_LOSSES`` times."""
         if job_id in self._entries:
             self.discard(job_id)
         q = self.queue(shape)
@@ -124,6 +135,8 @@ class ReadyIndex:
         self._entries[job_id] = (q, entry)
         if avoid is not None:
             self._avoid[job_id] = avoid
+        if suspect:
+            self._suspects.add(job_id)
         customer = shape.customer
         live = self._live_by_customer.get(customer, 0)
         if live == 0:
@@ -140,6 +153,7 @@ class ReadyIndex:
         q.live -= 1
         self._garbage += 1
         self._avoid.pop(job_id, None)
+        self._suspects.discard(job_id)
         self._customer_left(q.shape.customer)
         if self._garbage > 1024 and self._garbage > len(self._entries):
             self._compact()
@@ -248,6 +262,9 @@ class ReadyIndex:
             del self._entries[job_id]
             q.live -= 1
             self._avoid.pop(job_id, None)
+            if self._suspects and job_id in self._suspects:
+                self._suspects.discard(job_id)
+                state.suspects.add(job_id)
             if q._heap and q._heap[0] is entry:
                 heapq.heappop(q._heap)
             else:
@@ -272,6 +289,8 @@ class ReadyIndex:
         passes = self._pass
         vtime = self._vtime
         avoid = self._avoid
+        # It runs a suspect already: it takes no other now.
+        shun = self._suspects if self._suspects and state.suspects else None
         best: tuple[ShapeQueue, Entry] | None = None
         best_prio = best_seq = 0
         best_pass = 0.0
@@ -290,8 +309,8 @@ class ReadyIndex:
                 entry = self._head(q)
                 if entry is None:
                     continue
-            if avoid and avoid.get(entry[2]) == worker_id and q.workers > 1:
-                entry = self._next_not_avoided(q, worker_id)
+            if (avoid and avoid.get(entry[2]) == worker_id and q.workers > 1) or (shun and entry[2] in shun):
+                entry = self._next_allowed(q, worker_id, shun)
                 if entry is None:
                     continue
             prio = entry[0]
@@ -319,10 +338,13 @@ class ReadyIndex:
             return None
         return best
 
-    def _next_not_avoided(self, q: ShapeQueue, worker_id: str) -> Entry | None:
-        """The best live entry of ``q`` that ``worker_id`` has not failed last (rare path)."""
+    def _next_allowed(self, q: ShapeQueue, worker_id: str, shun: set[int] | None) -> Entry | None:
+        """The best live entry of ``q`` that ``worker_id`` has not failed last (unless it is the
+        one worker for it) and, with ``shun``, that is not a suspect (rare path)."""
+        avoid = self._avoid if q.workers > 1 else {}
         for entry in sorted(q._heap):
-            if self._is_live(q, entry) and self._avoid.get(entry[2]) != worker_id:
+            job_id = entry[2]
+            if self._is_live(q, entry) and avoid.get(job_id) != worker_id and not (shun and job_id in shun):
                 return entry
         return None
 
@@ -334,14 +356,17 @@ class ReadyIndex:
             shape = state.running.pop(job_id, None)
             if shape is not None:
                 state.load.give_back(shape)
+            state.suspects.discard(job_id)
 
-    def adopt(self, worker_id: str, job_id: int, shape: Shape) -> None:
+    def adopt(self, worker_id: str, job_id: int, shape: Shape, suspect: bool = False) -> None:
         """Count a job the worker already runs (it reconnected holding it)."""
         state = self._workers.get(worker_id)
         if state is not None and job_id not in state.running:
             state.running[job_id] = shape
             state.load.take(shape)
             self._running_on[job_id] = worker_id
+            if suspect:
+                state.suspects.add(job_id)
 
     # ------------------------------------------------------------------ fairness
 

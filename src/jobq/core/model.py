@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from jobq.core.retry import DEFAULT_MAX_LOSSES
 from jobq.core.states import JobState
 
 Isolation = Literal["strict", "loose", "none"]
@@ -42,7 +43,10 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     must_not: dict[str, Any] = msgspec.field(default_factory=dict)
     customer_id: str | None = None
     isolation: Isolation = "none"
+    #: Attempts its handler may fail (or overrun ``timeout``) before the job ends ``failed``.
     max_attempts: int = 3
+    #: Workers it may lose (died, gone, lease expired) before it ends ``quarantined``.
+    max_losses: int = DEFAULT_MAX_LOSSES
     #: Seconds one attempt may run before it is failed (and retried if attempts are left).
     timeout: float | None = None
     #: Run no earlier than this POSIX time (``delay`` is relative to the submit).
@@ -80,14 +84,22 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     customer_id: str | None = None
     isolation: Isolation = "none"
     max_attempts: int = 3
+    max_losses: int = DEFAULT_MAX_LOSSES
     timeout: float | None = None
     idempotency_key: str | None = None
     result_ttl: float | None = None
     backoff: float | None = None
     #: Who submitted it (the caller's name when authentication is on).
     owner: str | None = None
-    #: Attempts started so far. The running attempt's fencing token is this number.
+    #: Attempts started so far (an attempt given back unstarted does not count).
     attempts: int = 0
+    #: The fencing token of the current (or last) attempt: strictly increasing per job, across
+    #: restarts and operator retries (``core/lease.py``).
+    token: int = 0
+    #: Attempts its handler failed or that timed out (the ``max_attempts`` budget).
+    failures: int = 0
+    #: Attempts lost with their worker (the ``max_losses`` budget).
+    losses: int = 0
     worker: str | None = None
     run_at: float | None = None
     started_at: float | None = None
@@ -101,11 +113,6 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     avoid_worker: str | None = None
     #: When a finished job is forgotten.
     expires_at: float | None = None
-
-    @property
-    def token(self) -> int:
-        """The fencing token of the current (or last) attempt."""
-        return self.attempts
 
     @property
     def payload_bytes(self) -> bytes:
@@ -143,6 +150,7 @@ def new_job(spec: JobSpec, job_id: int, now: float) -> Job:
         customer_id=spec.customer_id,
         isolation=spec.isolation,
         max_attempts=spec.max_attempts,
+        max_losses=spec.max_losses,
         timeout=spec.timeout,
         idempotency_key=spec.idempotency_key,
         result_ttl=spec.result_ttl,
@@ -169,7 +177,7 @@ class Assignment(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=Tr
 def assignment_of(job: Job) -> Assignment:
     return Assignment(
         id=job.id,
-        token=job.attempts,
+        token=job.token,
         service=job.service,
         payload=job.payload,
         content_type=job.content_type,
@@ -222,7 +230,15 @@ class StoreStats(msgspec.Struct, kw_only=True):
 
 
 EventKind = Literal[
-    "submitted", "started", "progress", "completed", "retrying", "requeued", "failed", "cancelled"
+    "submitted",
+    "started",
+    "progress",
+    "completed",
+    "retrying",
+    "requeued",
+    "failed",
+    "cancelled",
+    "quarantined",
 ]
 
 
@@ -267,6 +283,10 @@ class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: Services whose backend (a connector's service: ComfyUI, an HTTP API) is not healthy:
     #: service → the reason. It gets no new jobs of those until they are healthy again.
     unhealthy: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Why the worker is drained (an operator's ``jobq workers drain``, or the hub's automatic
+    #: drain): it takes no new jobs. Set in listings by the hub it is attached to
+    #: (hub/control.py), never stored.
+    drained: str | None = None
 
     def serving(self) -> list[str]:
         """The services it takes new jobs of now: those it serves, less the unhealthy ones."""

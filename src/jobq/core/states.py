@@ -7,11 +7,14 @@ Rules
 - Only a ``queued`` job is handed to a worker; it becomes ``running`` under a lease held by
   one attempt of one worker.
 - A ``running`` job ends ``completed`` (result), goes back to ``scheduled`` (a failed attempt
-  with attempts left, after backoff) or ``queued`` (released: its worker vanished or gave it
-  back before finishing), or ends ``failed`` (attempts exhausted: a dead letter, kept).
+  with attempts left, after backoff) or ``queued`` (released: its worker was lost, or gave it
+  back unstarted), ends ``failed`` (its handler failed or timed out ``max_attempts`` times, or
+  said the error is final: a dead letter, kept), or ends ``quarantined`` (its worker was lost
+  ``max_losses`` times: most likely the job itself kills its workers; kept as a dead letter
+  and never handed to another worker). The two budgets are ``core/retry.py``'s.
 - Any job not yet ended may be ``cancelled``. Cancellation is final for that run.
-- ``failed`` and ``cancelled`` jobs may be retried by an operator: back to ``queued`` with a
-  fresh attempt budget. ``completed`` is final.
+- ``failed``, ``quarantined`` and ``cancelled`` jobs may be retried by an operator: back to
+  ``queued`` with fresh budgets. ``completed`` is final.
 
 Anything not in ``TRANSITIONS`` is refused with :class:`~jobq.errors.InvalidTransition`.
 """
@@ -30,6 +33,7 @@ class JobState(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    QUARANTINED = "quarantined"
 
     @property
     def terminal(self) -> bool:
@@ -42,16 +46,18 @@ RUNNING = JobState.RUNNING
 COMPLETED = JobState.COMPLETED
 FAILED = JobState.FAILED
 CANCELLED = JobState.CANCELLED
+QUARANTINED = JobState.QUARANTINED
 
-TERMINAL: frozenset[JobState] = frozenset({COMPLETED, FAILED, CANCELLED})
+TERMINAL: frozenset[JobState] = frozenset({COMPLETED, FAILED, CANCELLED, QUARANTINED})
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     QUEUED: frozenset({RUNNING, CANCELLED}),
     SCHEDULED: frozenset({QUEUED, CANCELLED}),
-    RUNNING: frozenset({COMPLETED, SCHEDULED, QUEUED, FAILED, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, SCHEDULED, QUEUED, FAILED, CANCELLED, QUARANTINED}),
     COMPLETED: frozenset(),
     FAILED: frozenset({QUEUED}),
     CANCELLED: frozenset({QUEUED}),
+    QUARANTINED: frozenset({QUEUED}),
 }
 
 

@@ -38,6 +38,33 @@ def _seconds(field: str, value: float | None, *, zero_ok: bool = True) -> None:
         raise InvalidRequest(f"{field} must be at most {int(MAX_SECONDS)} seconds")
 
 
+#: Integers a job or worker may carry in its requirements and capabilities: what every store
+#: can encode (msgpack, SQLite and Lua all stop at 64 bits).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+#: Deepest nesting of those documents (they are small maps of small values).
+MAX_DEPTH = 32
+
+
+def check_document(field: str, value: object, depth: int = 0) -> None:
+    """Refuse what no store can keep in a requirements or capabilities document: integers
+    beyond 64 bits (one reached a SQLite commit, which then failed every retry) and deep
+    nesting."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise InvalidRequest(f"{field}: integers must fit in 64 bits")
+        return
+    if depth >= MAX_DEPTH:
+        raise InvalidRequest(f"{field} is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for item in value.values():
+            check_document(field, item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_document(field, item, depth + 1)
+
+
 def validate_spec(spec: JobSpec, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
     """Raise :class:`InvalidRequest` naming the first field that breaks a rule or a limit."""
     _name("service", spec.service, required=True)
@@ -51,9 +78,15 @@ def validate_spec(spec: JobSpec, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None
         raise InvalidRequest(f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}")
     if not 1 <= spec.max_attempts <= MAX_ATTEMPTS:
         raise InvalidRequest(f"max_attempts must be between 1 and {MAX_ATTEMPTS}")
+    if not 1 <= spec.max_losses <= MAX_ATTEMPTS:
+        raise InvalidRequest(f"max_losses must be between 1 and {MAX_ATTEMPTS}")
     if spec.isolation not in ISOLATIONS:
         raise InvalidRequest(f"isolation must be one of {', '.join(ISOLATIONS)}")
     # Most specs leave these out: skip the calls then (this runs for every job submitted).
+    if spec.requires:
+        check_document("requires", spec.requires)
+    if spec.must_not:
+        check_document("must_not", spec.must_not)
     if spec.customer_id is not None:
         _name("customer_id", spec.customer_id)
     if spec.idempotency_key is not None:

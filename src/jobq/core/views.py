@@ -81,6 +81,22 @@ class WorkerStatus(msgspec.Struct, kw_only=True):
     local: bool
 
 
+class WorkerNotice(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A change of a worker's standing (hub/control.py): what ``drain``, ``resume`` and
+    ``evict`` answer, and what listeners (the dashboard) hear, the automatic drain included."""
+
+    kind: Literal["drained", "resumed", "evicted"]
+    #: The worker's id.
+    worker: str
+    at: float
+    #: Why it is drained now; None once it takes jobs again.
+    drained: str | None = None
+    #: Who asked: a principal's name, or ``hub`` for the automatic drain.
+    by: str = "hub"
+    #: ``evict``: the attempts it ran, given back to the queue.
+    requeued: int = 0
+
+
 class DoorLoad(msgspec.Struct, kw_only=True):
     """Workers connected through one door of this hub and their slots."""
 
@@ -205,6 +221,7 @@ __all__ = [
     "ServiceInfo",
     "Welcome",
     "WorkerHello",
+    "WorkerNotice",
     "WorkerStatus",
     "estimated_start",
     "queue_positions",

@@ -4,10 +4,11 @@
 // and as the first message of the WebSocket. No inline script or style (the hub's CSP).
 "use strict";
 
-const STATES = ["queued", "scheduled", "running", "completed", "failed", "cancelled"];
+const ENDED = ["completed", "failed", "cancelled", "quarantined"];
+const STATES = ["queued", "scheduled", "running", "completed", "failed", "cancelled", "quarantined"];
 const COLORS = {
   queued: "#3b82f6", scheduled: "#8b5cf6", running: "#f59e0b",
-  completed: "#10b981", failed: "#ef4444", cancelled: "#9ca3af",
+  completed: "#10b981", failed: "#ef4444", cancelled: "#9ca3af", quarantined: "#7c3aed",
 };
 const KEEP_JOBS = 500;     // jobs kept in the page (newest first)
 const SHOWN_JOBS = 150;    // rows rendered
@@ -126,6 +127,9 @@ function handle(msg) {
     case "worker_connected":
     case "worker_status_changed": state.workers.set(msg.worker.worker_id, msg.worker); return schedule();
     case "worker_disconnected": state.workers.delete(msg.worker_id); return schedule();
+    case "worker_drained":
+    case "worker_resumed":
+    case "worker_evicted": return workerNotice(msg);
     case "resync_required": return toast("The dashboard fell behind and resynced.");
     case "connection_established":
       state.hub = msg.hub;
@@ -163,7 +167,7 @@ function jobEvent(e) {
   if (e.message != null) job.progress_message = e.message;
   if (e.error) job.error = e.error;
   if (e.event === "started") job.started_at = e.at;
-  if (["completed", "failed", "cancelled"].includes(e.status)) job.finished_at = e.at;
+  if (ENDED.includes(e.status)) job.finished_at = e.at;
   if (state.selected === e.job_id) {
     state.detailEvents.push({ event: e.event, status: e.status, at: e.at, attempt: e.attempt,
       worker_id: e.worker_id, progress: e.progress, message: e.message, error: e.error });
@@ -275,6 +279,12 @@ function renderWorkers() {
         <div class="meta">${esc(w.worker_id)} · ${esc(w.door)} · seen ${age(w.last_seen)} ago${load ? " · " + load : ""}</div></div>
       <div><div class="meta">${w.running}/${w.slots} slots busy</div>
         <div class="bar"><i data-w="${w.slots ? (100 * w.running) / w.slots : 0}" data-bg="${COLORS.running}"></i></div></div>
+      <div class="worker-actions">${w.drained
+          ? `<span class="badge drained" title="${esc(w.drained)}">drained</span>
+             <button class="btn small" type="button" data-act="resume">Resume</button>`
+          : `<button class="btn small ghost" type="button" data-act="drain">Drain</button>`}
+        <button class="btn small danger" type="button" data-act="evict">Evict</button></div>
+      ${w.drained ? `<div class="meta drained-why">drained: ${esc(w.drained)}</div>` : ""}
       <div class="chips">${w.services.map((s) => (w.unhealthy || {})[s]
           ? `<span class="chip svc down" title="${esc(w.unhealthy[s])}">${esc(s)}: unhealthy</span>`
           : `<span class="chip svc">${esc(s)}</span>`).join("")}
@@ -439,8 +449,8 @@ function renderDetail(job, explain) {
   const badge = $("#d-status");
   badge.textContent = job.status;
   badge.className = "badge " + job.status;
-  $("#btn-cancel").disabled = ["completed", "failed", "cancelled"].includes(job.status);
-  $("#btn-retry").disabled = !["failed", "cancelled"].includes(job.status);
+  $("#btn-cancel").disabled = ENDED.includes(job.status);
+  $("#btn-retry").disabled = !["failed", "cancelled", "quarantined"].includes(job.status);
   const rows = [
     ["priority", job.priority ?? 0], ["customer", job.customer_id], ["isolation", job.isolation],
     ["attempts", `${job.attempts ?? 0} of ${job.max_attempts ?? 3}`], ["worker", job.worker_id],
@@ -485,6 +495,24 @@ async function act(kind) {
   }
 }
 
+// Drain, resume or evict a worker (admin only: the hub answers 403 to any other token).
+async function workerAct(workerId, kind) {
+  if (kind === "evict" && !confirm(`Evict ${workerId}? Its running jobs go back to the queue.`)) return;
+  try {
+    const done = await api(`/api/workers/${encodeURIComponent(workerId)}/${kind}`, { method: "POST" });
+    workerNotice({ type: "worker_" + done.action, worker_id: done.worker_id, drained: done.drained });
+  } catch (err) { toast(`Could not ${kind} ${workerId}: ${err.message}`); }
+}
+
+// A worker drained (by an operator or automatically), resumed or evicted.
+function workerNotice(msg) {
+  const w = state.workers.get(msg.worker_id);
+  if (w) w.drained = msg.drained || undefined;
+  const what = { worker_drained: "drained", worker_resumed: "resumed", worker_evicted: "evicted" }[msg.type];
+  toast(`Worker ${msg.worker_id} ${what}${msg.type === "worker_drained" && msg.drained ? ": " + msg.drained : ""}.`);
+  schedule();
+}
+
 let toastTimer = null;
 function toast(text) {
   const el = $("#toast");
@@ -499,6 +527,11 @@ function toast(text) {
 $("#jobs tbody").addEventListener("click", (e) => {
   const row = e.target.closest("tr[data-job-id]");
   if (row) openDetail(Number(row.dataset.jobId));
+});
+$("#workers").addEventListener("click", (e) => {
+  const button = e.target.closest("button[data-act]");
+  const card = button && button.closest("[data-worker-id]");
+  if (card) workerAct(card.dataset.workerId, button.dataset.act);
 });
 $("#btn-close").addEventListener("click", () => {
   $("#detail").hidden = true;

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -71,6 +72,7 @@ class Hub(ClusterViews):
         #: Several hubs share the store: events and cancellations cross between them.
         self._shared = bool(getattr(store, "shared", False))
         self._draining = False
+        self._suspended: set[str] = set()
         self._started_at = 0.0
         self._counters: dict[str, int] = {
             "submitted": 0,
@@ -79,6 +81,8 @@ class Hub(ClusterViews):
             "retried": 0,
             "cancelled": 0,
             "requeued": 0,
+            "lost": 0,
+            "quarantined": 0,
             "claimed": 0,
             "lease_lost": 0,
         }
@@ -93,6 +97,7 @@ class Hub(ClusterViews):
         self.inflight = InflightBudget(self.config.max_inflight)
         self._access = Access(self.guard.audit)
         self.guard.on_revoke(self._revoked)
+        self._init_control()  # drained workers, failure counts: hub/control.py
 
     # ------------------------------------------------------------------ identity
 
@@ -250,7 +255,7 @@ class Hub(ClusterViews):
                 validate_spec(spec, self.config.max_payload)
                 self._schemas.check(spec)
             except JobqError as exc:
-                outcomes.append(exc)
+                outcomes.append(exc.with_traceback(None))  # no cycle through this frame
             else:
                 outcomes.append(None)
                 valid.append(spec)
@@ -270,7 +275,7 @@ class Hub(ClusterViews):
             try:
                 outcomes.extend(await self._store.submit([spec], now))
             except JobqError as exc:
-                outcomes.append(exc)
+                outcomes.append(exc.with_traceback(None))  # no cycle through this frame
         return outcomes
 
     async def submit_one(self, spec: JobSpec, *, caller: Caller = LOCAL_CALLER) -> Submitted:
@@ -314,6 +319,8 @@ class Hub(ClusterViews):
 
     async def wait(self, job_id: int, timeout: float | None, *, caller: Caller = LOCAL_CALLER) -> Job:
         """The job once it has ended; raises Timeout after ``timeout`` seconds."""
+        if timeout is not None and not 0 <= timeout < math.inf:  # NaN fails both
+            raise InvalidRequest("timeout must be a non-negative number of seconds")
         timeout = self.config.max_wait if timeout is None else min(timeout, self.config.max_wait)
         waiter = self._events.waiter(job_id)
         try:

@@ -1,4 +1,5 @@
-"""The hub's answers about the cluster: stats, workers and their health, services, explain.
+"""The hub's answers about the cluster: stats, workers and their health, services, explain,
+and the hub's own health (its store answers, it takes work) for liveness and readiness probes.
 
 Part of :class:`~jobq.hub.hub.Hub` (the state is declared in ``WorkerSide`` and set up by
 ``Hub.__init__``); every figure is a function of ``core/views.py`` filled in here.
@@ -6,9 +7,13 @@ Part of :class:`~jobq.hub.hub.Hub` (the state is declared in ``WorkerSide`` and 
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
+from dataclasses import dataclass
 
 from jobq.core.auth import LOCAL_CALLER, Action, Caller
+from jobq.core.errors import JobqError
 from jobq.core.model import Job, JobFilter, StoreStats, WorkerInfo
 from jobq.core.states import RUNNING, TERMINAL
 from jobq.core.views import (
@@ -26,10 +31,80 @@ from jobq.core.views import (
 from jobq.hub.access import Access
 from jobq.hub.workers import WorkerSide
 
+#: Seconds the store has to answer the health probe before it counts as down.
+STORE_PROBE_TIMEOUT = 2.0
+#: Seconds a probe's answer is reused: a flood of health checks costs the store one call a second.
+STORE_PROBE_EVERY = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class HubHealth:
+    """Whether the hub lives, its store answers and it takes work (``ClusterViews.health``)."""
+
+    #: ``ok``; ``draining`` (shutting down: no new work); ``store_down`` (its store does not answer).
+    status: str
+    store_ok: bool
+    draining: bool
+    #: Why it is not ``ok`` (the store's error, or that the hub shuts down); None when ok.
+    reason: str | None
+    uptime: float
+
+    @property
+    def ready(self) -> bool:
+        """It takes work: the store answers and the hub is not shutting down."""
+        return self.store_ok and not self.draining
+
 
 class ClusterViews(WorkerSide):
     _access: Access
     _started_at: float
+    # The store probe of ``health``: its last answer (None: the store answered), when it was
+    # made (monotonic), and the probe under way, shared by every caller meanwhile.
+    _store_trouble: str | None = None
+    _store_probed: float = -math.inf
+    _store_probe: asyncio.Task[str | None] | None = None
+
+    async def health(self) -> HubHealth:
+        """The hub's health for liveness and readiness probes, the same for every door. The
+        store is asked with one cheap read (the job with id 0, which never exists), with a
+        timeout, at most once per :data:`STORE_PROBE_EVERY` seconds whoever asks."""
+        if time.monotonic() - self._store_probed >= STORE_PROBE_EVERY:
+            probe = self._store_probe
+            if probe is None:
+                probe = self._store_probe = asyncio.ensure_future(self._probe_store())
+            # shielded: a caller that gives up does not cancel the probe the others wait for
+            await asyncio.shield(probe)
+        trouble = self._store_trouble
+        if self._draining:
+            status, reason = "draining", "the hub is shutting down"
+        elif trouble is not None:
+            status, reason = "store_down", trouble
+        else:
+            status, reason = "ok", None
+        return HubHealth(
+            status=status,
+            store_ok=trouble is None,
+            draining=self._draining,
+            reason=reason,
+            uptime=max(0.0, self.clock() - self._started_at),
+        )
+
+    async def _probe_store(self) -> str | None:
+        try:
+            async with asyncio.timeout(STORE_PROBE_TIMEOUT):
+                await self._store.get(0)
+        except TimeoutError:
+            trouble: str | None = f"the store did not answer within {STORE_PROBE_TIMEOUT:g}s"
+        except JobqError as exc:
+            trouble = exc.message
+        except Exception as exc:  # the store's own failure (a disk error...), named, not raised
+            trouble = f"the store failed: {type(exc).__name__}: {exc}"
+        else:
+            trouble = None
+        self._store_trouble = None if trouble is None else trouble[:300]
+        self._store_probed = time.monotonic()
+        self._store_probe = None
+        return trouble
 
     # Defined by Hub (the client half), used here.
     async def get(self, job_id: int, *, caller: Caller = LOCAL_CALLER) -> Job:
@@ -79,7 +154,7 @@ class ClusterViews(WorkerSide):
         """Every registered worker, as the store's registry shows it (all hubs on a shared store)."""
         if not caller.unrestricted:
             self._access.require(caller, Action.VIEW, "workers")
-        return await self._store.list_workers()
+        return self._marked(await self._store.list_workers())  # drained ones with why (control.py)
 
     async def worker_statuses(self, *, caller: Caller = LOCAL_CALLER) -> list[WorkerStatus]:
         """Every registered worker with its health, by id."""
@@ -88,7 +163,7 @@ class ClusterViews(WorkerSide):
         now = self.clock()
         heartbeat, silence = self.config.heartbeat, self.config.worker_silence
         out = []
-        for info in await self._store.list_workers():
+        for info in self._marked(await self._store.list_workers()):
             session = self._sessions.get(info.id)
             last_seen = max(info.last_seen, session.last_seen if session is not None else 0.0)
             age = max(0.0, now - last_seen) if last_seen else 0.0
@@ -130,17 +205,18 @@ class ClusterViews(WorkerSide):
         if found is None:
             return ExplainInfo(id=job.id, state=job.state, summary="queued")
         rate = self._counters["completed"] / max(1.0, now - self._started_at)
+        eligible, ineligible = self._undrained(found.eligible, found.ineligible)  # hub/control.py
         info = ExplainInfo(
             id=job.id,
             state=job.state,
-            summary=queued_summary(found.blocked, len(found.eligible), found.free_slots, found.ahead),
-            eligible=found.eligible,
-            ineligible=found.ineligible,
+            summary=queued_summary(found.blocked, len(eligible), found.free_slots, found.ahead),
+            eligible=eligible,
+            ineligible=ineligible,
             position=found.ahead + 1,
-            estimated_start=estimated_start(found.ahead, len(found.eligible), rate, now),
+            estimated_start=estimated_start(found.ahead, len(eligible), rate, now),
             blocked=found.blocked,
         )
         return with_health(info, job.service, await self._store.list_workers())
 
 
-__all__ = ["ClusterViews"]
+__all__ = ["STORE_PROBE_EVERY", "STORE_PROBE_TIMEOUT", "ClusterViews", "HubHealth"]

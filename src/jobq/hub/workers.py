@@ -15,11 +15,14 @@ from typing import Any
 
 from jobq.config import HubConfig
 from jobq.core.auth import LOCAL_CALLER, Caller, may_serve, scoped_capabilities
+from jobq.core.lease import reached
 from jobq.core.model import Completion, Frames, Job, JobEvent, WorkerInfo
-from jobq.core.states import RUNNING, TERMINAL
+from jobq.core.states import QUARANTINED, QUEUED, RUNNING, TERMINAL
+from jobq.core.validate import check_document
 from jobq.core.views import Welcome, WorkerHello
 from jobq.errors import InvalidRequest, JobqError, LeaseLost, NotFound, Unavailable
 from jobq.hub.access import Access
+from jobq.hub.control import WorkerControl
 from jobq.hub.dispatch import Dispatcher
 from jobq.hub.events import EventBus, event_of
 from jobq.hub.guard import Guard
@@ -31,7 +34,7 @@ from jobq.store.base import Store
 log = logging.getLogger("jobq.hub")
 
 
-class WorkerSide:
+class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
     config: HubConfig
     clock: Callable[[], float]
     rand: Callable[[], float]
@@ -43,6 +46,8 @@ class WorkerSide:
     _counters: dict[str, int]
     _shared: bool
     _draining: bool
+    #: Workers that let a lease expire: no new jobs until they are heard from again.
+    _suspended: set[str]
     _dispatcher: Dispatcher
     guard: Guard
     _access: Access
@@ -70,6 +75,7 @@ class WorkerSide:
         if hello.slots < 0 or hello.slots > 100_000:
             raise InvalidRequest("slots must be between 0 and 100000")
         capabilities = hello.capabilities
+        check_document("capabilities", capabilities)
         old = self._sessions.get(hello.id)
         if not caller.unrestricted:
             capabilities = self._worker_scope(caller, hello)
@@ -100,6 +106,7 @@ class WorkerSide:
         if old is not None and old.link is not link:
             old.link.disconnect("replaced by a new connection of the same worker")
         tokens = dict(held)
+        self._suspended.discard(info.id)
         self._sessions[info.id] = WorkerSession(
             info=info,
             link=link,
@@ -134,38 +141,57 @@ class WorkerSide:
     async def _release_unheld(self, worker_id: str, kept: Sequence[int], now: float) -> None:
         """Attempts the store still runs for this worker id but the (re)connecting worker did
         not claim back are lost to it: they go back to the queue now, instead of holding a
-        slot while its heartbeats renew their leases."""
+        slot while its heartbeats renew their leases. The worker (the same process: a restarted
+        one has a new id) never received them, so they cost the jobs nothing."""
         running = next((w.running for w in await self._store.list_workers() if w.id == worker_id), [])
         for job_id in set(running) - set(kept):
             job = await self._store.get(job_id)
             if job is None or job.state is not RUNNING or job.worker != worker_id:
                 continue
             with contextlib.suppress(JobqError):
-                self._count_released(await self._store.release(job_id, job.token, now), now)
+                self._count_released(await self._store.release(job_id, job.token, now), now, False)
         if running:
             self.kick()
 
-    def _count_released(self, job: Job, now: float) -> None:
-        """Count and announce a job given back by (or taken from) its worker: re-queued, or
-        failed when that was its last attempt."""
-        if job.state in TERMINAL:
-            self._counters["failed"] += 1
-            self._announce(job, "failed", now)
+    def _count_released(self, job: Job, now: float, lost: bool) -> None:
+        """Count and announce a job given back by its worker unstarted, or ``lost`` with its
+        worker (gone, or its lease expired): re-queued, or quarantined when that was the last
+        loss its budget allows (``core/retry.py``). A lost worker never fails a job."""
+        if lost:
+            self._counters["lost"] += 1
+        if job.state is QUARANTINED:
+            self._counters["quarantined"] += 1
+            log.warning("job %d quarantined: %s", job.id, job.error)
+            self._announce(job, "quarantined", now)
         else:
             self._counters["requeued"] += 1
             self._announce(job, "requeued", now)
 
     async def detach(self, worker_id: str, reason: str = "disconnected") -> None:
-        """The worker is gone: its running jobs go back to the front of the queue."""
+        """The worker is gone: its running jobs go back to the front of the queue, each a lost
+        attempt (the ``max_losses`` budget, never ``max_attempts``), except those it most likely
+        never received (``_unreached_after``)."""
         session = self._sessions.pop(worker_id, None)
+        self._suspended.discard(worker_id)
         now = self.clock()
-        released = await self._store.detach_worker(worker_id, now)
+        unreached = self._unreached_after(session)
+        released = await self._store.detach_worker(worker_id, now, unreached)
         if session is not None:
             log.info("worker %s left (%s); %d job(s) re-queued", worker_id, reason, len(released))
         for job in released:
-            self._count_released(job, now)
+            self._count_released(job, now, reached(job.started_at, unreached))
         if released:
+            self._attempt_ended(worker_id, False)  # hub/control.py: it died holding jobs
             self.kick()
+
+    @staticmethod
+    def _unreached_after(session: WorkerSession | None) -> float | None:
+        """For a worker found gone: attempts handed to it after this time reached nobody (it
+        had been silent for half its liveness window by then, while a live worker heartbeats
+        several times in one), so losing them costs the jobs nothing (``core/lease.reached``)."""
+        if session is None or session.liveness.idle is None:
+            return None
+        return session.last_seen + session.liveness.idle / 2
 
     def seen(self, worker_id: str) -> bool:
         """A sign of life from the worker; False when this hub does not know it."""
@@ -173,7 +199,26 @@ class WorkerSide:
         if session is None:
             return False
         session.last_seen = self.clock()
+        self._alive(worker_id)
         return True
+
+    def _alive(self, worker_id: str) -> None:
+        """The worker was heard from: if it had let a lease expire, it takes jobs again."""
+        if self._suspended and worker_id in self._suspended:
+            self._suspended.discard(worker_id)
+            log.info("worker %s is heard from again: it takes jobs again", worker_id)
+            self.kick()
+
+    def _suspend(self, worker_id: str, job: Job) -> None:
+        """The worker let the lease of ``job`` expire (stalled, cut off, or its heartbeats do
+        not arrive): it takes no new jobs until it is heard from again."""
+        if worker_id not in self._suspended:
+            self._suspended.add(worker_id)
+            log.warning(
+                "worker %s let the lease of job %d expire: no new jobs until it is heard from",
+                worker_id,
+                job.id,
+            )
 
     async def heartbeat(
         self,
@@ -188,6 +233,7 @@ class WorkerSide:
         if session is None:
             return False
         session.last_seen = self.clock()
+        self._alive(worker_id)
         if unhealthy is not None and unhealthy != session.info.unhealthy:
             session.info.unhealthy = dict(unhealthy)
             await self._store.attach_worker(session.info, session.last_seen)  # its profile changes
@@ -211,15 +257,20 @@ class WorkerSide:
         if session is None:
             raise NotFound(f"no worker {worker_id}")
         session.last_seen = self.clock()
+        self._alive(worker_id)
         return await self._claim_for(session, limit)
 
     async def _claim_for(self, session: WorkerSession, limit: int) -> list[Job]:
+        if session.worker_id in self._drained:  # hub/control.py: a drained worker gets no new jobs
+            return []
+        if session.worker_id in self._suspended:  # it let a lease expire: nothing until heard from
+            return []
         now = self.clock()
         jobs = await self._store.claim(session.worker_id, limit, now, self.config.lease_ttl)
         if jobs:
             self._counters["claimed"] += len(jobs)
             for job in jobs:
-                session.held[job.id] = job.attempts
+                session.held[job.id] = job.token
                 self.metrics.job_started(job.service, now - (job.run_at or job.submitted_at))
                 self._announce(job, "started", now)
         return jobs
@@ -229,6 +280,7 @@ class WorkerSide:
         session = self._sessions.get(worker_id)
         if session is not None:
             session.last_seen = self.clock()
+            self._alive(worker_id)
             for job_id in job_ids:
                 session.held.pop(job_id, None)
 
@@ -265,6 +317,8 @@ class WorkerSide:
                 self._counters["lease_lost"] += 1
                 continue
             finished += 1
+            if self._streaks:  # hub/control.py: a success resets the worker's count of failures
+                self._attempt_ended(outcome.worker, True)
             self.metrics.job_finished(outcome.service, now - (outcome.started_at or now))
             self._announce(outcome, "completed", now, with_result=True)
         self._counters["completed"] += finished
@@ -282,6 +336,7 @@ class WorkerSide:
             job = await self._store.fail(job_id, token, error, now, retryable=retryable, rand=self.rand())
         finally:
             self.kick()
+        self._attempt_ended(worker_id, False if retryable else None)  # hub/control.py: auto drain
         self._after_attempt(job, now)
         return job
 
@@ -320,7 +375,7 @@ class WorkerSide:
             if not self._holds(worker_id, job_id, token):
                 continue
             with contextlib.suppress(JobqError):
-                self._count_released(await self._store.release(job_id, token, now), now)
+                self._count_released(await self._store.release(job_id, token, now), now, False)
                 self._finished(worker_id, (job_id,))
         self.kick()
 
@@ -394,14 +449,16 @@ class WorkerSide:
                 await self.detach(session.worker_id, "expired: no heartbeat")
         result = await self._store.tick(now)
         for job, worker in result.expired:
+            self._attempt_ended(worker, False)  # hub/control.py: timed out, or its lease lost
             holder = self._sessions.get(worker) if worker is not None else None
             if holder is not None:
                 holder.link.stop([job.id])
                 holder.held.pop(job.id, None)
-            if job.state == "queued":
-                self._counters["requeued"] += 1
-                self._announce(job, "requeued", now)
-            else:
+            if job.state in (QUEUED, QUARANTINED):  # its lease expired: a lost attempt
+                if holder is not None:
+                    self._suspend(holder.worker_id, job)
+                self._count_released(job, now, True)
+            else:  # it overran its timeout: a failed attempt
                 self._after_attempt(job, now)
         if result.promoted or result.expired:
             self.kick()

@@ -31,6 +31,7 @@ from jobq.core.model import (
     Submitted,
     WorkerInfo,
 )
+from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL
 from jobq.errors import InvalidRequest
 from jobq.store.reports import StoreListener, TickResult
 
@@ -79,8 +80,13 @@ class Store(Protocol):
     async def attach_worker(self, info: WorkerInfo, now: float) -> None:
         """Register (or update) a worker; it may claim jobs it is eligible for."""
 
-    async def detach_worker(self, worker_id: str, now: float) -> list[Job]:
-        """Unregister a worker; the jobs it was running go back to the queue (front)."""
+    async def detach_worker(
+        self, worker_id: str, now: float, unreached_after: float | None = None
+    ) -> list[Job]:
+        """Unregister a worker; the jobs it was running go back to the queue (front), each a
+        lost attempt (the ``max_losses`` budget; the last one quarantines the job), except those
+        handed out after ``unreached_after`` (the worker had been silent since before then):
+        taken as never received, they cost nothing (``core/lease.reached``)."""
 
     async def touch_worker(
         self, worker_id: str, now: float, lease_ttl: float, metrics: dict[str, float] | None = None
@@ -92,7 +98,8 @@ class Store(Protocol):
     # ---- running jobs
     async def claim(self, worker_id: str, limit: int, now: float, lease_ttl: float) -> list[Job]:
         """Hand up to ``limit`` queued jobs (bounded by the worker's free slots) to the worker,
-        best first, each as a new attempt under a lease."""
+        best first, each as a new attempt under a lease with a new fencing token, greater than
+        any the job had before (``core/lease.py``)."""
 
     async def adopt(
         self, worker_id: str, held: Sequence[tuple[int, int]], now: float, lease_ttl: float
@@ -118,16 +125,18 @@ class Store(Protocol):
         retryable: bool = True,
         rand: float = 0.5,
     ) -> Job:
-        """A failed attempt: retry later (``scheduled``) or end ``failed``."""
+        """A failed attempt (it counts toward ``max_attempts``): retry later (``scheduled``) or
+        end ``failed``."""
 
     async def release(self, job_id: int, token: int, now: float) -> Job:
-        """Give a running job back to the front of the queue (its worker vanished or drained);
-        the attempt still counts toward ``max_attempts``."""
+        """Give a running attempt its worker never started back to the front of the queue (a
+        draining worker's prefetched jobs): it costs no budget and is not counted as run."""
 
     # ---- time
     async def tick(self, now: float) -> TickResult:
-        """Apply what time has made due: scheduled jobs to the queue, expired leases and
-        overrun timeouts to the retry rules, retention expired jobs forgotten."""
+        """Apply what time has made due: scheduled jobs to the queue, overrun timeouts to the
+        retry rules (``max_attempts``), expired leases back to the queue as lost attempts
+        (``max_losses``; they avoid the worker that lost them), retention expired jobs forgotten."""
 
     async def next_due(self) -> float | None:
         """The next time ``tick`` has something to do, if known."""
@@ -149,16 +158,20 @@ class Store(Protocol):
         """Ask the hub that has ``worker_id`` to tell it to stop these attempts."""
 
 
-def open_store(url: str) -> Store:
+def open_store(
+    url: str, *, result_ttl: float = DEFAULT_RESULT_TTL, failed_ttl: float = DEFAULT_FAILED_TTL
+) -> Store:
     """A store for ``url``: ``memory://``, ``sqlite:///path`` (``?durability=full``) or
     ``redis://host:port/db`` (``rediss://`` for TLS; ``?prefix=`` and more: store/redis.py).
+    ``result_ttl`` and ``failed_ttl`` are how long finished jobs are kept (core/retention.py).
     Backends are imported only when asked for."""
+    retention = {"result_ttl": result_ttl, "failed_ttl": failed_ttl}
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if parts.scheme == "memory":
         from jobq.store.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(**retention)
     if parts.scheme == "sqlite":
         from jobq.store.sqlite import SqliteStore
 
@@ -167,7 +180,7 @@ def open_store(url: str) -> Store:
         path = path[1:] if path.startswith("/") else path
         if not path:
             raise InvalidRequest("sqlite:/// needs a file path, e.g. sqlite:///jobq-data/jobq.db")
-        return SqliteStore(path, durability=options.get("durability", "normal"))
+        return SqliteStore(path, durability=options.get("durability", "normal"), **retention)
     if parts.scheme in ("redis", "rediss"):
         try:
             from jobq.store.redis import RedisStore
@@ -175,7 +188,7 @@ def open_store(url: str) -> Store:
             raise InvalidRequest(
                 f"the redis store needs the 'redis' extra: pip install 'jobq[redis]' ({exc})"
             ) from None
-        return RedisStore.from_url(url)
+        return RedisStore.from_url(url, result_ttl=result_ttl, failed_ttl=failed_ttl)
     raise InvalidRequest(
         f"unknown store {url!r}: use memory://, sqlite:///PATH or redis://HOST:PORT/DB?prefix=NAME"
     )

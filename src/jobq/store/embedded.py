@@ -15,8 +15,15 @@ from collections.abc import Sequence
 from jobq.core import retry
 from jobq.core.explain import Explanation
 from jobq.core.index import ReadyIndex
-from jobq.core.lease import DEFAULT_LEASE_TTL, attempt_deadline, holds_lease, lease_deadline
-from jobq.core.matching import Profile, Shape, is_text_line, shape_of
+from jobq.core.lease import (
+    DEFAULT_LEASE_TTL,
+    attempt_deadline,
+    holds_lease,
+    lease_deadline,
+    next_token,
+    reached,
+)
+from jobq.core.matching import Profile, Shape
 from jobq.core.model import (
     Completion,
     Job,
@@ -28,11 +35,12 @@ from jobq.core.model import (
     WorkerInfo,
     new_job,
 )
-from jobq.core.retention import DEFAULT_RESULT_TTL, dead_letter_ttl, expires_at, result_ttl
+from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL, expires_at, result_ttl
 from jobq.core.states import (
     CANCELLED,
     COMPLETED,
     FAILED,
+    QUARANTINED,
     QUEUED,
     RUNNING,
     SCHEDULED,
@@ -41,23 +49,7 @@ from jobq.core.states import (
 )
 from jobq.errors import Conflict, InvalidRequest, LeaseLost, NotFound
 from jobq.store.reports import StoreListener, TickResult
-
-#: Shapes of jobs without requirements, by (service, customer, isolation, one text line): most
-#: jobs are of a few such shapes, and building one costs more than the rest of a submit.
-_plain_shapes: dict[tuple[str, str | None, str, bool], Shape] = {}
-
-
-def shape_for(job: Job | JobSpec) -> Shape:
-    if job.requires or job.must_not:
-        return shape_of(job.service, job.requires, job.must_not, job.customer_id, job.isolation, job.payload)
-    key = (job.service, job.customer_id, job.isolation, is_text_line(job.payload))
-    shape = _plain_shapes.get(key)
-    if shape is None:
-        shape = shape_of(job.service, {}, {}, job.customer_id, job.isolation, job.payload)
-        if len(_plain_shapes) > 100_000:
-            _plain_shapes.clear()
-        _plain_shapes[key] = shape
-    return shape
+from jobq.store.shapes import shape_for
 
 
 class EmbeddedStore:
@@ -65,8 +57,11 @@ class EmbeddedStore:
     #: One hub owns an embedded store.
     shared = False
 
-    def __init__(self, *, result_ttl: float = DEFAULT_RESULT_TTL) -> None:
+    def __init__(
+        self, *, result_ttl: float = DEFAULT_RESULT_TTL, failed_ttl: float = DEFAULT_FAILED_TTL
+    ) -> None:
         self.result_ttl = result_ttl
+        self.failed_ttl = failed_ttl
         self.index = ReadyIndex()
         self._live: dict[int, Job] = {}
         self._shapes: dict[int, Shape] = {}
@@ -76,6 +71,9 @@ class EmbeddedStore:
         self._workers: dict[str, WorkerInfo] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
         self._next_id = 1
+        #: Folded into every fencing token this store hands out (``core/lease.py``): a durable
+        #: store sets it when it opens.
+        self.epoch = 0
 
     # ------------------------------------------------------------------ hooks
 
@@ -115,13 +113,14 @@ class EmbeddedStore:
     def _adopt_loaded(self, job: Job, now: float, lease_ttl: float) -> None:
         """Take a live job read back at start-up into memory."""
         shape = shape_for(job)
+        job.token = max(job.token, job.attempts)  # written before tokens were kept apart
         self._live[job.id] = job
         self._shapes[job.id] = shape
         self._next_id = max(self._next_id, job.id + 1)
         if job.idempotency_key:
             self._idempotent[job.idempotency_key] = job.id
         if job.state is QUEUED:
-            self.index.add(job.id, shape, job.priority, job.seq, job.submitted_at, job.avoid_worker)
+            self._queue(job, job.submitted_at)
         elif job.state is SCHEDULED:
             heapq.heappush(self._scheduled, (job.run_at or now, job.id))
         elif job.state is RUNNING:
@@ -150,7 +149,11 @@ class EmbeddedStore:
     def _enqueue(self, job: Job, now: float) -> None:
         self._move(job, QUEUED)
         job.run_at = None
-        self.index.add(job.id, self._shapes[job.id], job.priority, job.seq, now, job.avoid_worker)
+        self._queue(job, now)
+
+    def _queue(self, job: Job, since: float) -> None:
+        suspect = retry.is_suspect(job.losses)
+        self.index.add(job.id, self._shapes[job.id], job.priority, job.seq, since, job.avoid_worker, suspect)
 
     def _stop_running(self, job: Job) -> None:
         self._running.discard(job.id)
@@ -221,9 +224,11 @@ class EmbeddedStore:
         job = self._live.get(job_id) or self._load(job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
-        if job.state not in (FAILED, CANCELLED):
-            raise Conflict(f"only failed or cancelled jobs can be retried; job {job_id} is {job.state}")
-        job.attempts = 0
+        if job.state not in (FAILED, CANCELLED, QUARANTINED):
+            raise Conflict(
+                f"only failed, quarantined or cancelled jobs can be retried; job {job_id} is {job.state}"
+            )
+        job.attempts = job.failures = job.losses = 0
         job.error = None
         job.result = None
         job.finished_at = job.expires_at = None
@@ -269,15 +274,18 @@ class EmbeddedStore:
         for job_id in self._running:
             job = self._live.get(job_id)
             if job is not None and job.worker == info.id:
-                self.index.adopt(info.id, job_id, self._shapes[job_id])
+                self.index.adopt(info.id, job_id, self._shapes[job_id], retry.is_suspect(job.losses))
 
-    async def detach_worker(self, worker_id: str, now: float) -> list[Job]:
+    async def detach_worker(
+        self, worker_id: str, now: float, unreached_after: float | None = None
+    ) -> list[Job]:
         self._workers.pop(worker_id, None)
         released = []
         for job_id in self.index.detach(worker_id):
             job = self._live.get(job_id)
             if job is not None and job.state is RUNNING:
-                self._release(job, now, "its worker went away")
+                lost = reached(job.started_at, unreached_after)
+                self._release(job, now, "its worker went away", lost=lost)
                 released.append(job)
         if released:
             await self._durable()
@@ -316,6 +324,7 @@ class EmbeddedStore:
             job = self._live[c.job_id]
             self._move(job, RUNNING)
             job.attempts += 1
+            job.token = next_token(job.token, self.epoch)
             job.worker = worker_id
             job.started_at = now
             job.lease_expires = deadline
@@ -337,7 +346,7 @@ class EmbeddedStore:
                 continue
             if job.worker != worker_id:
                 continue
-            self.index.adopt(worker_id, job_id, self._shapes[job_id])
+            self.index.adopt(worker_id, job_id, self._shapes[job_id], retry.is_suspect(job.losses))
             job.lease_expires = lease_deadline(now, lease_ttl)
             kept.append(job_id)
         return kept
@@ -364,7 +373,7 @@ class EmbeddedStore:
             try:
                 job = self._holding(item.job_id, item.token)
             except LeaseLost as exc:
-                out.append(exc)
+                out.append(exc.with_traceback(None))  # no cycle through this frame
                 continue
             self._stop_running(job)
             job.result = item.result
@@ -393,8 +402,9 @@ class EmbeddedStore:
     def _after_failed_attempt(self, job: Job, error: str, now: float, retryable: bool, rand: float) -> None:
         job.error = error
         job.avoid_worker = job.worker
+        job.failures += 1
         decision = retry.decide(
-            attempts=job.attempts,
+            attempts=job.failures,
             max_attempts=job.max_attempts,
             now=now,
             rand=rand,
@@ -407,22 +417,30 @@ class EmbeddedStore:
             heapq.heappush(self._scheduled, (decision.at, job.id))
             self._save(job)
         else:
-            self._finish(job, FAILED, now, dead_letter_ttl(self._ttl(job)))
+            self._finish(job, FAILED, now, self.failed_ttl)
 
     async def release(self, job_id: int, token: int, now: float) -> Job:
         job = self._holding(job_id, token)
-        self._release(job, now, "released by its worker")
+        self._release(job, now, "released by its worker", lost=False)
         await self._durable()
         return job
 
-    def _release(self, job: Job, now: float, why: str) -> None:
-        """Back to the front of the queue; the attempt counts, so a job that keeps killing
-        its workers ends ``failed`` instead of looping forever."""
+    def _release(self, job: Job, now: float, why: str, *, lost: bool) -> None:
+        """Back to the front of the queue. An attempt given back unstarted (``lost=False``)
+        costs nothing and is not counted as run. A lost one (its worker died, left or let its
+        lease expire) costs the ``max_losses`` budget, never ``max_attempts``; the last one
+        quarantines the job (``core/retry.py``), kept as long as a failed one."""
         self._stop_running(job)
-        if job.attempts >= job.max_attempts:
-            job.error = f"{why} during its last attempt ({job.attempts} of {job.max_attempts})"
-            self._finish(job, FAILED, now, dead_letter_ttl(self._ttl(job)))
-            return
+        if not lost:
+            job.attempts = max(0, job.attempts - 1)
+        else:
+            job.losses += 1
+            job.avoid_worker = job.worker
+            verdict = retry.after_loss(losses=job.losses, max_losses=job.max_losses, why=why)
+            if verdict is not None:
+                job.error = verdict.reason
+                self._finish(job, QUARANTINED, now, self.failed_ttl)
+                return
         self._enqueue(job, job.submitted_at)
         self._save(job)
 
@@ -446,7 +464,7 @@ class EmbeddedStore:
                 self._after_failed_attempt(job, f"timed out after {job.timeout:g}s", now, True, 0.5)
                 result.expired.append((job, worker))
             elif job.lease_expires is not None and job.lease_expires < now:
-                self._release(job, now, "its lease expired")
+                self._release(job, now, "its lease expired", lost=True)
                 result.expired.append((job, worker))
         purged = self._purge(now)
         for job in purged:

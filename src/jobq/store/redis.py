@@ -46,7 +46,7 @@ from jobq.core.explain import Explanation
 from jobq.core.lease import DEFAULT_LEASE_TTL
 from jobq.core.matching import DEFAULT_RESERVE_AFTER
 from jobq.core.model import Completion, Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted, WorkerInfo
-from jobq.core.retention import DEFAULT_RESULT_TTL
+from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL
 from jobq.errors import InvalidRequest, JobqError, Unavailable
 from jobq.store.redis_bus import BLOCK_MS, Bus
 from jobq.store.redis_client import RedisClient
@@ -85,6 +85,7 @@ class RedisStore:
         lease_pause: float = 10.0,
         max_connections: int = 64,
         result_ttl: float = DEFAULT_RESULT_TTL,
+        failed_ttl: float = DEFAULT_FAILED_TTL,
         reserve_after: float = DEFAULT_RESERVE_AFTER,
     ) -> None:
         if not prefix or any(ch in prefix for ch in "{}"):
@@ -98,6 +99,7 @@ class RedisStore:
         self.lease_pause = lease_pause
         self.max_connections = max_connections
         self.result_ttl = result_ttl
+        self.failed_ttl = failed_ttl
         self.reserve_after = reserve_after
         #: This hub process's id in the registry (a restarted hub is a new instance).
         self.instance = uuid.uuid4().hex[:12]
@@ -114,7 +116,7 @@ class RedisStore:
         self.where = self.client.where
         shown = f"{urlsplit(url).scheme}://{self.where}"
         self.url = shown + (f"?prefix={prefix}" if prefix != "jobq" else "")
-        self.scripts = Scripts(self.client)
+        self.scripts = Scripts(self.client, failed_ttl=failed_ttl)  # fail.lua, release: FAILED_TTL
         self._shapes = ShapeRegistry(self.client, self.scripts)
         self._workers = WorkerRegistry(self.client, self.scripts, self._shapes, self.instance)
         self._jobs = JobOps(
@@ -132,8 +134,11 @@ class RedisStore:
         self._listener: StoreListener | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
-        """``redis://host:port/db?prefix=...``: our options are taken out, the rest is redis-py's."""
+    def from_url(
+        cls, url: str, *, result_ttl: float = DEFAULT_RESULT_TTL, failed_ttl: float = DEFAULT_FAILED_TTL
+    ) -> RedisStore:
+        """``redis://host:port/db?prefix=...``: our options are taken out, the rest is redis-py's;
+        ``result_ttl``, ``failed_ttl``: the hub's retention settings."""
         parts = urlsplit(url)
         ours: dict[str, Any] = {}
         theirs = []
@@ -146,7 +151,8 @@ class RedisStore:
                     raise InvalidRequest(f"redis store option {key}={value!r} is not a number") from None
             else:
                 theirs.append((key, value))
-        return cls(urlunsplit(parts._replace(query=urlencode(theirs))), **ours)
+        url = urlunsplit(parts._replace(query=urlencode(theirs)))
+        return cls(url, **ours, result_ttl=result_ttl, failed_ttl=failed_ttl)
 
     def key(self, *parts: str | int) -> str:
         return self.client.key(*parts)
@@ -219,8 +225,10 @@ class RedisStore:
     async def attach_worker(self, info: WorkerInfo, now: float) -> None:
         await self._workers.attach(info, now)
 
-    async def detach_worker(self, worker_id: str, now: float) -> list[Job]:
-        return await self._workers.detach(worker_id, now)
+    async def detach_worker(
+        self, worker_id: str, now: float, unreached_after: float | None = None
+    ) -> list[Job]:
+        return await self._workers.detach(worker_id, now, unreached_after)
 
     async def touch_worker(
         self, worker_id: str, now: float, lease_ttl: float, metrics: dict[str, float] | None = None

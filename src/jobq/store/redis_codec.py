@@ -17,6 +17,7 @@ import msgspec
 
 from jobq.core.matching import Constraint, Profile, Shape
 from jobq.core.model import Frames, Isolation, Job, JobSpec, WorkerInfo
+from jobq.core.retry import DEFAULT_MAX_LOSSES
 from jobq.core.states import JobState
 
 #: Queue order: priority descending as hex of (PRIORITY_BIAS - priority), 8 characters.
@@ -130,12 +131,17 @@ def job_of(job_id: int, fields: Mapping[bytes, bytes]) -> Job:
         customer_id=s.customer_id,
         isolation=s.isolation,
         max_attempts=s.max_attempts,
+        max_losses=int(fields.get(b"maxl", DEFAULT_MAX_LOSSES)),
         timeout=s.timeout,
         idempotency_key=s.idempotency_key,
         result_ttl=s.result_ttl,
         backoff=s.backoff,
         owner=s.owner,
         attempts=int(fields.get(b"att", b"0")),
+        # Written before tokens were kept apart: the attempt number was the token.
+        token=int(fields.get(b"tok") or fields.get(b"att", b"0")),
+        failures=int(fields.get(b"fl", b"0")),
+        losses=int(fields.get(b"ls", b"0")),
         worker=_text(fields.get(b"w")),
         run_at=_float(fields.get(b"run")),
         started_at=_float(fields.get(b"st")),

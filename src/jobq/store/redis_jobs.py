@@ -14,7 +14,6 @@ from typing import Any
 
 from jobq.core import retry
 from jobq.core.lease import lease_deadline
-from jobq.core.matching import Shape, shape_of
 from jobq.core.model import Completion, Job, JobFilter, JobSpec, Submitted, new_job, start_time
 from jobq.core.retention import result_ttl
 from jobq.core.states import JobState
@@ -33,15 +32,12 @@ from jobq.store.redis_codec import (
 from jobq.store.redis_scripts import Scripts
 from jobq.store.redis_shapes import ShapeRegistry
 from jobq.store.reports import TickResult
+from jobq.store.shapes import shape_for
 
 #: Most due items one tick handles per kind (the rest wait for the next tick).
 TICK_LIMIT = 1000
 #: Jobs read per round trip when listing.
 LIST_PAGE = 1000
-
-
-def _shape_for(job: JobSpec) -> Shape:
-    return shape_of(job.service, job.requires, job.must_not, job.customer_id, job.isolation, job.payload)
 
 
 def _lost(job_id: int, token: int) -> LeaseLost:
@@ -76,7 +72,7 @@ class JobOps:
         if not specs:
             return []
         # Shapes first: a bad requirement refuses the whole batch before anything is created.
-        decided = [_shape_for(spec) for spec in specs]
+        decided = [shape_for(spec) for spec in specs]
         shapes = [self.shapes.encoded(shape) for shape in decided]
         await self.shapes.ensure_shapes(
             {sid: (shape, blob, meta) for shape, (sid, blob, meta) in zip(decided, shapes, strict=True)}
@@ -98,6 +94,7 @@ class JobOps:
                 num(result_ttl(spec.result_ttl, self.result_ttl)),
                 str(spec.max_attempts),
                 num(spec.timeout),
+                str(spec.max_losses),
             ]
         reply = await self.scripts.call("submit", self.instance, num(now), len(specs), frame(values))
         out: list[Submitted | None] = []
@@ -193,8 +190,9 @@ class JobOps:
         if reply[0] == b"missing":
             raise NotFound(f"no job {job_id}")
         if reply[0] == b"conflict":
+            state = reply[1].decode()
             raise Conflict(
-                f"only failed or cancelled jobs can be retried; job {job_id} is {reply[1].decode()}"
+                f"only failed, quarantined or cancelled jobs can be retried; job {job_id} is {state}"
             )
         return job_of_flat(reply[1])
 
@@ -276,14 +274,14 @@ class JobOps:
     ) -> Job | None:
         """Apply the retry rules to a failed attempt; None when it no longer holds the job.
         ``error`` makes the message from the job's static part."""
-        state, attempts, blob = await self.client.cmd(
-            "HMGET", self.client.key("job", job_id), "state", "att", "d"
+        state, tok, attempts, failures, blob = await self.client.cmd(
+            "HMGET", self.client.key("job", job_id), "state", "tok", "att", "fl", "d"
         )
-        if state != b"running" or int(attempts) != token:
+        if state != b"running" or int(tok or attempts) != token:
             return None
         static = decode_static(blob)
         decision = retry.decide(
-            attempts=token,
+            attempts=int(failures or 0) + 1,
             max_attempts=static.max_attempts,
             now=now,
             rand=rand,

@@ -18,7 +18,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from jobq.core.retention import DEAD_LETTER_TTL
+from jobq.core.retention import DEFAULT_FAILED_TTL
+from jobq.core.retry import DEFAULT_MAX_LOSSES, SUSPECT_LOSSES
 from jobq.store.redis_bus import BUS_AGE, BUS_LENGTH
 from jobq.store.redis_client import RedisClient
 from jobq.store.redis_codec import num
@@ -42,21 +43,24 @@ SCRIPTS = (
 )
 
 
-def constants() -> dict[str, str]:
-    """The ``@NAME@`` placeholders of the prelude and their values, as the scripts read them."""
+def constants(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
+    """The ``@NAME@`` placeholders of the prelude and their values, as the scripts read them
+    (``failed_ttl``: the store's, the hub's ``--failed-ttl``)."""
     return {
-        "@DEAD_LETTER_TTL@": num(DEAD_LETTER_TTL),
+        "@FAILED_TTL@": num(failed_ttl),
         "@BUS_LENGTH@": str(BUS_LENGTH),
         "@BUS_AGE@": num(BUS_AGE),
+        "@MAX_LOSSES@": str(DEFAULT_MAX_LOSSES),
+        "@SUSPECT_LOSSES@": str(SUSPECT_LOSSES),
     }
 
 
 @functools.cache
-def load_scripts() -> dict[str, str]:
+def load_scripts(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
     """Each script's source: the prelude (with our constants filled in) and its own body."""
     folder = resources.files("jobq.store") / "lua"
     prelude = folder.joinpath("prelude.lua").read_text()
-    for name, value in constants().items():
+    for name, value in constants(failed_ttl).items():
         prelude = prelude.replace(name, value)
     return {
         name: f"{prelude}\nlocal function main()\n{folder.joinpath(f'{name}.lua').read_text()}\nend\n"
@@ -68,9 +72,9 @@ def load_scripts() -> dict[str, str]:
 class Scripts:
     """The scripts of one store, by name: ``sources`` and their ``shas`` (digests)."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: RedisClient, *, failed_ttl: float = DEFAULT_FAILED_TTL) -> None:
         self.client = client
-        self.sources = load_scripts()
+        self.sources = load_scripts(failed_ttl)
         self.shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.sources.items()}
 
     async def load(self) -> None:

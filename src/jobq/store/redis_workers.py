@@ -52,9 +52,9 @@ class WorkerRegistry:
         )
         self.mine[info.id] = info
 
-    async def detach(self, worker_id: str, now: float) -> list[Job]:
+    async def detach(self, worker_id: str, now: float, unreached_after: float | None = None) -> list[Job]:
         self.mine.pop(worker_id, None)
-        reply = await self.scripts.call("detach", self.instance, worker_id, num(now))
+        reply = await self.scripts.call("detach", self.instance, worker_id, num(now), num(unreached_after))
         return [job_of_flat(flat) for flat in reply]
 
     async def touch(

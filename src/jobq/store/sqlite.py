@@ -15,6 +15,11 @@ Durability levels (``?durability=``):
   everything that arrives during one fsync shares the next one.
 
 One hub owns a database file at a time (an exclusive lock on ``<path>.lock``).
+
+A claim is written lazily (with the next commit): a crash may lose it, and the job is then
+handed out again. Its fencing token must not be handed out again with it: each open counts
+itself in ``meta`` (``opens``, one commit) and uses the count before it as the store's epoch,
+folded into every token (``core/lease.py``), so tokens strictly increase across restarts.
 """
 
 from __future__ import annotations
@@ -91,6 +96,16 @@ def _connect(path: str, durability: str) -> sqlite3.Connection:
     return conn
 
 
+def _next_epoch(conn: sqlite3.Connection) -> int:
+    """This open's epoch: how many times the database was opened before (one commit). Every
+    fencing token handed out from now on is above those of earlier opens (``core/lease.py``),
+    though claims reach the disk lazily."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'opens'").fetchone()
+    epoch = int(row[0]) if row else 0
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opens', ?)", (str(epoch + 1),))
+    return epoch
+
+
 def _write(
     conn: sqlite3.Connection, new: list[NewRow], changed: list[ChangedRow], deletes: list[int]
 ) -> None:
@@ -145,6 +160,7 @@ class SqliteStore(EmbeddedStore):
         conn = self._conn = _connect(self.path, self.durability)
         conn.executescript(SCHEMA)
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        self.epoch = _next_epoch(conn)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="jobq-sqlite-writer")
         marks = ",".join("?" * len(_LIVE))
         for (body,) in conn.execute(f"SELECT body FROM jobs WHERE state IN ({marks})", _LIVE):

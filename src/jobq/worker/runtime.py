@@ -33,7 +33,7 @@ from jobq.config import DEFAULT_HUB
 from jobq.core.model import Assignment, Frames
 from jobq.errors import JobqError, error_from_code
 from jobq.protocol import native as jqp
-from jobq.worker.capabilities import machine_metrics
+from jobq.worker.capabilities import advertised, machine_metrics
 from jobq.worker.connectors.base import Connector, ServiceUnavailable
 from jobq.worker.connectors.manager import ConnectorManager, HealthCallback
 from jobq.worker.connectors.steering import triage
@@ -71,7 +71,7 @@ class Worker:
         self.hub = hub
         self.concurrency = concurrency
         self.prefetch = max(0, prefetch)
-        self.capabilities = dict(capabilities or {})
+        self.capabilities = advertised(capabilities)  # detected hardware unless Exactly(...)
         self.name = name or socket.gethostname()
         self.worker_id = worker_id or f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.grace = grace
@@ -271,10 +271,8 @@ class Worker:
             await asyncio.sleep(0.02)
         self._flush_results()
         if self._running:
-            log.warning("grace period over: giving %d running job(s) back", len(self._running))
-            conn.send(
-                jqp.Release(jobs=[(r.assignment.id, r.assignment.token) for r in self._running.values()])
-            )
+            # Not a Release (for attempts never started): the hub counts these lost at the bye.
+            log.warning("grace period over: leaving %d running job(s) to the hub", len(self._running))
             for running in self._running.values():
                 running.ctx.cancel()
                 if running.task is not None:
@@ -310,9 +308,12 @@ class Worker:
             self._conn.send(jqp.Done(results=self._unconfirmed))
 
     async def _heartbeats(self) -> None:
-        self._last_heard = time.monotonic()
+        self._last_heard = beat = time.monotonic()
         while True:
-            await asyncio.sleep(self._heartbeat)
+            # Short steps: a Welcome's shorter interval (than the 1 s assumed) applies at once.
+            while (left := beat + self._heartbeat - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, 0.25))
+            beat = time.monotonic()
             conn = self._conn
             if conn is None:
                 return

@@ -7,10 +7,13 @@ local kept = {}
 for i = 0, n - 1 do
   local id, token = ARGV[5 + i * 2], ARGV[6 + i * 2]
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, 'state', 'att', 'w', 'shape')
-  if holds(f[1], f[2], token) and f[3] == worker then
-    if redis.call('HSETNX', wrun, id, f[4]) == 1 then
-      load_take(worker, f[4])
+  local f = redis.call('HMGET', jk, 'state', 'tok', 'att', 'w', 'shape', 'ls')
+  if holds(f[1], f[2], f[3], token) and f[4] == worker then
+    if redis.call('HSETNX', wrun, id, f[5]) == 1 then
+      load_take(worker, f[5])
+      if is_suspect(f[6]) then
+        redis.call('HINCRBY', K .. 'wload:' .. worker, 'sus', 1)
+      end
     end
     redis.call('HSET', jk, 'lease', deadline)
     redis.call('ZADD', K .. 'leases', deadline, id)

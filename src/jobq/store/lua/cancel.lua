@@ -8,7 +8,7 @@ local state = f[1]
 if not state then
   return { 'missing' }
 end
-if state == 'completed' or state == 'failed' or state == 'cancelled' then
+if state == 'completed' or state == 'failed' or state == 'cancelled' or state == 'quarantined' then
   return { 'ended', state }
 end
 local worker = ''

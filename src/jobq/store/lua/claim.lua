@@ -1,4 +1,6 @@
--- claim: hand up to `limit` queued jobs to a worker, best first, each as a new attempt.
+-- claim: hand up to `limit` queued jobs to a worker, best first, each as a new attempt with a
+-- new fencing token (`tok`: one more than the job's last; the script is atomic and a claim
+-- durable as Redis is, so no epoch is needed as in the embedded stores, core/lease.py).
 -- ARGV: inst, worker, limit, now, lease deadline, reserve_after (seconds), with payload (1|0)
 -- Returns a list of job field lists (see fields()).
 --
@@ -6,6 +8,8 @@
 -- highest priority first, then the customer with the lowest fair-share pass, then the oldest.
 -- A head that needs more than the worker has free now (GPU memory, customers) is skipped, until
 -- it has waited reserve_after seconds: then it reserves the worker, which takes nothing behind it.
+-- A worker runs at most one suspect (is_suspect: a job that lost its worker SUSPECT_LOSSES
+-- times, `ls`) at a time (wload's `sus` counts those it runs), as ReadyIndex does.
 local worker, limit, now = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local deadline, reserve_after = ARGV[5], tonumber(ARGV[6])
 local with_payload = ARGV[7] == '1'
@@ -30,13 +34,15 @@ local max_customers = tonumber(info[4])
 -- What the worker runs now, as far as matching cares.
 local wl = K .. 'wload:' .. worker
 local gpu_used = tonumber(redis.call('HGET', wl, 'gpu')) or 0
-local customers, ncustomers = {}, 0
+local customers, ncustomers, suspects = {}, 0, 0
 local loaded = redis.call('HGETALL', wl)
 for i = 1, #loaded, 2 do
   local name = loaded[i]
   if string.sub(name, 1, 2) == 'c:' and tonumber(loaded[i + 1]) > 0 then
     customers[string.sub(name, 3)] = true
     ncustomers = ncustomers + 1
+  elseif name == 'sus' then
+    suspects = tonumber(loaded[i + 1]) or 0
   end
 end
 
@@ -48,16 +54,27 @@ local function load_miss(meta)
     and not customers[meta.cust] and ncustomers >= max_customers
 end
 
-local function avoided(member)
-  return redis.call('HGET', jobkey(string.sub(member, 21)), 'avoid') == worker
-end
-
 -- The best member of a shape queue this worker may take: the head, unless this worker failed
--- it last and another eligible worker is attached (then the first one it did not fail).
+-- it last while another eligible worker is attached, or it is a suspect while this worker runs
+-- one already (then the first member that is neither).
 local function head(shape)
   local q = K .. 'q:' .. shape
+  local many = nil
+  local function passed_over(member)
+    local f = redis.call('HMGET', jobkey(string.sub(member, 21)), 'avoid', 'ls')
+    if suspects > 0 and is_suspect(f[2]) then
+      return true
+    end
+    if f[1] ~= worker then
+      return false
+    end
+    if many == nil then
+      many = shape_workers(shape) > 1
+    end
+    return many
+  end
   local first = redis.call('ZRANGE', q, 0, 0)[1]
-  if not first or not avoided(first) or shape_workers(shape) <= 1 then
+  if not first or not passed_over(first) then
     return first or false
   end
   local start = 1
@@ -67,7 +84,7 @@ local function head(shape)
       return false
     end
     for _, member in ipairs(batch) do
-      if not avoided(member) then
+      if not passed_over(member) then
         return member
       end
     end
@@ -119,9 +136,10 @@ while #out < limit do
   redis.call('ZREM', K .. 'q:' .. best, member)
   fair_left(meta.cust)
   fair_take(meta.cust)
-  local f = redis.call('HMGET', jk, 'svc', 'att', 'to', 'pg', 'pm')
+  local f = redis.call('HMGET', jk, 'svc', 'att', 'to', 'pg', 'pm', 'tok', 'ls')
   move(id, jk, f[1], 'queued', 'running')
-  redis.call('HSET', jk, 'att', tonumber(f[2]) + 1, 'w', worker, 'st', now, 'lease', deadline)
+  redis.call('HSET', jk, 'att', tonumber(f[2]) + 1, 'tok', token_of(f[6], f[2]) + 1, 'w', worker, 'st', now,
+    'lease', deadline)
   if f[4] or f[5] then
     redis.call('HDEL', jk, 'pg', 'pm')
   end
@@ -137,6 +155,15 @@ while #out < limit do
     ncustomers = ncustomers + 1
   end
   out[#out + 1] = fields(id, jk, with_payload, true)
-  heads[best] = head(best)
+  if is_suspect(f[7]) then
+    -- A suspect: no other while it runs (the heads of every shape are looked at again).
+    redis.call('HINCRBY', wl, 'sus', 1)
+    suspects = suspects + 1
+    for _, shape in ipairs(shapes) do
+      heads[shape] = head(shape)
+    end
+  else
+    heads[best] = head(best)
+  end
 end
 return out

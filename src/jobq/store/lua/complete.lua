@@ -8,8 +8,8 @@ local out = {}
 for i = 0, n - 1 do
   local id, token, result = values[1 + i * 3], values[2 + i * 3], values[3 + i * 3]
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, 'state', 'att', 'w', 'shape', 'svc', 'ttl', 'pg', 'pm', 'err', 'cust')
-  if not holds(f[1], f[2], token) then
+  local f = redis.call('HMGET', jk, 'state', 'att', 'w', 'shape', 'svc', 'ttl', 'pg', 'pm', 'err', 'cust', 'tok')
+  if not holds(f[1], f[11], f[2], token) then
     out[#out + 1] = {}
   else
     stop_running(id, jk, f[3], f[4])

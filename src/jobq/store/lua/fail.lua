@@ -1,24 +1,26 @@
--- fail: a failed attempt. The caller decided (core/retry.py) what follows from the attempt
--- number it read; the token check makes sure that number is still the job's.
+-- fail: a failed attempt (it counts toward max_attempts: `fl`). The caller decided
+-- (core/retry.py) what follows from the failures it read; the token check makes sure the
+-- attempt it read them under still holds the job.
 -- ARGV: inst, job id, token, error, now, decision (retry|fail), retry at
 -- Returns the job's fields (without payload), or {} when the attempt lost the job.
 local inst, id, token, err, now, decision, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local jk = jobkey(id)
-local f = redis.call('HMGET', jk, 'state', 'att', 'w', 'shape', 'svc')
-if not holds(f[1], f[2], token) then
+local f = redis.call('HMGET', jk, 'state', 'tok', 'att', 'w', 'shape', 'svc')
+if not holds(f[1], f[2], f[3], token) then
   return {}
 end
-stop_running(id, jk, f[3], f[4])
+stop_running(id, jk, f[4], f[5])
 redis.call('HSET', jk, 'err', err)
-if f[3] then
-  redis.call('HSET', jk, 'avoid', f[3])
+redis.call('HINCRBY', jk, 'fl', 1)
+if f[4] then
+  redis.call('HSET', jk, 'avoid', f[4])
 end
 if decision == 'retry' then
-  move(id, jk, f[5], f[1], 'scheduled')
+  move(id, jk, f[6], f[1], 'scheduled')
   redis.call('HSET', jk, 'run', at)
   redis.call('ZADD', K .. 'scheduled', at, id)
 else
-  finish(id, jk, f[5], f[1], 'failed', now, dead_letter_ttl(jk))
+  finish(id, jk, f[6], f[1], 'failed', now, dead_letter_ttl(jk))
   announce(inst, id, jk, 'failed', now)
 end
 return fields(id, jk, false)

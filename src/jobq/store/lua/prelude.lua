@@ -21,9 +21,17 @@
 --   ("Python and Lua"); the constants filled in below come from where Python keeps them.
 
 local K = KEYS[1]
-local DEAD_LETTER_TTL = tonumber('@DEAD_LETTER_TTL@')
+local FAILED_TTL = tonumber('@FAILED_TTL@')
 local BUS_LENGTH = '@BUS_LENGTH@'
 local BUS_AGE = tonumber('@BUS_AGE@')
+-- Worker losses a job written without its own `maxl` survives (core/retry.DEFAULT_MAX_LOSSES).
+local MAX_LOSSES = tonumber('@MAX_LOSSES@')
+-- Losses from which a job is a suspect: a worker runs one at a time (core/retry.is_suspect).
+local SUSPECT_LOSSES = tonumber('@SUSPECT_LOSSES@')
+
+local function is_suspect(losses)
+  return (tonumber(losses) or 0) >= SUSPECT_LOSSES
+end
 
 local function fmt(x)
   return string.format('%.17g', x)
@@ -255,6 +263,9 @@ local function stop_running(id, jk, worker, shape)
   redis.call('HDEL', jk, 'lease')
   if worker and redis.call('HDEL', K .. 'wrun:' .. worker, id) == 1 then
     load_give_back(worker, shape)
+    if is_suspect(redis.call('HGET', jk, 'ls')) then
+      redis.call('HINCRBY', K .. 'wload:' .. worker, 'sus', -1) -- a suspect ran (ReadyIndex.finish)
+    end
   end
 end
 
@@ -266,23 +277,36 @@ local function finish(id, jk, svc, from, state, now, ttl)
   redis.call('ZADD', K .. 'expiry', expires, id)
 end
 
+-- A failed job (a dead letter) is kept the store's failed_ttl, whatever its own result_ttl.
 local function dead_letter_ttl(jk)
-  return math.max(DEAD_LETTER_TTL, tonumber(redis.call('HGET', jk, 'ttl')) or 0)
+  return FAILED_TTL
 end
 
--- Back to the front of its queue; the attempt counted, so the last one ends the job failed
--- (and is announced). Returns true when the job was queued again.
-local function release(inst, id, jk, now, why)
-  local f = redis.call('HMGET', jk, 'state', 'att', 'max', 'w', 'shape', 'svc', 'm', 'cust', 'sub')
-  stop_running(id, jk, f[4], f[5])
-  local attempts, max = tonumber(f[2]), tonumber(f[3])
-  if attempts >= max then
-    redis.call('HSET', jk, 'err', why .. ' during its last attempt (' .. attempts .. ' of ' .. max .. ')')
-    finish(id, jk, f[6], f[1], 'failed', now, dead_letter_ttl(jk))
-    announce(inst, id, jk, 'failed', now)
-    return false
+-- Back to the front of its queue. An attempt given back unstarted (`lost` false) costs nothing
+-- and is not counted as run; a lost one (its worker died, left, or let the lease expire) costs
+-- the max_losses budget (`ls`, `maxl`), never max_attempts, and the worker that lost it is
+-- avoided; the last one quarantines the job (announced; the reason as core/retry.after_loss
+-- words it). Returns true when the job was queued again.
+local function release(inst, id, jk, now, why, lost)
+  local f = redis.call('HMGET', jk, 'state', 'att', 'ls', 'maxl', 'w', 'shape', 'svc', 'm', 'cust', 'sub')
+  stop_running(id, jk, f[5], f[6])
+  if not lost then
+    redis.call('HSET', jk, 'att', math.max(0, (tonumber(f[2]) or 0) - 1))
+  else
+    local losses, max = (tonumber(f[3]) or 0) + 1, tonumber(f[4]) or MAX_LOSSES
+    redis.call('HSET', jk, 'ls', losses)
+    if f[5] then
+      redis.call('HSET', jk, 'avoid', f[5])
+    end
+    if losses >= max then
+      redis.call('HSET', jk, 'err', 'quarantined after losing its worker on ' .. losses
+        .. ' attempt(s) (max_losses ' .. max .. '); last: ' .. why)
+      finish(id, jk, f[7], f[1], 'quarantined', now, dead_letter_ttl(jk))
+      announce(inst, id, jk, 'quarantined', now)
+      return false
+    end
   end
-  enqueue(id, jk, f[6], f[1], f[5], f[7], f[8], f[9])
+  enqueue(id, jk, f[7], f[1], f[6], f[8], f[9], f[10])
   return true
 end
 
@@ -306,9 +330,15 @@ local function fields(id, jk, with_payload, no_result)
   return flat
 end
 
--- Whether attempt `token` still holds the running job.
-local function holds(state, attempts, token)
-  return state == 'running' and tonumber(attempts) == tonumber(token)
+-- The fencing token of the job's current attempt: `tok` (a job written before tokens were kept
+-- apart has only its attempt number, `att`).
+local function token_of(tok, att)
+  return tonumber(tok) or tonumber(att) or 0
+end
+
+-- Whether attempt `token` still holds the running job (its fields `state`, `tok`, `att`).
+local function holds(state, tok, att, token)
+  return state == 'running' and token_of(tok, att) == tonumber(token)
 end
 
 -- ------------------------------------------------------------------ worker registry

@@ -3,8 +3,8 @@
 -- Returns the job's fields (without payload), or {} when the attempt lost the job.
 local id, token, value, message, has_message = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local jk = jobkey(id)
-local f = redis.call('HMGET', jk, 'state', 'att')
-if not holds(f[1], f[2], token) then
+local f = redis.call('HMGET', jk, 'state', 'tok', 'att')
+if not holds(f[1], f[2], f[3], token) then
   return {}
 end
 if value ~= '' then

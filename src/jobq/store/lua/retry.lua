@@ -1,4 +1,5 @@
--- retry: queue a failed or cancelled job again with a fresh attempt budget.
+-- retry: queue a failed, quarantined or cancelled job again with fresh budgets (its fencing
+-- token goes on growing).
 -- ARGV: inst, job id, now
 -- Returns {'missing'}, {'conflict', state} or {'ok', fields}.
 local inst, id, now = ARGV[1], ARGV[2], ARGV[3]
@@ -7,11 +8,11 @@ local f = redis.call('HMGET', jk, 'state', 'svc', 'shape', 'm', 'cust')
 if not f[1] then
   return { 'missing' }
 end
-if f[1] ~= 'failed' and f[1] ~= 'cancelled' then
+if f[1] ~= 'failed' and f[1] ~= 'cancelled' and f[1] ~= 'quarantined' then
   return { 'conflict', f[1] }
 end
 redis.call('HSET', jk, 'att', '0')
-redis.call('HDEL', jk, 'err', 'fin', 'exp', 'avoid', 'run')
+redis.call('HDEL', jk, 'err', 'fin', 'exp', 'avoid', 'run', 'fl', 'ls')
 redis.call('DEL', resultkey(id))
 redis.call('ZREM', K .. 'expiry', id)
 enqueue(id, jk, f[2], f[1], f[3], f[4], f[5], now)

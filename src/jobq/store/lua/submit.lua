@@ -1,7 +1,7 @@
 -- submit: create jobs, or return the job an idempotency key already names.
--- ARGV: inst, now, n, then one framed argument (see unframe) of 12 values per job:
+-- ARGV: inst, now, n, then one framed argument (see unframe) of 13 values per job:
 --   key, shape, prio (8 hex chars), service, customer, state (queued|scheduled), run_at,
---   static blob, payload blob, retention ttl, max attempts, timeout
+--   static blob, payload blob, retention ttl, max attempts, timeout, max losses
 -- Returns {id, created (1|0), ...} in order.
 local inst, now, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
@@ -9,9 +9,9 @@ local ready = false
 local values = unframe(ARGV[4])
 local i = 1
 for _ = 1, n do
-  local ikey, shape, prio, svc, cust, state, run_at, static, payload, ttl, max, timeout =
-    unpack(values, i, i + 11)
-  i = i + 12
+  local ikey, shape, prio, svc, cust, state, run_at, static, payload, ttl, max, timeout, maxl =
+    unpack(values, i, i + 12)
+  i = i + 13
   local existing = false
   if ikey ~= '' then
     existing = redis.call('GET', K .. 'idem:' .. ikey)
@@ -28,7 +28,7 @@ for _ = 1, n do
     -- Queue order: priority (descending, as hex of 2^31-1-priority), then seq (= id).
     local member = prio .. string.format('%012x', id) .. id
     redis.call('HSET', jk, 'd', static, 'att', '0', 'shape', shape, 'm', member, 'svc', svc,
-      'cust', cust, 'sub', now, 'ttl', ttl, 'max', max)
+      'cust', cust, 'sub', now, 'ttl', ttl, 'max', max, 'maxl', maxl)
     if payload ~= '' then
       redis.call('SET', K .. 'p:' .. id, payload)
     end

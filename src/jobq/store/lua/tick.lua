@@ -1,7 +1,7 @@
 -- tick: what time has made due, for the whole namespace (any hub may run it; each step is
 -- atomic, so two hubs ticking at once never apply the same change twice).
 -- ARGV: inst, now, hub_ttl, limit, pause_after
--- Returns {promoted, purged, {id, attempt, ...} of attempts over their timeout (the caller
+-- Returns {promoted, purged, {id, token, ...} of attempts over their timeout (the caller
 -- fails them through core/retry.py), {{worker, fields}, ...} of jobs whose lease expired}.
 local inst, now, hub_ttl, limit, pause_after =
   ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -61,24 +61,24 @@ local overrun = {}
 local skip = {}
 local over = redis.call('ZRANGEBYSCORE', K .. 'deadlines', '-inf', '(' .. now, 'LIMIT', 0, limit)
 for _, id in ipairs(over) do
-  local f = redis.call('HMGET', jobkey(id), 'state', 'att')
+  local f = redis.call('HMGET', jobkey(id), 'state', 'tok', 'att')
   if f[1] == 'running' then
     overrun[#overrun + 1] = tonumber(id)
-    overrun[#overrun + 1] = tonumber(f[2])
+    overrun[#overrun + 1] = token_of(f[2], f[3])
     skip[id] = true
   else
     redis.call('ZREM', K .. 'deadlines', id)
   end
 end
 
--- Leases that ran out: back to the queue (or failed, on the last attempt).
+-- Leases that ran out: back to the queue as lost attempts (quarantined, on the last loss).
 local expired = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K .. 'leases', '-inf', '(' .. now, 'LIMIT', 0, limit)) do
   if not skip[id] then
     local jk = jobkey(id)
     local f = redis.call('HMGET', jk, 'state', 'w')
     if f[1] == 'running' then
-      if release(inst, id, jk, now, 'its lease expired') then
+      if release(inst, id, jk, now, 'its lease expired', true) then
         ready = true
       end
       expired[#expired + 1] = { f[2] or '', fields(id, jk, false) }
@@ -94,7 +94,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K .. 'expiry', '-inf', now, 'LIM
   redis.call('ZREM', K .. 'expiry', id)
   local jk = jobkey(id)
   local f = redis.call('HMGET', jk, 'state', 'svc', 'ik')
-  if f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled' then
+  if f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled' or f[1] == 'quarantined' then
     redis.call('DEL', jk, K .. 'p:' .. id, resultkey(id))
     redis.call('ZREM', K .. 'st:' .. f[1], id)
     count(f[2], f[1], -1)
