@@ -146,7 +146,10 @@ async def test_no_token_no_data_and_the_pages_stay_open(secured: Secured, api: h
     assert listed.json()["jobs"] == []
     # Liveness, the pages and the API description carry no data and stay open.
     health = await api.get("/health")
-    assert health.status_code == 200 and set(health.json()) <= {"status", "hub", "uptime"}
+    probe_fields = {"status", "hub", "uptime", "store", "ready", "reason"}  # no data in them
+    assert health.status_code == 200 and set(health.json()) <= probe_fields
+    ready = await api.get("/ready")
+    assert ready.status_code == 200 and set(ready.json()) <= probe_fields
     for page in ("/", "/docs", "/dashboard/app.js", "/dashboard/api.js", "/dashboard/style.css"):
         answer = await api.get(page)
         assert answer.status_code == 200, page
@@ -155,6 +158,7 @@ async def test_no_token_no_data_and_the_pages_stay_open(secured: Secured, api: h
     document = (await api.get("/openapi.json")).json()
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert document["paths"]["/health"]["get"]["security"] == []
+    assert document["paths"]["/ready"]["get"]["security"] == []
 
 
 async def test_clients_read_cancel_and_retry_only_their_customers_jobs(

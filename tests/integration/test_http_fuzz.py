@@ -8,11 +8,15 @@ pytest, so the operations' strategies are driven by hypothesis directly.)
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
+import websockets
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -57,9 +61,13 @@ OPERATIONS = [
     ("GET", "/api/jobs/{job_id}/events"),
     ("GET", "/api/jobs/{job_id}/explain"),
     ("GET", "/api/workers"),
+    ("POST", "/api/workers/{worker_id}/drain"),
+    ("POST", "/api/workers/{worker_id}/resume"),
+    ("POST", "/api/workers/{worker_id}/evict"),
     ("GET", "/api/services"),
     ("GET", "/api/stats"),
     ("GET", "/health"),
+    ("GET", "/ready"),
     ("GET", "/metrics"),
 ]
 
@@ -107,3 +115,102 @@ def test_rest_api_never_answers_5xx(operations: dict[tuple[str, str], Any], meth
         case.call_and_validate(checks=CHECKS, timeout=15)
 
     run()
+
+
+# ---------------------------------------------------------------- inputs that once reached a 500
+# (issue 12, finding 8): deep nesting, ids past what a store holds, numbers past any field's
+# range, NaN and Infinity, wrong types. Each gets a 400 (or an ``error`` message on a stream,
+# which stays open); never a 5xx or ``internal``, and the hub logs no traceback (the fixture).
+
+DEEP = "[" * 60_000  # under the 64 KiB body limit of this hub, far past any recursion limit
+BIG = 2**63
+BAD_JOBS = [
+    DEEP,
+    '{"type": "echo", "payload": ' + "[" * 100 + "]" * 100 + "}",
+    '{"type": "echo", "payload": {"a": ' + '{"b": ' * 70 + "1" + "}" * 71 + "}",
+    '{"type": "echo", "payload": 1, "priority": ' + str(BIG) + "}",
+    '{"type": "echo", "payload": 1, "priority": 1e400}',
+    '{"type": "echo", "payload": 1, "max_attempts": ' + str(2**70) + "}",
+    '{"type": "echo", "payload": 1, "timeout": NaN}',
+    '{"type": "echo", "payload": 1, "timeout": Infinity}',
+    '{"type": "echo", "payload": 1, "timeout": 1e308}',
+    '{"type": "echo", "payload": 1, "delay": -1}',
+    '{"type": "echo", "payload": 1, "result_ttl": 1e300}',
+    '{"type": "echo", "payload": 1, "run_at": 1e308}',
+    '{"type": "echo", "payload": 1, "run_at": "9999-12-31T23:59:59"}',
+    '{"type": "echo", "payload": 1, "requires": {"gpu": ' + str(10**30) + "}}",
+    '{"type": "echo", "payload": 1, "must_not": {"zone": [-' + str(10**30) + "]}}",
+    '{"type": "echo", "payload": 1, "requirements": {"hardware": {"cpu_cores": ' + str(BIG) + "}}}",
+    '{"type": 5, "payload": 1}',
+    '{"type": "echo", "payload": 1, "priority": "5"}',
+]
+
+
+@pytest.mark.parametrize("body", BAD_JOBS, ids=[b[:40] for b in BAD_JOBS])
+def test_bad_job_bodies_are_400(hub: HttpHub, body: str) -> None:
+    with httpx.Client(base_url=hub.url, timeout=10) as client:
+        for path, sent in (("/api/jobs", body), ("/api/jobs/batch", '{"jobs": [' + body + "]}")):
+            answer = client.post(path, content=sent, headers={"Content-Type": "application/json"})
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["error"] == "invalid"
+    if body is DEEP:
+        assert "deeper than 64 levels" in answer.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/api/jobs/{BIG}"),
+        ("GET", f"/api/jobs/{2**64}"),
+        ("DELETE", f"/api/jobs/{BIG}"),
+        ("POST", f"/api/jobs/{10**30}/retry"),
+        ("GET", f"/api/jobs/{10**30}/result"),
+        ("GET", f"/api/jobs/{BIG}/events"),
+        ("GET", f"/api/jobs/{BIG}/explain"),
+        ("GET", f"/api/jobs?offset={BIG}"),
+        ("GET", f"/api/jobs?limit={BIG}"),
+        ("GET", "/api/jobs?limit=-1"),
+        ("GET", "/api/jobs/1/result?wait=nan"),
+        ("GET", "/api/jobs/1/result?wait=inf"),
+    ],
+)
+def test_ids_offsets_and_limits_out_of_range_are_400(hub: HttpHub, method: str, path: str) -> None:
+    answer = httpx.request(method, hub.url + path, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid", answer.text
+
+
+async def test_bad_stream_messages_get_invalid_and_the_stream_stays_open(hub: HttpHub) -> None:
+    client_messages = [
+        '{"type": "get_job_status", "job_id": ' + str(BIG) + "}",
+        '{"type": "cancel_job", "job_id": "' + str(BIG) + '"}',
+        '{"type": "subscribe_progress", "job_id": "\u00b2"}',
+        '{"type": "get_job_status", "job_id": ' + DEEP + "}",
+        '{"type": "ping", "extra": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"type": "submit_job", "job_type": "echo", "payload": ' + "[" * 1000 + "]" * 1000 + "}",
+        '{"type": "submit_job", "job": ' + '{"a": ' * 1000 + "1" + "}" * 1001,
+        '{"type": "submit_job", "job_type": "echo", "payload": 1, "priority": ' + str(BIG) + "}",
+        '{"type": "submit_job", "job_type": "echo", "payload": 1, "requires": {"x": ' + str(10**30) + "}}",
+        '{"type": "submit_job", "job_type": "echo", "payload": 1, "timeout": NaN}',
+    ]
+    worker_messages = [
+        '{"type": "register_worker", "worker_id": "w", "services": ["x"], "held": [[' + str(BIG) + ", 1]]}",
+        '{"type": "register_worker", "worker_id": "w", "services": ["x"], "capabilities": {"n": '
+        + str(10**30)
+        + "}}",
+        '{"type": "release_jobs", "jobs": [[' + str(BIG) + ", 1]]}",
+        '{"type": "complete_job", "job_id": 1, "token": ' + str(BIG) + "}",
+        '{"type": "fail_job", "job_id": ' + str(BIG) + "}",
+        '{"type": "claim_job", "count": ' + str(BIG) + "}",
+        '{"type": "set_slots", "slots": ' + str(BIG) + "}",
+        '{"type": "worker_heartbeat", "metrics": ' + DEEP + "}",
+    ]
+    for stream, messages in (("/ws/client", client_messages), ("/ws/worker", worker_messages)):
+        async with websockets.connect(hub.ws + stream, max_size=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "connection_established"
+            for text in messages:
+                await ws.send(text)
+                answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                expected = "not_found" if "\u00b2" in text else "invalid"  # no number: no such job
+                assert answer["type"] == "error" and answer["error"] == expected, (text[:80], answer)
+            await ws.send('{"type": "ping", "id": 7}')
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong"

@@ -33,8 +33,10 @@ from litestar.static_files import create_static_files_router
 from jobq.config import HubConfig
 from jobq.doors.http import metrics as http_metrics
 from jobq.doors.http import models as m
-from jobq.doors.http import rest, ws_client, ws_monitor, ws_worker
+from jobq.doors.http import probes, rest, ws_client, ws_common, ws_monitor, ws_worker
 from jobq.doors.http.gate import Gate
+from jobq.doors.http.limits import RETRY_AFTER
+from jobq.doors.http.protocols import drop_frames, protocols
 from jobq.doors.http.state import DoorState, door_of
 from jobq.errors import InvalidRequest, JobqError
 from jobq.hub.hub import Hub
@@ -87,13 +89,21 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     elif isinstance(exc, HTTPException):
         status = exc.status_code
         body = m.ErrorBody(error=_STATUS_CODES.get(status, "http_error"), message=str(exc.detail))
+    elif isinstance(exc, RecursionError):  # JSON nested too deep for a decoder (bodies are checked)
+        status = 400
+        body = m.ErrorBody(error="invalid", message=f"nested deeper than {m.MAX_NESTING} levels")
     else:
         log.exception("%s %s failed", request.method, request.url.path)
         status = 500
         body = m.ErrorBody(error="internal", message=f"internal error: {type(exc).__name__}")
     if status < 500:
         door.rejected += 1
-    headers = {"WWW-Authenticate": 'Bearer realm="jobq"'} if status == 401 else None
+        drop_frames(exc)  # a refusal leaves no reference cycle behind (protocols.py)
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="jobq"'}
+    elif status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER)}
     return Response(body, status_code=status, headers=headers)
 
 
@@ -129,10 +139,11 @@ MESSAGE_MODELS: list[Any] = [
 def openapi(app: Litestar, *, secured: bool = False) -> bytes:
     """Litestar's document for the routes, with the request bodies that the handlers
     decode themselves (strictly, with msgspec) and the WebSocket messages added; ``secured``
-    (the hub runs with ``--auth``): every operation but ``/health`` needs a bearer token."""
+    (the hub runs with ``--auth``): every operation but the probes (``/health``, ``/ready``)
+    needs a bearer token."""
     document: dict[str, Any] = app.openapi_schema.to_schema()
     document["openapi"] = "3.1.0"
-    extra = [m.JobRequest, m.BatchRequest, *MESSAGE_MODELS]
+    extra = [m.JobRequest, m.BatchRequest, m.WorkerActionRequest, *MESSAGE_MODELS]
     _, components = msgspec.json.schema_components(extra, ref_template="#/components/schemas/{name}")
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in components.items():
@@ -143,12 +154,16 @@ def openapi(app: Litestar, *, secured: bool = False) -> bytes:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
         }
+    document["paths"]["/api/workers/{worker_id}/drain"]["post"]["requestBody"] = {  # optional: a reason
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WorkerActionRequest"}}}
+    }
     if secured:
         document["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": "A token from `jobq token create`."}
         }
         document["security"] = [{"bearer": []}]
-        document["paths"]["/health"]["get"]["security"] = []
+        for probe in ("/health", "/ready"):
+            document["paths"][probe]["get"]["security"] = []
     return msgspec.json.encode(document)
 
 
@@ -187,16 +202,19 @@ class HttpDoor:
         shown = f"[{host}]" if ":" in host else host
         self.endpoints = [f"{'https' if tls else 'http'}://{shown}:{self.port}"]
         gate = Gate(self.app, self.state, host=host, port=self.port, tls=tls is not None)
+        # httptools and websockets' Sans-I/O protocols with the door's limits (protocols.py):
+        # connections per client address and in all, read timeouts, the inflight budget.
+        http, ws = protocols(self.state.limits)
         config = uvicorn.Config(
             gate,
             lifespan="off",
             log_config=None,
             log_level="warning",
             access_log=False,
-            http="httptools",
-            ws="websockets-sansio",
+            http=http,
+            ws=ws,
             ws_max_size=self.config.http_max_body,
-            limit_concurrency=self.config.http_max_connections,
+            timeout_keep_alive=max(1, round(self.config.http_keepalive)),
             timeout_graceful_shutdown=2,
             server_header=False,
             backlog=2048,
@@ -239,6 +257,7 @@ class HttpDoor:
         app = Litestar(
             route_handlers=[
                 *rest.HANDLERS,
+                *probes.HANDLERS,
                 *ws_client.HANDLERS,
                 *ws_worker.HANDLERS,
                 *ws_monitor.HANDLERS,
@@ -249,6 +268,7 @@ class HttpDoor:
                 static,
             ],
             exception_handlers={Exception: error_response},
+            websocket_class=ws_common.DoorSocket,  # no reference cycle per connection
             request_max_body_size=self.config.http_max_body,
             openapi_config=OpenAPIConfig(
                 title="jobq",

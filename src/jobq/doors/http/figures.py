@@ -143,7 +143,8 @@ def worker_changes(
         out.append({"type": "worker_disconnected", "worker_id": worker_id, "timestamp": stamp})
     current: dict[str, tuple[Any, ...]] = {}
     for worker_id, view in views.items():
-        key = (view.slots, view.running, view.health, tuple(view.services), tuple(view.unhealthy.items()))
+        key: tuple[Any, ...] = (view.slots, view.running, view.health, tuple(view.services))
+        key += (tuple(view.unhealthy.items()), view.drained)  # drained: hub/control.py
         current[worker_id] = key
         was = before.get(worker_id)
         if was is None:

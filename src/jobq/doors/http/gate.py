@@ -17,6 +17,14 @@ In order, for every request and WebSocket handshake:
    first message instead (:func:`~jobq.doors.http.ws_common.admit`). The pages, the API
    description and ``/health`` are open: there is no data in them.
 
+Before these, the door's own limits (``limits.py``): while more connections are open than
+``http_max_connections``, every request but ``/health`` and ``/ready`` gets 503; a body longer
+than ``http_max_body`` (by its ``Content-Length``) gets 413 unread. A body then holds its bytes
+in the hub's budget of partly received data (``hub.inflight``, every door together): the
+declared length at once, or each chunk as it comes (``Transfer-Encoding: chunked``), given back
+when the body is whole, refused or its connection gone; a body that does not fit gets 503
+``busy`` with ``Retry-After``.
+
 Refusals are JSON error bodies like every other error (a refused WebSocket handshake gets the
 same body as an HTTP answer) and cost the hub nothing. Every HTTP answer carries a strict
 Content-Security-Policy and ``nosniff``.
@@ -31,8 +39,9 @@ from typing import Any
 import msgspec
 
 from jobq.core.auth import Caller
+from jobq.doors.http.limits import BUSY, PROBES, RETRY_AFTER, ConnectionLimits
 from jobq.doors.http.state import CALLER, DoorState
-from jobq.errors import Unauthorized
+from jobq.errors import Unauthorized, Unavailable
 from jobq.listeners import is_loopback
 
 Scope = dict[str, Any]
@@ -56,7 +65,9 @@ WWW_AUTHENTICATE = (b"www-authenticate", b'Bearer realm="jobq"')
 NO_STORE = (b"cache-control", b"no-store")
 
 #: Paths anyone may read: the pages, the API description and liveness. Nothing in them is data.
-OPEN_PATHS = frozenset({"/", "/health", "/docs", "/openapi.json", "/schema", "/dashboard", "/favicon.ico"})
+OPEN_PATHS = frozenset(
+    {"/", "/health", "/ready", "/docs", "/openapi.json", "/schema", "/dashboard", "/favicon.ico"}
+)
 OPEN_PREFIXES = ("/dashboard/", "/schema/")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Longest token accepted (tokens are ~46 characters); longer is refused unread.
@@ -74,8 +85,13 @@ class Refusal(Exception):
         self.code = code
         self.message = message
         self.challenge = challenge
-        #: The hub wrote it to the audit log already (its guard refused the token).
+        #: The hub wrote it to the audit log already (its guard refused the token), or there is
+        #: nothing to audit (a limit, not a caller, refused it).
         self.audited = audited
+
+
+def _limit(status: int, code: str, message: str) -> Refusal:
+    return Refusal(status, code, message, audited=True)
 
 
 class Gate:
@@ -98,6 +114,18 @@ class Gate:
             await self.app(scope, receive, send)
             return
         try:
+            if self.door.limits.full and scope["path"] not in PROBES:
+                raise _limit(
+                    503,
+                    "unavailable",
+                    f"the HTTP door holds {self.door.limits.open} connections, more than its limit "
+                    f"({self.door.limits.total}); try again later",
+                )
+            length = _body_length(scope) if kind == "http" else None
+            if length is not None and length > self.door.limits.max_body:
+                raise _limit(
+                    413, "too_large", f"the body is {length} bytes; the limit is {self.door.limits.max_body}"
+                )
             self._admit(scope, kind == "websocket")
         except Refusal as refusal:
             self.door.rejected += 1
@@ -113,10 +141,22 @@ class Gate:
                 )
             await _refuse(scope, receive, send, refusal)
             return
-        if kind == "http":
-            await self.app(scope, receive, _secured(send, not _is_open(scope["path"])))
-        else:
+        if kind != "http":
             await self.app(scope, receive, send)
+            return
+        secured = _secured(send, not _is_open(scope["path"]))
+        if length is None:  # no body
+            await self.app(scope, receive, secured)
+            return
+        body = _BodyBudget(self.door.limits, receive, length)
+        if not body.start():
+            self.door.rejected += 1
+            await _refuse(scope, receive, send, _limit(503, "unavailable", BUSY))
+            return
+        try:
+            await self.app(scope, body, secured)
+        finally:
+            body.finish()
 
     def _admit(self, scope: Scope, websocket: bool) -> None:
         host = origin = content_type = authorization = None
@@ -200,6 +240,67 @@ class Gate:
             return False
         own = ("https://" if self.tls else "http://") + host.lower()
         return key == own or key == _without_default_port(own)
+
+
+class _BodyBudget:
+    """The ``receive`` of a request with a body: the body's bytes held in the hub's budget of
+    partly received data until it is whole (the declared length at once, else chunk by chunk)."""
+
+    __slots__ = ("budget", "declared", "done", "held", "limits", "receive")
+
+    def __init__(self, limits: ConnectionLimits, receive: Receive, length: int) -> None:
+        self.limits = limits
+        self.budget = limits.budget
+        self.receive = receive
+        #: The ``Content-Length``, or -1 for a chunked body.
+        self.declared = length
+        self.held = 0
+        self.done = False
+
+    def start(self) -> bool:
+        if self.declared > 0:
+            if not self.budget.reserve(self.declared):
+                self.limits.busy += 1
+                return False
+            self.held = self.declared
+        return True
+
+    def finish(self) -> None:
+        self.budget.release(self.held)
+        self.held = 0
+        self.done = True
+
+    async def __call__(self) -> dict[str, Any]:
+        message = await self.receive()
+        if self.done:
+            return message
+        if message["type"] == "http.request":
+            if self.declared < 0:
+                size = len(message.get("body", b""))
+                if size and not self.budget.reserve(size):
+                    self.limits.busy += 1
+                    self.finish()
+                    raise Unavailable(BUSY)
+                self.held += size
+            if not message.get("more_body", False):
+                self.finish()
+        else:  # http.disconnect
+            self.finish()
+        return message
+
+
+def _body_length(scope: Scope) -> int | None:
+    """The declared length of the request's body, -1 when it is chunked, None without one."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                return None  # the HTTP parser refuses such a request before it gets here
+            return length if length > 0 else None
+        if name == b"transfer-encoding" and b"chunked" in value.lower():
+            return -1
+    return None
 
 
 def peer_of(scope: Scope) -> str:
@@ -286,6 +387,8 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, refusal: Refusal) 
     ]
     if refusal.challenge:
         headers.append(WWW_AUTHENTICATE)
+    if refusal.status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER).encode()))
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

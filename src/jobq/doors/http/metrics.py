@@ -27,6 +27,8 @@ _COUNTERS = {
     "retried": "Failed attempts that will be retried",
     "cancelled": "Jobs cancelled",
     "requeued": "Running jobs given back to the queue (worker gone, drained or lease lost)",
+    "lost": "Attempts lost with their worker (gone, or its lease expired): the max_losses budget",
+    "quarantined": "Jobs that ended quarantined (their worker lost max_losses times)",
     "claimed": "Attempts handed to workers",
     "lease_lost": "Results refused because the attempt had lost its lease",
 }
@@ -86,6 +88,28 @@ class HubCollector(Collector):
             "jobq_http_events_dropped", "Events dropped for streams that fell behind", streams.dropped
         )
         yield _counter("jobq_http_rejected_requests", "HTTP requests answered with a 4xx", self.door.rejected)
+        limits = self.door.limits
+        open_now = GaugeMetricFamily("jobq_http_connections", "Open HTTP connections and WebSocket streams")
+        open_now.add_metric([], limits.open)
+        yield open_now
+        yield _counter(
+            "jobq_http_connections_refused",
+            "Connections refused: too many from one client address, or in all",
+            limits.refused,
+        )
+        yield _counter(
+            "jobq_http_timeouts", "Requests and WebSocket messages cut for arriving slowly", limits.timed_out
+        )
+        yield _counter(
+            "jobq_http_busy_refusals",
+            "Bodies and WebSocket messages refused: the hub's budget of partly received bytes was spent",
+            limits.busy,
+        )
+        inflight = GaugeMetricFamily(
+            "jobq_inflight_bytes", "Bytes of partly received messages the hub holds, every door together"
+        )
+        inflight.add_metric([], limits.budget.used)
+        yield inflight
         uptime = GaugeMetricFamily("jobq_hub_uptime_seconds", "Seconds since the hub started")
         uptime.add_metric([], stats.uptime)
         yield uptime

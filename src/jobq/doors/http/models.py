@@ -20,17 +20,21 @@ import msgspec
 from jobq.core.model import PRIORITY_MAX, PRIORITY_MIN, JobSpec
 from jobq.core.views import ExplainInfo, ServiceInfo
 from jobq.doors.http.frames import (
+    MAX_NESTING,
     Encoding,
     FieldError,
+    check_ints,
+    check_nesting,
     field_error,
     frames_from_wire,
     frames_to_wire,
+    nesting_ok,
     raw_frames,
 )
 from jobq.errors import InvalidRequest, PayloadTooLarge
 
 Isolation = Literal["strict", "loose", "none"]
-State = Literal["queued", "scheduled", "running", "completed", "failed", "cancelled"]
+State = Literal["queued", "scheduled", "running", "completed", "failed", "cancelled", "quarantined"]
 
 #: Largest job id the API accepts (the largest integer a JavaScript number holds exactly).
 MAX_ID = 2**53 - 1
@@ -227,6 +231,29 @@ class WorkerView(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: Services whose backend (a connector's service) is down: service → reason. It takes none
     #: of their jobs until they recover.
     unhealthy: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Why it is drained (an operator, or the hub's automatic drain): it takes no new jobs.
+    drained: str | None = None
+
+
+class WorkerActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The optional body of ``POST /api/workers/{id}/drain``."""
+
+    reason: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class WorkerActionView(msgspec.Struct, kw_only=True):
+    """What a drain, resume or evict did."""
+
+    worker_id: str
+    #: ``drained``, ``resumed`` or ``evicted``.
+    action: Literal["drained", "resumed", "evicted"]
+    at: float
+    #: Why it is drained now; null once it takes jobs again.
+    drained: str | None
+    #: Who asked (the token's name; ``local`` without ``--auth``).
+    by: str
+    #: ``evict``: its running jobs, given back to the queue.
+    requeued: int = 0
 
 
 class StatsView(msgspec.Struct, kw_only=True):
@@ -241,12 +268,22 @@ class StatsView(msgspec.Struct, kw_only=True):
 
 
 class Health(msgspec.Struct, kw_only=True):
-    status: Literal["ok", "draining"]
+    """``/health`` and ``/ready``: the hub lives, its store answers, it takes work."""
+
+    #: ``ok``; ``draining`` (shutting down); ``store_down`` (its store does not answer).
+    status: Literal["ok", "draining", "store_down"]
     hub: str
     uptime: float
+    #: The store answered a read within 2 s (asked at most once a second, whoever asks).
+    store: Literal["ok", "down"] = "ok"
+    #: The hub takes work: its store answers, it is not shutting down, the door is not full.
+    ready: bool = True
+    #: Why not (the store's error; with ``--auth`` only that it does not answer).
+    reason: str | None = None
 
 
 __all__ = [
+    "MAX_NESTING",
     "BatchCreated",
     "BatchRequest",
     "Encoding",
@@ -265,12 +302,17 @@ __all__ = [
     "ResultView",
     "ServiceInfo",
     "StatsView",
+    "WorkerActionRequest",
+    "WorkerActionView",
     "WorkerView",
+    "check_ints",
+    "check_nesting",
     "decode_batch_request",
     "decode_job_request",
     "field_of",
     "frames_from_wire",
     "frames_to_wire",
+    "nesting_ok",
     "raw_frames",
     "spec_of",
 ]
@@ -329,6 +371,7 @@ def _wrong(exc: msgspec.MsgspecError) -> FieldError:
 
 
 def decode_job_request(body: bytes) -> JobRequest:
+    check_nesting(body)
     try:
         return _job_request.decode(body)
     except msgspec.MsgspecError as exc:
@@ -336,6 +379,7 @@ def decode_job_request(body: bytes) -> JobRequest:
 
 
 def decode_batch_request(body: bytes) -> BatchRequest:
+    check_nesting(body)
     try:
         return _batch_request.decode(body)
     except msgspec.ValidationError as exc:
@@ -358,6 +402,8 @@ def spec_of(request: JobRequest, max_payload: int) -> JobSpec:
     size = sum(len(f) for f in frames)
     if size > max_payload:
         raise PayloadTooLarge(f"payload is {size} bytes; the limit is {max_payload}")
+    check_ints(request.requires, "requires")
+    check_ints(request.must_not, "must_not")
     requires: dict[str, Any] = dict(request.requires or {})
     isolation = request.isolation
     timeout = request.timeout

@@ -11,7 +11,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Response, delete, get, post
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
@@ -21,7 +23,8 @@ from jobq.core.states import COMPLETED, TERMINAL, JobState
 from jobq.doors.http import models as m
 from jobq.doors.http import views as v
 from jobq.doors.http.state import DoorState, caller_of, door_of
-from jobq.errors import JobFailed, JobqError, Timeout, Unavailable
+from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
+from jobq.hub.control import WorkerAction
 from jobq.hub.hub import SubmitOutcome
 
 JobIdParam = Annotated[int, Parameter(ge=1, le=m.MAX_ID, description="The job's id.")]
@@ -260,6 +263,49 @@ async def list_workers(request: Request[Any, Any, Any]) -> list[m.WorkerView]:
     return [v.worker_view(status) for status in await hub.worker_statuses(caller=caller_of(request))]
 
 
+WorkerIdParam = Annotated[str, Parameter(min_length=1, max_length=255, description="The worker's id.")]
+_worker_request = msgspec.json.Decoder(m.WorkerActionRequest)
+
+
+def _worker_action(action: WorkerAction, summary: str, description: str) -> HTTPRouteHandler:
+    """``POST /api/workers/{worker_id}/<action>``: admin only (hub/control.py)."""
+
+    @post(
+        f"/api/workers/{{worker_id:str}}/{action}",
+        summary=summary,
+        description=description + " Admin only.",
+        status_code=200,
+        tags=["cluster"],
+        operation_id=f"{action}Worker",
+        responses=_errors(400, 404, 409, 415),
+    )
+    async def handler(request: Request[Any, Any, Any], worker_id: WorkerIdParam) -> m.WorkerActionView:
+        body = await request.body()
+        try:
+            reason = _worker_request.decode(body).reason if body.strip() else None
+        except msgspec.MsgspecError as exc:
+            raise InvalidRequest(f'the body must be {{}} or {{"reason": TEXT}}: {exc}') from None
+        hub = door_of(request).hub
+        notice = await hub.control_worker(action, worker_id, reason=reason, caller=caller_of(request))
+        return v.worker_action_view(notice)
+
+    return handler
+
+
+drain_worker = _worker_action(
+    "drain",
+    "Drain a worker",
+    "It takes no new jobs and finishes what it runs; it stays drained if it reconnects. Optional "
+    'body: {"reason": TEXT} (what listings show).',
+)
+resume_worker = _worker_action("resume", "Resume a drained worker", "It takes jobs again.")
+evict_worker = _worker_action(
+    "evict",
+    "Evict a worker",
+    "Drain it and detach it now: its running jobs go back to the queue, and it is told to stop them.",
+)
+
+
 @get(
     "/api/services",
     summary="Services: workers, slots, queued and running jobs",
@@ -280,23 +326,6 @@ async def get_stats(request: Request[Any, Any, Any]) -> m.StatsView:
     return v.stats_view(await door_of(request).hub.stats(caller=caller_of(request)))
 
 
-@get(
-    "/health",
-    summary="Liveness",
-    description="200 while the hub takes work, 503 while it shuts down.",
-    tags=["cluster"],
-    responses={503: ResponseSpec(data_container=m.Health, description="Shutting down.")},
-)
-async def health(request: Request[Any, Any, Any]) -> Response[m.Health]:
-    hub = door_of(request).hub
-    body = m.Health(
-        status="draining" if hub.draining else "ok",
-        hub=hub.config.name,
-        uptime=hub.uptime,
-    )
-    return Response(body, status_code=503 if hub.draining else 200)
-
-
 HANDLERS = [
     submit_job,
     submit_batch,
@@ -308,7 +337,9 @@ HANDLERS = [
     get_events,
     explain_job,
     list_workers,
+    drain_worker,
+    resume_worker,
+    evict_worker,
     list_services,
     get_stats,
-    health,
 ]

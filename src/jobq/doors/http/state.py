@@ -16,6 +16,7 @@ from litestar.connection import ASGIConnection
 
 from jobq.config import HubConfig
 from jobq.core.auth import Caller
+from jobq.doors.http.limits import ConnectionLimits
 from jobq.doors.http.streams import Streams
 from jobq.hub import sessions
 from jobq.hub.hub import Hub
@@ -39,6 +40,8 @@ class DoorState:
         #: Set when the door stops: long polls give up at once (503) instead of being cut off.
         self.closing = asyncio.Event()
         self.streams = Streams(hub)
+        #: Open connections per client address, timeouts, the budget of partly received bytes.
+        self.limits = ConnectionLimits(config, hub.inflight)
         #: Which worker each ``/ws/worker`` connection speaks for.
         self.workers: sessions.WorkerDirectory[WorkerPeer] = sessions.WorkerDirectory(
             lambda peer: peer.register_required()

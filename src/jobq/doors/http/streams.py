@@ -26,6 +26,7 @@ import msgspec
 from jobq.core.auth import Caller, Principal
 from jobq.core.model import Job, JobEvent
 from jobq.core.states import TERMINAL
+from jobq.core.views import WorkerNotice
 from jobq.doors.http.figures import Figures, now_ms, worker_changes
 from jobq.doors.http.frames import frames_to_wire
 from jobq.hub.hub import Hub
@@ -291,6 +292,21 @@ class Streams:
         self.dropped = 0
         self._ticker: asyncio.Task[None] | None = None
         self._workers: dict[str, tuple[Any, ...]] = {}
+        hub.on_worker_notice(self._worker_notice)
+
+    def _worker_notice(self, notice: WorkerNotice) -> None:
+        """A worker drained (by an operator or automatically), resumed or evicted: monitors
+        hear it at once (``worker_drained``, ``worker_resumed``, ``worker_evicted``)."""
+        if self.monitors:
+            message = {
+                "type": f"worker_{notice.kind}",
+                "worker_id": notice.worker,
+                "drained": notice.drained,
+                "by": notice.by,
+                "requeued": notice.requeued,
+                "timestamp": int(notice.at * 1000),
+            }
+            self.broadcast(message)
 
     # ------------------------------------------------------------------ monitors
 

@@ -7,9 +7,9 @@ Translations only: every figure (health, free slots, uptime, ...) is the hub's o
 from __future__ import annotations
 
 from jobq.core.model import Job, JobEvent
-from jobq.core.views import ClusterStats, WorkerStatus
+from jobq.core.views import ClusterStats, WorkerNotice, WorkerStatus
 from jobq.doors.http.frames import frames_to_wire
-from jobq.doors.http.models import EventView, JobView, StatsView, WorkerView
+from jobq.doors.http.models import EventView, JobView, StatsView, WorkerActionView, WorkerView
 
 
 def job_view(job: Job, *, full: bool = False) -> JobView:
@@ -103,6 +103,18 @@ def worker_view(status: WorkerStatus) -> WorkerView:
         last_seen=status.last_seen,
         metrics=info.metrics,
         unhealthy=info.unhealthy,
+        drained=info.drained,
+    )
+
+
+def worker_action_view(notice: WorkerNotice) -> WorkerActionView:
+    return WorkerActionView(
+        worker_id=notice.worker,
+        action=notice.kind,
+        at=notice.at,
+        drained=notice.drained,
+        by=notice.by,
+        requeued=notice.requeued,
     )
 
 
@@ -119,4 +131,4 @@ def stats_view(stats: ClusterStats) -> StatsView:
     )
 
 
-__all__ = ["event_view", "job_view", "rebuilt_events", "stats_view", "worker_view"]
+__all__ = ["event_view", "job_view", "rebuilt_events", "stats_view", "worker_action_view", "worker_view"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, cast
 
@@ -36,7 +37,8 @@ from jobq.errors import InvalidRequest, JobqError, NotFound, Unauthorized
 log = logging.getLogger("jobq.doors.http.app")
 
 JobRef = Annotated[int, msgspec.Meta(ge=1, le=m.MAX_ID)] | Annotated[str, msgspec.Meta(max_length=20)]
-Token = Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+#: A fencing token (any id-sized number: tokens may grow beyond the attempt count).
+Token = Annotated[int, msgspec.Meta(ge=0, le=m.MAX_ID)]
 
 
 class Incoming(msgspec.Struct, tag_field="type", kw_only=True):
@@ -61,6 +63,45 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 
 _auth = msgspec.json.Decoder(Auth)
+
+
+class DoorSocket(WebSocket[Any, Any, Any]):
+    """Litestar's WebSocket (the door's ``websocket_class``) whose ``receive`` and ``send``
+    wrappers do not hold the socket itself: Litestar's close over it, a reference cycle that
+    keeps every closed connection (its protocol, buffers and compressor) until the hub's cycle
+    collector runs, which is seldom (``process.py``). The wrappers behave as Litestar's."""
+
+    def receive_wrapper(self, receive: Any) -> Any:
+        this = weakref.ref(self)
+
+        async def wrapped_receive() -> Any:
+            socket = this()
+            if socket is not None and socket.connection_state == "disconnect":
+                raise WebSocketDisconnect(detail="connection is disconnected")
+            message = await receive()
+            if socket is not None:
+                kind = message["type"]
+                socket.connection_state = (
+                    "connect"
+                    if kind == "websocket.connect"
+                    else "receive"
+                    if kind == "websocket.receive"
+                    else "disconnect"
+                )
+            return message
+
+        return wrapped_receive
+
+    def send_wrapper(self, send: Any) -> Any:
+        this = weakref.ref(self)
+
+        async def wrapped_send(message: Any) -> None:
+            socket = this()
+            if socket is not None and socket.connection_state == "disconnect":
+                raise WebSocketDisconnect(detail="connection is disconnected")
+            await send(message)
+
+        return wrapped_send
 
 
 async def admit(socket: WebSocket[Any, Any, Any]) -> Caller | None:
@@ -93,7 +134,7 @@ async def _first_message(socket: WebSocket[Any, Any, Any]) -> Caller | None:
     if text is None:
         return None
     try:
-        token = _auth.decode(text).token if text else None
+        token = _auth.decode(text).token if text and m.nesting_ok(text) else None
     except (msgspec.DecodeError, msgspec.ValidationError):
         token = None
     if token is None:
@@ -119,6 +160,7 @@ def authenticated(caller: Caller, request: Incoming | None) -> str:
 
 def decode(decoder: msgspec.json.Decoder[Any], text: str | bytes) -> Any:
     """A message, or the 400 naming the field at fault."""
+    m.check_nesting(text, "the message")
     try:
         return decoder.decode(text)
     except msgspec.ValidationError as exc:
@@ -131,11 +173,14 @@ def decode(decoder: msgspec.json.Decoder[Any], text: str | bytes) -> Any:
 
 
 def job_id_of(ref: int | str) -> int:
-    """A job id given as a number or a numeric string."""
+    """A job id given as a number or a numeric string (1 .. 2^53-1, else a 400; a string that
+    is no number names no job)."""
     if isinstance(ref, int):
         return ref
-    if ref.isdigit() and 1 <= int(ref) <= m.MAX_ID:
-        return int(ref)
+    if ref.isascii() and ref.isdigit():
+        if 1 <= int(ref) <= m.MAX_ID:
+            return int(ref)
+        raise m.FieldError(f"job_id out of range (1 .. {m.MAX_ID})", ["job_id"])
     raise NotFound(f"no job {ref[:20]}")
 
 
@@ -198,6 +243,7 @@ __all__ = [
     "CLOSE_FORBIDDEN",
     "CLOSE_UNAUTHORIZED",
     "Auth",
+    "DoorSocket",
     "Incoming",
     "JobRef",
     "Ping",

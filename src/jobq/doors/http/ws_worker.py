@@ -57,7 +57,7 @@ class RegisterWorker(Incoming, tag="register_worker"):
     #: ``raw``: payloads always as base64, so the bytes arrive exactly as submitted.
     payload_format: Literal["auto", "raw"] = "auto"
     #: (job id, token) attempts still running from a previous connection.
-    held: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    held: list[tuple[m.JobId, Token]] = msgspec.field(default_factory=list)
     schemas: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -104,7 +104,7 @@ class FailJob(Incoming, tag="fail_job"):
 
 
 class ReleaseJobs(Incoming, tag="release_jobs"):
-    jobs: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    jobs: list[tuple[m.JobId, Token]] = msgspec.field(default_factory=list)
 
 
 class SetSlots(Incoming, tag="set_slots"):
@@ -175,7 +175,7 @@ class WorkerConn:
 
     def deliver(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
-            self.tokens[job.id] = job.attempts
+            self.tokens[job.id] = job.token
             a = assignment_of(job)
             payload, encoding = (
                 m.raw_frames(a.payload) if self.raw else m.frames_to_wire(a.payload, a.content_type)
@@ -253,7 +253,7 @@ class WorkerConn:
             raise unknown from None
         if job.worker != self.worker_id:
             raise unknown
-        return job_id, job.attempts
+        return job_id, job.token
 
     async def _dispatch(self, msg: Any) -> None:
         hub = self.hub
@@ -325,6 +325,8 @@ class WorkerConn:
             self.outbox.put(reply("jobs_completed_ack", msg, job_ids=done, refused=refused))
 
     async def _register(self, msg: RegisterWorker) -> None:
+        m.check_ints(msg.capabilities, "capabilities")
+        m.check_ints(msg.schemas, "schemas")
         capabilities = dict(msg.capabilities)
         services = list(msg.services)
         listed = capabilities.pop("services", None)
