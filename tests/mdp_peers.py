@@ -109,14 +109,19 @@ class Worker(Peer):
 # ---------------------------------------------------------------- a zguide-style worker process
 
 
-def worker_process(endpoint: str, service: str, heartbeat: float, sleep: bool) -> None:
-    """As the zguide's mdwrkapi.py: READY once, heartbeat while idle, silent while busy.
-    With ``sleep``, a request's first frame is seconds to sleep; the reply is the body."""
+def worker_process(
+    endpoint: str, service: str, heartbeat: float, sleep: bool, show_ready: bool = False
+) -> None:
+    """As the zguide's mdwrkapi.py: READY once, heartbeat while idle, silent while busy, and
+    on DISCONNECT a new socket and READY again at once. With ``sleep``, a request's first frame
+    is seconds to sleep; the reply is the body. With ``show_ready``, each READY is printed."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
     sock.send_multipart([b"", W01, b"\x01", service.encode()])
+    if show_ready:
+        print("READY", flush=True)
     next_beat = time.monotonic() + heartbeat
     while True:
         if sock.poll(int(heartbeat * 1000)):
@@ -134,6 +139,8 @@ def worker_process(endpoint: str, service: str, heartbeat: float, sleep: bool) -
                 sock.setsockopt(zmq.LINGER, 0)
                 sock.connect(endpoint)
                 sock.send_multipart([b"", W01, b"\x01", service.encode()])
+                if show_ready:
+                    print("READY", flush=True)
         if time.monotonic() > next_beat:
             sock.send_multipart([b"", W01, b"\x04"])
             next_beat = time.monotonic() + heartbeat
@@ -145,8 +152,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("service")
     parser.add_argument("--heartbeat", type=float, default=2.5)
     parser.add_argument("--sleep", action="store_true")
+    parser.add_argument("--show-ready", action="store_true")
     args = parser.parse_args(argv)
-    worker_process(args.endpoint, args.service, args.heartbeat, args.sleep)
+    worker_process(args.endpoint, args.service, args.heartbeat, args.sleep, args.show_ready)
 
 
 if __name__ == "__main__":

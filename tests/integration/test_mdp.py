@@ -255,8 +255,7 @@ async def test_mmi() -> None:
 @pytest.mark.parametrize(
     "frames",
     [
-        [b"", W01, b"\x01", b"mmi.service"],  # READY for an MMI service
-        [b"", W01, b"\x01", b"titanic.reply"],  # ... or one the hub serves itself
+        # (a READY for mmi.* or titanic.* is parked instead: test_mdp_hardening.py)
         [b"", W01, b"\x04"],  # HEARTBEAT before READY
         [b"", W01, b"\x03", b"1.1", b"", b"x"],  # REPLY before READY
         [b"", W01, b"\x02", b"a", b"", b"b"],  # REQUEST from a worker

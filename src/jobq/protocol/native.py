@@ -19,7 +19,7 @@ is trusted or CURVE-authenticated, and one whose token lacks the right (``forbid
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -30,6 +30,14 @@ HEADER = b"JQ1"
 
 #: Largest native message body the hub accepts by default (bytes).
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+
+#: Largest id, token, offset or count a message may carry: the stores keep them as signed
+#: 64-bit integers, and msgpack carries up to 2**64 - 1. Beyond it a message is ``invalid``.
+MAX_INT = 2**63 - 1
+#: A job id or a fencing token: 0 .. 2**63 - 1.
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+#: A count that fits a signed 64-bit integer (slots: the hub applies its own limits).
+Int64 = Annotated[int, msgspec.Meta(ge=-MAX_INT - 1, le=MAX_INT)]
 
 
 class _Msg(msgspec.Struct, array_like=True, omit_defaults=True, tag_field="t"):
@@ -49,14 +57,14 @@ class Submit(_Msg, tag="submit"):
 
 class Get(_Msg, tag="get"):
     rid: int
-    ids: list[int]
+    ids: list[Id]
     payload: bool = False
     credential: str | None = None
 
 
 class Wait(_Msg, tag="wait"):
     rid: int
-    ids: list[int]
+    ids: list[Id]
     timeout: float | None = None
     payload: bool = False
     credential: str | None = None
@@ -64,13 +72,13 @@ class Wait(_Msg, tag="wait"):
 
 class Cancel(_Msg, tag="cancel"):
     rid: int
-    ids: list[int]
+    ids: list[Id]
     credential: str | None = None
 
 
 class Retry(_Msg, tag="retry"):
     rid: int
-    ids: list[int]
+    ids: list[Id]
     credential: str | None = None
 
 
@@ -85,13 +93,13 @@ class Subscribe(_Msg, tag="subscribe"):
     """Receive ``events`` for these jobs (all jobs when ``ids`` is empty)."""
 
     rid: int
-    ids: list[int] = msgspec.field(default_factory=list)
+    ids: list[Id] = msgspec.field(default_factory=list)
     credential: str | None = None
 
 
 class Unsubscribe(_Msg, tag="unsubscribe"):
     rid: int
-    ids: list[int] = msgspec.field(default_factory=list)
+    ids: list[Id] = msgspec.field(default_factory=list)
     credential: str | None = None
 
 
@@ -100,13 +108,24 @@ class Info(_Msg, tag="info"):
 
     rid: int
     what: str
-    id: int = 0
+    id: Id = 0
     service: str | None = None
     credential: str | None = None
 
 
 class Ping(_Msg, tag="ping"):
     rid: int
+    credential: str | None = None
+
+
+class WorkerCommand(_Msg, tag="worker"):
+    """An operator's ``drain``, ``resume`` or ``evict`` of a worker (its id, or a name only it
+    has); ``reason`` goes with a drain. Admin only. Answered ``reply`` with the worker notice."""
+
+    rid: int
+    action: str
+    worker: str
+    reason: str | None = None
     credential: str | None = None
 
 
@@ -164,11 +183,11 @@ class Pong(_Msg, tag="pong"):
 class Hello(_Msg, tag="hello"):
     worker_id: str
     services: list[str]
-    slots: int = 1
+    slots: Int64 = 1
     capabilities: dict[str, Any] = msgspec.field(default_factory=dict)
     name: str | None = None
     #: (job id, token) attempts the worker still runs from a previous connection.
-    held: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    held: list[tuple[Id, Id]] = msgspec.field(default_factory=list)
     #: Service → JSON Schema of its payload (advertised plugins).
     schemas: dict[str, Any] = msgspec.field(default_factory=dict)
     version: int = 1
@@ -194,7 +213,7 @@ class Heartbeat(_Msg, tag="hb"):
 
 
 class SetSlots(_Msg, tag="slots"):
-    slots: int
+    slots: Int64
     credential: str | None = None
 
 
@@ -205,21 +224,21 @@ class Assign(_Msg, tag="assign"):
 class Done(_Msg, tag="done"):
     """Results of attempts: (job id, token, result frames) each."""
 
-    results: list[tuple[int, int, Frames]]
+    results: list[tuple[Id, Id, Frames]]
     credential: str | None = None
 
 
 class Fail(_Msg, tag="fail"):
-    id: int
-    token: int
+    id: Id
+    token: Id
     error: str
     retryable: bool = True
     credential: str | None = None
 
 
 class Progress(_Msg, tag="progress"):
-    id: int
-    token: int
+    id: Id
+    token: Id
     value: float | None = None
     message: str | None = None
     credential: str | None = None
@@ -231,7 +250,7 @@ class Progress(_Msg, tag="progress"):
 class Release(_Msg, tag="release"):
     """Give running attempts back to the queue without finishing them (drain)."""
 
-    jobs: list[tuple[int, int]]
+    jobs: list[tuple[Id, Id]]
     credential: str | None = None
 
 
@@ -251,7 +270,9 @@ class Bye(_Msg, tag="bye"):
     credential: str | None = None
 
 
-ClientMessage = Submit | Get | Wait | Cancel | Retry | ListJobs | Subscribe | Unsubscribe | Info | Ping
+ClientMessage = (
+    Submit | Get | Wait | Cancel | Retry | ListJobs | Subscribe | Unsubscribe | Info | Ping | WorkerCommand
+)
 WorkerMessage = Hello | Heartbeat | SetSlots | Done | Fail | Progress | Release | Bye
 Inbound = ClientMessage | WorkerMessage
 Outbound = (
@@ -313,5 +334,6 @@ __all__ = [
     "Unsubscribe",
     "Wait",
     "Welcome",
+    "WorkerCommand",
     "WorkerInfo",
 ]

@@ -7,12 +7,22 @@ drain on the next turn (a send can swallow the edge a waiting message raised).
 A ROUTER that needs to know where each message came from asks for libzmq's message
 ``properties`` (``Peer-Address``, ``User-Id``: what a ZAP handler said of a CURVE client): they
 are read from each message's first frame and are ``last_properties`` while its handler runs.
+
+A ROUTER given ``on_disconnect`` is told when a peer's connection closes. libzmq reports no
+disconnects on a ROUTER (``ROUTER_NOTIFY`` is a draft option, absent from released builds), so
+:class:`_PeerWatch` pieces it together: each message's source descriptor (``SRCFD``) says which
+connection an identity speaks on, and the socket monitor's ``DISCONNECTED`` (and ``ACCEPTED``,
+should a ``DISCONNECTED`` have been lost) events name the descriptor that closed. An identity
+that moved to another connection (a peer reconnecting, ``ROUTER_HANDOVER``) is not reported
+when its old connection closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -28,6 +38,11 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SENDMORE = int(zmq.SNDMORE) | _NOBLOCK
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+_SRCFD = int(zmq.SRCFD)
+_ACCEPTED = int(zmq.EVENT_ACCEPTED)
+_DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
+#: A monitor event's first frame: the event (16 bits) and its value (32 bits: the descriptor).
+_EVENT = struct.Struct("=HI")
 
 
 class AsyncSocket:
@@ -39,7 +54,9 @@ class AsyncSocket:
         on_batch_end: Callable[[], None] | None = None,
         drop_when_full: bool = False,
         properties: Sequence[str] = (),
+        on_disconnect: Callable[[bytes], None] | None = None,
     ) -> None:
+        """``on_disconnect(identity)`` (a ROUTER): a peer's connection closed (see above)."""
         self.sock = sock
         self.on_message = on_message
         self.on_batch_end = on_batch_end
@@ -54,13 +71,26 @@ class AsyncSocket:
         #: The message properties asked for, of the message being handled (None: not set).
         self.properties = tuple(properties)
         self.last_properties: tuple[str | None, ...] = (None,) * len(self.properties)
-        if self.properties:
+        self._watch: _PeerWatch | None = None
+        if on_disconnect is not None:
+            self._watch = _PeerWatch(sock, on_disconnect)
+            self._recv = self._recv_watched  # type: ignore[method-assign]
+        elif self.properties:
             self._recv = self._recv_with_properties  # type: ignore[method-assign]
 
     def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         loop.add_reader(self._fd, self._drain)
+        if self._watch is not None:
+            loop.add_reader(self._watch.fd, self._watched)
+            self._watch.events()
         self.poke()
+
+    def _watched(self) -> None:
+        """The monitor has news: the messages that came before a close are handled first."""
+        self._drain()
+        if self._watch is not None and not self._closed:
+            self._watch.events()
 
     def close(self, linger: int = 0) -> None:
         if self._closed:
@@ -68,6 +98,10 @@ class AsyncSocket:
         self._closed = True
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
+            if self._watch is not None:
+                self._loop.remove_reader(self._watch.fd)
+        if self._watch is not None:
+            self._watch.close(self.sock)
         self.sock.close(linger=linger)
 
     @property
@@ -127,6 +161,23 @@ class AsyncSocket:
             frames.append(part.bytes)
         return frames
 
+    def _recv_watched(self) -> list[bytes]:
+        recv = self.sock.recv
+        part = recv(_NOBLOCK, copy=False)
+        if self.properties:
+            self.last_properties = tuple(_property(part, name) for name in self.properties)
+        identity = part.bytes
+        watch = self._watch
+        assert watch is not None
+        fd: int = part.get(_SRCFD)
+        if watch.identity_of.get(fd) != identity:
+            watch.moved(fd, identity)
+        frames = [identity]
+        while part.more:
+            part = recv(_NOBLOCK, copy=False)
+            frames.append(part.bytes)
+        return frames
+
     def _readable(self) -> bool:
         events: int = self.sock.getsockopt(_EVENTS)  # type: ignore[assignment]
         return bool(events & _POLLIN)
@@ -172,6 +223,63 @@ class AsyncSocket:
             self.poke()  # more is waiting: come back on the next turn
         elif self._backlog and self._loop is not None:
             self._loop.call_later(0.002, self.poke)  # the peer is slow: retry the backlog soon
+
+
+class _PeerWatch:
+    """Which connection (descriptor) each identity of a ROUTER speaks on, and the socket
+    monitor's word that a descriptor closed: ``on_disconnect(identity)`` then."""
+
+    def __init__(self, sock: zmq.Socket[bytes], on_disconnect: Callable[[bytes], None]) -> None:
+        self.on_disconnect = on_disconnect
+        self.monitor: zmq.Socket[bytes] = sock.get_monitor_socket(_ACCEPTED | _DISCONNECTED)
+        self.fd: int = self.monitor.FD
+        #: Descriptor → the identity last heard on it; identity → the descriptor it was last
+        #: heard on (a reconnect moves it: its old connection's close is then no news).
+        self.identity_of: dict[int, bytes] = {}
+        self.fd_of: dict[bytes, int] = {}
+
+    def moved(self, fd: int, identity: bytes) -> None:
+        """A message from ``identity`` on a descriptor it was not last seen on: a new
+        connection. The monitor's events come first (a descriptor reused by the new connection
+        was closed, and said so, before it was accepted again)."""
+        self.events()
+        old = self.identity_of.get(fd)
+        if old is not None and old != identity:
+            self._gone(fd, old)
+        self.identity_of[fd] = identity
+        self.fd_of[identity] = fd
+
+    def events(self) -> None:
+        """Read every monitor event waiting (the descriptor is edge-triggered)."""
+        recv = self.monitor.recv_multipart
+        while True:
+            try:
+                frames = recv(_NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:  # closed under us
+                return
+            if len(frames) < 1 or len(frames[0]) < _EVENT.size:
+                continue
+            event, fd = _EVENT.unpack_from(frames[0])
+            if event in (_DISCONNECTED, _ACCEPTED):  # accepted: whoever had it before is gone
+                identity = self.identity_of.pop(fd, None)
+                if identity is not None:
+                    self._gone(fd, identity)
+
+    def _gone(self, fd: int, identity: bytes) -> None:
+        if self.fd_of.get(identity) != fd:
+            return  # it speaks on another connection now
+        del self.fd_of[identity]
+        try:
+            self.on_disconnect(identity)
+        except Exception:
+            log.exception("an on_disconnect handler failed")
+
+    def close(self, sock: zmq.Socket[bytes]) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            sock.disable_monitor()
+        self.monitor.close(linger=0)
 
 
 def _property(frame: zmq.Frame, name: str) -> str | None:

@@ -5,7 +5,9 @@ service frame it sent, framed as it framed its request (see :mod:`jobq.protocol.
 READY attaches a worker of that service (one request at a time, a few more queued while its
 requests are short: ``mdp_prefetch``); the hub pushes it jobs from any door, and its REPLY
 completes the job. ``mmi.*`` and ``titanic.*`` are answered by the hub itself
-(:mod:`jobq.doors.zmq.mmi`).
+(:mod:`jobq.doors.zmq.mmi`); a worker's READY for one of those is *parked*: kept and
+heartbeaten, never given a request, instead of told DISCONNECT (which a Majordomo worker answers
+with READY at once: zguide's titanic.py made a storm of them).
 
 Majordomo peers cannot send a token. Their caller is the listener's (``?trusted=ROLE...``), or
 the connection's CURVE key (``?curve``), or the local admin while the hub runs without
@@ -16,8 +18,9 @@ counts only from the worker that holds the request, for an address the hub gave 
 :mod:`jobq.doors.zmq.mdp_requests`.
 
 What Majordomo brokers usually lose, the hub keeps: a request is a durable job, a worker that
-dies busy has its request re-queued for another worker (found out at once when the hub's next
-heartbeat to it cannot be routed, or when its job's lease ends), and the client gets one reply.
+dies has its request re-queued for another worker (found out the moment its connection closes,
+or when the hub's next heartbeat to it cannot be routed, or when its job's lease ends), and the
+client gets one reply.
 
 The door holds no job rules. It keeps the routes: which client waits for which job, and how
 each peer frames its messages. Routes live in memory: after a hub restart the jobs still run
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 
 from jobq.core.auth import LOCAL_CALLER, Caller
 from jobq.core.model import Completion, Job
+from jobq.core.validate import MAX_NAME
 from jobq.core.views import WorkerHello
 from jobq.doors.zmq.identity import Callers
 from jobq.doors.zmq.mdp_requests import RESERVED, Addresses, MdpRequests
@@ -44,6 +48,9 @@ from jobq.hub.sessions import Liveness, WorkerDirectory
 from jobq.protocol import mdp
 
 log = logging.getLogger("jobq.doors.zmq.mdp")
+
+#: Workers parked at most (READY for a service the hub answers itself); past it, DISCONNECT.
+MAX_PARKED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,8 @@ class _Worker:
     worker_id: str = ""
     attached: bool = False
     gone: bool = False
+    #: Its connection closed; it is dropped once the messages it sent before are handled.
+    closed: bool = False
     #: Messages from the worker, handled in order by one task at a time.
     inbox: list[mdp.Message] = field(default_factory=list)
     draining: bool = False
@@ -82,6 +91,9 @@ class _Worker:
 
     def deliver(self, jobs: Sequence[Job]) -> None:
         door = self.door
+        if self.closed:  # claimed as its connection closed: back to the queue unstarted
+            door.hub.spawn(door.hub.release(self.worker_id, [(job.id, job.token) for job in jobs]))
+            return
         if door.strict and not door.adopt(self, door.sender.connection(self.identity)):
             door.lost(self, "its identity was taken over by another principal")
             return
@@ -105,6 +117,15 @@ class _Worker:
         self.door.forget(self)
 
 
+@dataclass(slots=True)
+class _Parked:
+    """A worker that said READY for ``mmi.*`` or ``titanic.*``: heartbeaten, given nothing."""
+
+    framing: mdp.Framing
+    service: str
+    last_seen: float
+
+
 class MajordomoDoor:
     """Majordomo's handler on the router (installed by :mod:`jobq.app`)."""
 
@@ -119,11 +140,14 @@ class MajordomoDoor:
         #: Which worker each connection is; a stranger's message gets DISCONNECT.
         self.workers = WorkerDirectory[_Peer](lambda peer: self._refuse(peer.identity, peer.framing))
         self.links: dict[bytes, _Worker] = {}
+        #: Workers for the hub's own services, by identity (see ``_park``).
+        self.parked: dict[bytes, _Parked] = {}
         self.counters: dict[str, int] = dict.fromkeys(
             ("requests", "replies", "partials", "errors", "undeliverable", "malformed", "disconnects_sent"), 0
         )
         self.clients = MdpRequests(hub, sender, self.counters, self.stats)
         self._timers: list[asyncio.TimerHandle] = []
+        sender.on_disconnect(self._disconnected)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -166,6 +190,10 @@ class MajordomoDoor:
     def _from_worker(self, identity: bytes, message: mdp.Message) -> None:
         peer = _Peer(identity, message.framing)
         if peer not in self.workers:
+            parked = self.parked.get(identity)
+            if parked is not None:
+                self._parked_message(identity, parked, message)
+                return
             if isinstance(message, mdp.Ready):
                 if not self._new_worker(peer, message):
                     return
@@ -190,8 +218,11 @@ class MajordomoDoor:
         except UnicodeDecodeError:
             service = ""
         caller = self._caller(peer.identity)
-        if not service or service.startswith(RESERVED) or isinstance(caller, JobqError):
+        if not service or len(message.service) > MAX_NAME or isinstance(caller, JobqError):
             self._refuse(peer.identity, peer.framing)
+            return False
+        if service.startswith(RESERVED):
+            self._park(peer, service)
             return False
         # One request at a time until its requests prove short (see _completed).
         worker = _Worker(
@@ -234,6 +265,43 @@ class MajordomoDoor:
         self.counters["disconnects_sent"] += 1
         self.sender.send(identity, mdp.disconnect_frames(framing))
 
+    # ------------------------------------------------------------------ parked workers
+
+    def _park(self, peer: _Peer, service: str) -> None:
+        """READY for a service the hub answers itself (``titanic.*``: zguide's titanic.py runs
+        such workers). DISCONNECT would bring the same READY back at once, as Majordomo asks of
+        a worker, so it is kept instead: heartbeaten, never given a request."""
+        if len(self.parked) >= MAX_PARKED:
+            self._refuse(peer.identity, peer.framing)
+            return
+        self.parked[peer.identity] = _Parked(peer.framing, service, time.monotonic())
+        log.info("MDP worker for %s parked: the hub answers %s itself", service, service)
+
+    def _parked_message(self, identity: bytes, parked: _Parked, message: mdp.Message) -> None:
+        """A sign of life; a DISCONNECT lets it go. Anything else changes nothing."""
+        parked.last_seen = time.monotonic()
+        if isinstance(message, mdp.Disconnect):
+            del self.parked[identity]
+
+    def _beat_parked(self) -> None:
+        """Heartbeat the parked workers; a silent or unreachable one is forgotten quietly."""
+        limit = time.monotonic() - self.config.mdp_heartbeat * self.config.mdp_liveness
+        for identity, parked in list(self.parked.items()):
+            beat = mdp.heartbeat_frames(parked.framing)
+            if parked.last_seen < limit or not self.sender.send(identity, beat):
+                del self.parked[identity]
+
+    def _disconnected(self, identity: bytes) -> None:
+        """The connection closed: its worker is gone now, and its requests go back to the queue
+        at once (not at the next heartbeat, handing it more requests meanwhile)."""
+        self.parked.pop(identity, None)
+        worker = self.links.get(identity)
+        if worker is None:
+            return
+        worker.closed = True
+        if not worker.draining:  # else once the messages it sent before the close are handled
+            self.lost(worker, "its connection closed")
+
     # ------------------------------------------------------------------ workers
 
     async def _drain(self, worker: _Worker) -> None:
@@ -256,6 +324,8 @@ class MajordomoDoor:
                     await self._completed(worker, replies)
         finally:
             worker.draining = False
+            if worker.closed and not worker.gone:
+                self.lost(worker, "its connection closed")
 
     async def _worker_message(self, worker: _Worker, message: mdp.Message) -> None:
         if isinstance(message, mdp.Ready):
@@ -372,6 +442,8 @@ class MajordomoDoor:
         for worker in list(self.links.values()):
             if worker.attached and not self.send_worker(worker, mdp.heartbeat_frames(worker.framing)):
                 self.lost(worker, "cannot be reached")
+        if self.parked:
+            self._beat_parked()
 
     # ------------------------------------------------------------------ no worker
 
@@ -383,4 +455,9 @@ class MajordomoDoor:
             self.hub.spawn(self.clients.sweep())
 
     def stats(self) -> dict[str, int]:
-        return {**self.counters, "workers": len(self.links), "waiting": len(self.clients.requests)}
+        return {
+            **self.counters,
+            "workers": len(self.links),
+            "waiting": len(self.clients.requests),
+            "parked": len(self.parked),
+        }

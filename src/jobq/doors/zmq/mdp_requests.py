@@ -32,7 +32,7 @@ log = logging.getLogger("jobq.doors.zmq.mdp")
 
 #: First frame of the body of an error reply: ``[ERROR, code, message]`` (codes as jobq's).
 ERROR = b"jobq.error"
-#: Service prefixes the hub answers itself; a worker READY for one gets DISCONNECT.
+#: Service prefixes the hub answers itself; a worker READY for one is parked (never given work).
 RESERVED = ("mmi.", "titanic.")
 
 
@@ -54,7 +54,7 @@ class Addresses:
         return hashlib.blake2b(head, key=self._key, digest_size=12).hexdigest().encode()
 
     def of(self, job: Job) -> bytes:
-        head = b"%d.%d" % (job.id, job.attempts)
+        head = b"%d.%d" % (job.id, job.token)
         return head + b"." + self._tag(head)
 
     def attempt(self, address: bytes) -> tuple[int, int] | None:
@@ -145,7 +145,11 @@ class MdpRequests:
         except Exception as exc:  # the hub takes no jobs now (shutting down), or a bug
             if not isinstance(exc, JobqError):
                 log.exception("submitting %d MDP request(s) failed", len(batch))
-            error = exc if isinstance(exc, JobqError) else JobqError(f"internal error: {exc}")
+            error = (
+                exc.with_traceback(None)
+                if isinstance(exc, JobqError)
+                else JobqError(f"internal error: {exc}")
+            )
             for request, _ in batch:
                 self.answer_error(request, error)
             return

@@ -28,13 +28,16 @@ import msgspec
 
 from jobq.core.auth import Caller
 from jobq.core.model import Frames, Job, JobSpec
-from jobq.core.states import CANCELLED, COMPLETED, FAILED, TERMINAL
+from jobq.core.states import CANCELLED, COMPLETED, FAILED, QUARANTINED, TERMINAL
 from jobq.errors import Forbidden, InvalidRequest, JobqError
 from jobq.hub.hub import Hub
 
 OK, PENDING, UNKNOWN, NOT_FOUND, ERROR, NOT_IMPLEMENTED = b"200", b"300", b"400", b"404", b"500", b"501"
 TITANIC_KEY = "titanic:"
 TITANIC = ("titanic.request", "titanic.reply", "titanic.close")
+#: Job ids are signed 64-bit numbers: a Titanic id naming a larger one is unknown.
+MAX_JOB_ID = 2**63 - 1
+_HEX = b"0123456789abcdefABCDEF"
 
 
 def _json(value: Any) -> bytes:
@@ -108,13 +111,12 @@ class HubServices:
 
     async def _titanic_job(self, body: Frames, caller: Caller) -> Job | None:
         """The job a Titanic id names, or None."""
-        if not body or len(body[0]) != 32:
+        if not body or len(body[0]) != 32 or body[0].strip(_HEX):
             return None
-        text = body[0].decode(errors="replace")
-        try:
-            job_id = int(text[:16], 16)
-        except ValueError:
-            return None
+        text = body[0].decode()
+        job_id = int(text[:16], 16)
+        if job_id > MAX_JOB_ID:
+            return None  # no job has it: ids are signed 64-bit numbers
         try:
             job = await self.hub.find(job_id, caller=caller)
         except Forbidden:
@@ -129,7 +131,7 @@ class HubServices:
             return [UNKNOWN, b"unknown or closed request"]
         if job.state is COMPLETED:
             return [OK, *(job.result or [])]
-        if job.state is FAILED:
+        if job.state is FAILED or job.state is QUARANTINED:
             return [ERROR, (job.error or "failed").encode()]
         return [PENDING]
 

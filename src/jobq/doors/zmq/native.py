@@ -11,7 +11,8 @@ worker messages on that connection act as that worker, and only with that princi
 same identity once it has shown the same principal: the worker reconnecting), never to whoever
 took its identity over. Without ``--auth``, results, failures and progress are accepted from any
 connection that presents a valid fencing token, known session or not: after a hub restart a
-worker's queued results still land, and the worker is told to say ``hello`` again.
+worker's queued results still land, and the worker is told to say ``hello`` again. A worker is
+gone the moment its connection closes (``native_links.py``).
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 
 from jobq.core.auth import Caller
-from jobq.core.model import Completion, Job, JobEvent, Submitted, assignment_of
+from jobq.core.model import Completion, Job, JobEvent, Submitted
 from jobq.core.views import WorkerHello
 from jobq.doors.zmq.identity import Callers
+from jobq.doors.zmq.native_links import Departures, Link
 from jobq.doors.zmq.router import Peer, Sender
 from jobq.errors import Forbidden, InvalidRequest, JobqError
 from jobq.hub.hub import Hub, SubmitOutcome
@@ -39,46 +41,6 @@ log = logging.getLogger("jobq.doors.zmq.native")
 _Handler = Callable[[bytes, Any, Caller], Awaitable[None]]
 #: A message waiting for the end of its batch: who sent it, as whom, and over which connection.
 _Queued = tuple[bytes, Any, Caller, Peer]
-
-
-class _Link:
-    """A jobq SDK worker on the ZeroMQ door, as the hub sees it."""
-
-    pushes = True
-
-    def __init__(self, door: NativeDoor, identity: bytes, peer: Peer, principal: str) -> None:
-        self.door = door
-        self.identity = identity
-        #: The connection that said hello, and the principal it said it as.
-        self.peer = peer
-        self.principal = principal
-        #: Jobs held back from a connection that has not shown its principal yet (--auth).
-        self.pending: list[Job] = []
-
-    def deliver(self, jobs: Sequence[Job]) -> None:
-        door = self.door
-        if door.strict and door.sender.connection(self.identity) is not self.peer:
-            # Another connection holds the identity now: the worker reconnecting, or someone
-            # who took it over. Nothing goes to it until it shows the worker's principal.
-            self.pending.extend(jobs)
-            door.send(self.identity, native.Reconnect(reason="a new connection: say hello"))
-            return
-        door.send(self.identity, native.Assign(jobs=[assignment_of(job) for job in jobs]))
-
-    def confirm(self, peer: Peer) -> None:
-        """``peer`` showed the worker's principal: it is the worker's connection now."""
-        if peer is not self.peer:
-            self.peer = peer
-            if self.pending:
-                jobs, self.pending = self.pending, []
-                self.deliver(jobs)
-
-    def stop(self, job_ids: Sequence[int]) -> None:
-        self.door.send(self.identity, native.CancelJobs(ids=list(job_ids)))
-
-    def disconnect(self, reason: str) -> None:
-        self.door.forget_worker(self.identity)
-        self.door.send(self.identity, native.Reconnect(reason=reason))
 
 
 class _Subscriber:
@@ -118,7 +80,9 @@ class NativeDoor:
         self.strict = hub.guard.enabled
         self.workers = WorkerDirectory[bytes](self._unknown_worker)
         #: One link per connection, so a repeated hello is recognised as the same connection.
-        self.links: dict[bytes, _Link] = {}
+        self.links: dict[bytes, Link] = {}
+        #: A closed connection detaches its worker (``native_links.py``).
+        self.departures = Departures(self)
         self.subscribers: dict[bytes, _Subscriber] = {}
         self.malformed = 0
         self._submits: list[_Queued] = []
@@ -134,6 +98,7 @@ class NativeDoor:
             native.Unsubscribe: self._unsubscribe,
             native.Info: self._info,
             native.Ping: self._ping,
+            native.WorkerCommand: self._worker_command,
             native.Heartbeat: self._heartbeat,
             native.SetSlots: self._set_slots,
             native.Fail: self._fail,
@@ -142,6 +107,7 @@ class NativeDoor:
             native.Bye: self._bye,
         }
         hub.on_revoke(self._revoked)
+        sender.on_disconnect(self.departures.closed)
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().call_later(5.0, self._sweep)
@@ -193,7 +159,7 @@ class NativeDoor:
             self.hub.spawn(self._submit_together(submits))
         if self._dones:
             dones, self._dones = self._dones, []
-            self.hub.spawn(self._done_together(dones))
+            self.hub.spawn(self.departures.results(self._done_together(dones)))
 
     async def _submit_together(self, submits: list[_Queued]) -> None:
         """The hub answers each spec on its own: a refused one fails alone. Submits of one
@@ -210,7 +176,9 @@ class NativeDoor:
         try:
             outcomes = await self.hub.submit(specs, caller=submits[0][2])
         except Exception as exc:  # the hub takes no jobs now (shutting down), or a bug
-            error = exc if isinstance(exc, JobqError) else self._internal(exc, "submitting")
+            error = (
+                exc.with_traceback(None) if isinstance(exc, JobqError) else self._internal(exc, "submitting")
+            )
             for identity, msg, _, _ in submits:
                 self._reject(identity, msg.rid, error)
             return
@@ -237,7 +205,7 @@ class NativeDoor:
             try:
                 outcomes = [await self.hub.complete(worker_id, results)]
             except JobqError as exc:
-                outcomes = [exc]
+                outcomes = [exc.with_traceback(None)]
         else:
             # Concurrently, so that every worker's results share one commit.
             outcomes = await asyncio.gather(
@@ -292,9 +260,11 @@ class NativeDoor:
                 self.hub.unwatch(sub)
                 del self.subscribers[identity]
 
-    def forget_worker(self, identity: bytes) -> None:
-        self.workers.forget(identity)
+    def forget_worker(self, identity: bytes) -> str | None:
+        worker_id = self.workers.forget(identity)
         self.links.pop(identity, None)
+        self.departures.forgot(identity, worker_id)
+        return worker_id
 
     def _unknown_worker(self, identity: bytes) -> None:
         self.send(identity, native.Reconnect(reason="unknown worker; say hello"))
@@ -355,7 +325,10 @@ class NativeDoor:
         self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
 
     async def _list(self, identity: bytes, msg: native.ListJobs, caller: Caller) -> None:
-        jobs = await self.hub.list_jobs(msg.query, blocked=msg.blocked, caller=caller)
+        query = msg.query
+        if not 0 <= query.offset <= native.MAX_INT or not all(0 <= i <= native.MAX_INT for i in query.ids):
+            raise InvalidRequest(f"ids and offset must be between 0 and {native.MAX_INT}")
+        jobs = await self.hub.list_jobs(query, blocked=msg.blocked, caller=caller)
         self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
 
     async def _subscribe(self, identity: bytes, msg: native.Subscribe, caller: Caller) -> None:
@@ -400,6 +373,10 @@ class NativeDoor:
             sub.last_seen = time.monotonic()
         self.send(identity, native.Pong(rid=msg.rid, hub=self.hub.config.name))
 
+    async def _worker_command(self, identity: bytes, msg: native.WorkerCommand, caller: Caller) -> None:
+        notice = await self.hub.control_worker(msg.action, msg.worker, reason=msg.reason, caller=caller)
+        self.send(identity, native.Reply(rid=msg.rid, value=msgspec.to_builtins(notice)))
+
     # ------------------------------------------------------------------ workers
 
     def _hello_from(self, peer: Peer) -> _Handler:
@@ -423,6 +400,8 @@ class NativeDoor:
         )
         name = caller.principal.name
         link = self.links.get(identity)
+        if link is not None and link.gone:
+            link = None  # its connection closed: this hello is a new connection's
         if link is not None and link.principal != name:
             if self.strict:
                 # The identity is another principal's worker's until that worker leaves.
@@ -431,11 +410,14 @@ class NativeDoor:
                 raise Forbidden(f"not allowed: {reason}")
             link = None
         if link is None:
-            link = _Link(self, identity, peer, name)
+            link = Link(self, identity, peer, name)
         # This connection is the worker's now; what was held back from it, the hub's attach
         # gives back to the queue unless the worker says it holds it.
-        link.peer, link.pending = peer, []
-        welcome = await self.hub.attach(hello, link, held=msg.held, caller=caller)
+        link.peer, link.pending, link.worker_id = peer, [], msg.worker_id
+        attaching = self.hub.attach(hello, link, held=msg.held, caller=caller)
+        welcome = await self.departures.attach(identity, link, attaching)
+        if welcome is None:
+            return  # its connection closed while the hub attached it
         self.links[identity] = link
         self.workers.bind(identity, msg.worker_id)
         self.send(
@@ -469,8 +451,8 @@ class NativeDoor:
         await self.hub.release(worker_id, msg.jobs)
 
     async def _bye(self, identity: bytes, msg: native.Bye, caller: Caller) -> None:
-        worker_id = self.workers.forget(identity)
-        self.links.pop(identity, None)
+        await self.departures.settled()  # its last results first
+        worker_id = self.forget_worker(identity)
         if worker_id is not None:
             await self.hub.detach(worker_id, "said bye")
 
