@@ -18,7 +18,8 @@ and waits for each (``Client.run``), and one ``jobq worker`` (echo) runs them. C
   RSS before it (after a warm-up of the normal client).
 
 Phase 2: ``--idle`` connections (2,000) to each of the ZeroMQ, line and HTTP ports, from
-another loopback address than the normal client's (``--idle-source``, 127.0.0.2: another user),
+other loopback addresses than the normal client's (``--idle-peers`` of them from ``--idle-source``,
+127.0.0.2: other users, each within the doors' per-address caps),
 half of them silent from the start and half after one exchange (a ZeroMQ DEALER's ping, a line
 ``STATUS``, an HTTP keep-alive ``GET /health``). While they are open:
 
@@ -86,6 +87,7 @@ class Options:
     hub_env: tuple[str, ...] = ()
     #: Where the idle connections come from (the normal client is 127.0.0.1).
     idle_source: str = "127.0.0.2"
+    idle_peers: int = 40
     #: Seconds between the end of the fuzz and the RSS reading (and phase 2).
     settle: float = 5.0
     seed: int = 12
@@ -500,12 +502,13 @@ async def jobs_in_store(endpoint: str) -> dict[str, int] | None:
 
 
 class Idle:
-    """Idle connections to one port from ``source``; half of them made one exchange first."""
+    """Idle connections to one port from ``sources`` (in turn); half of them made one exchange
+    first."""
 
-    def __init__(self, kind: str, port: int, source: str) -> None:
+    def __init__(self, kind: str, port: int, sources: list[str]) -> None:
         self.kind = kind
         self.port = port
-        self.source = source
+        self.sources = sources
         self.socks: list[socket.socket] = []
         self.failed: Counter[str] = Counter()
         self.first_answers: Counter[str] = Counter()
@@ -516,13 +519,14 @@ class Idle:
 
         async def one(i: int) -> None:
             async with gate:
+                source = self.sources[i % len(self.sources)]
                 if self.kind == "zmq" and i % 2:
-                    await self._dealer(ctx, dealers)
+                    await self._dealer(ctx, dealers, source)
                     return
                 sock = socket.socket()
                 sock.setblocking(False)
                 try:
-                    sock.bind((self.source, 0))
+                    sock.bind((source, 0))
                     await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", self.port)), 10)
                     if i % 2:
                         await self._exchange(loop, sock)
@@ -544,10 +548,10 @@ class Idle:
         first = answer.split(b"\r\n" if self.kind == "http" else b"\n", 1)[0]
         self.first_answers[first.decode(errors="replace")[:40] or "(closed)"] += 1
 
-    async def _dealer(self, ctx: zmq.asyncio.Context, dealers: list[zmq.asyncio.Socket]) -> None:
+    async def _dealer(self, ctx: zmq.asyncio.Context, dealers: list[zmq.asyncio.Socket], source: str) -> None:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://{self.source}:0;127.0.0.1:{self.port}")
+        sock.connect(f"tcp://{source}:0;127.0.0.1:{self.port}")
         await sock.send_multipart([native.HEADER, native.encode(native.Ping(rid=1))])
         if await sock.poll(10_000):
             await sock.recv_multipart()
@@ -584,10 +588,14 @@ async def idle_phase(hub: Hub, opts: Options, baseline_p50: float | None) -> dic
     ctx.set(zmq.MAX_SOCKETS, opts.idle + 1024)
     dealers: list[zmq.asyncio.Socket] = []
     src = opts.idle_source
+    # Spread over --idle-peers addresses: each door caps connections per client address (64 on
+    # HTTP and line), so one address would mostly measure refusals; many peers fill the door.
+    base = src.rsplit(".", 1)
+    sources = [f"{base[0]}.{int(base[1]) + k}" for k in range(max(1, opts.idle_peers))]
     doors = [
-        Idle("zmq", hub.zmq_port, src),
-        Idle("line", hub.line_port, src),
-        Idle("http", hub.http_port, src),
+        Idle("zmq", hub.zmq_port, sources),
+        Idle("line", hub.line_port, sources),
+        Idle("http", hub.http_port, sources),
     ]
     try:
         started = time.monotonic()
@@ -621,6 +629,7 @@ async def idle_phase(hub: Hub, opts: Options, baseline_p50: float | None) -> dic
         "connections_per_door": opts.idle,
         "opened": {d.kind: len(d.socks) + (len(dealers) if d.kind == "zmq" else 0) for d in doors},
         "idle_source": src,
+        "idle_peers": len(sources),
         "open_failures": {d.kind: dict(d.failed) for d in doors},
         "first_answers": {d.kind: dict(d.first_answers.most_common(5)) for d in doors},
         "opened_in_s": round(opened_in, 2),
@@ -774,7 +783,13 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--idle-source",
         default=d.idle_source,
-        help="source address of the idle connections (127.0.0.1: the client's)",
+        help="first source address of the idle connections (127.0.0.1: the client's)",
+    )
+    parser.add_argument(
+        "--idle-peers",
+        type=int,
+        default=d.idle_peers,
+        help="addresses the idle connections come from, from --idle-source up (1: one peer)",
     )
     parser.add_argument("--samples", type=int, default=d.samples, help="jobs per latency figure")
     parser.add_argument(
@@ -805,6 +820,7 @@ def parse(argv: list[str] | None = None) -> Options:
         idle=a.idle,
         samples=a.samples,
         idle_source=a.idle_source,
+        idle_peers=a.idle_peers,
         health_wait=a.health_wait,
         lanes=a.lanes,
         big_every=a.big_every,

@@ -55,6 +55,10 @@ def zmq_door(hub: Hub, config: HubConfig) -> ZmqRouter:
         curve_secret=curve_key(config.curve_secret) if config.curve_secret else None,
         curve_authenticate=curve_authenticate if auth else None,
         handover=not auth,
+        budget=hub.inflight,
+        handshake_timeout=config.zmq_handshake_timeout,
+        max_connections=config.zmq_max_connections,
+        max_per_peer=config.zmq_max_per_peer,
     )
 
     def revoked(names: set[str]) -> None:
@@ -88,7 +92,8 @@ class HubServer:
 
     def __init__(self, config: HubConfig) -> None:
         self.config = config
-        self.hub = Hub(open_store(config.store), config)
+        store = open_store(config.store, result_ttl=config.result_ttl, failed_ttl=config.failed_ttl)
+        self.hub = Hub(store, config)
         self.doors = build_doors(self.hub, config)
 
     def door(self, kind: type[D]) -> D:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jobq.core.lease import DEFAULT_LEASE_TTL
+from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL
 from jobq.core.validate import DEFAULT_MAX_PAYLOAD
 
 DEFAULT_HUB = "tcp://127.0.0.1:5555"
@@ -21,12 +22,30 @@ class HubConfig:
     zmq: list[str] = field(default_factory=lambda: [DEFAULT_HUB])
     #: The ZeroMQ implementation: ``asyncio`` (jobq's ZMTP on the event loop) or ``libzmq``.
     zmq_engine: str = "asyncio"
+    #: Seconds a ZeroMQ connection has from its opening to complete its greeting and handshake
+    #: (NULL or CURVE), else it is closed (both engines: libzmq's ``ZMQ_HANDSHAKE_IVL``, whose
+    #: own default is 30 s); 0: no limit.
+    zmq_handshake_timeout: float = 10.0
+    #: ZeroMQ connections from one client address at most, every listener together (jobq's
+    #: ZMTP engine): past it a new one is closed at once; 0: no such limit.
+    zmq_max_per_peer: int = 256
+    #: ZeroMQ connections at most, every listener together (jobq's ZMTP engine): past it a new
+    #: one is closed at once; 0: no limit.
+    zmq_max_connections: int = 10_000
     #: Seconds between heartbeats the hub expects from (and sends to) workers.
     heartbeat: float = 1.0
     #: Heartbeats a worker may miss before it counts as gone.
     liveness: int = 5
     #: Seconds a running job's lease lasts without a heartbeat.
     lease_ttl: float = DEFAULT_LEASE_TTL
+    #: Seconds a completed or cancelled job is kept (a job's own ``result_ttl`` overrides it),
+    #: and a failed one (a dead letter); then a tick forgets it (core/retention.py).
+    result_ttl: float = DEFAULT_RESULT_TTL
+    failed_ttl: float = DEFAULT_FAILED_TTL
+    #: A worker whose attempts failed, timed out or were lost with it (it died) this many times
+    #: in a row is drained automatically: no new jobs until ``jobq workers resume`` (0: never;
+    #: hub/control.py). A success starts the count again.
+    auto_drain: int = 5
     #: Largest payload a job may carry (bytes, all frames together).
     max_payload: int = DEFAULT_MAX_PAYLOAD
     #: Largest message a door accepts (bytes).
@@ -59,6 +78,15 @@ class HubConfig:
     line_max_line: int = 64 * 1024
     #: Open line connections at most, all listeners together.
     line_max_connections: int = 10_000
+    #: Open line connections from one client address at most (then ``ERR too many connections
+    #: from your address``, closed); 0: no such limit.
+    line_max_per_peer: int = 64
+    #: Seconds a line connection holding no job may send nothing before it is closed (``ERR
+    #: idle: ...``; a worker holding a job is governed by ``line_lease``); 0: never.
+    line_idle_timeout: float = 300.0
+    #: Seconds a line has, from its first byte, to arrive whole (then ``ERR``, closed; against
+    #: peers that send a line a byte at a time); 0: no limit.
+    line_partial_timeout: float = 60.0
 
     #: Majordomo (MDP) door: seconds between the heartbeats the hub sends to MDP workers (the
     #: zguide default, 2.5 s) ...
@@ -84,8 +112,19 @@ class HubConfig:
     #: Messages waiting for one WebSocket reader at most; a monitor past it is resynced, a
     #: client is told which jobs' events it missed.
     http_monitor_queue: int = 1000
-    #: Open HTTP connections and WebSocket streams at most (then 503).
+    #: Open HTTP connections and WebSocket streams at most (then 503, but for /health and /ready).
     http_max_connections: int = 1000
+    #: Open HTTP connections and WebSocket streams from one client address at most (then 503
+    #: and the new connection is closed); 0: no such limit (a hub behind a reverse proxy).
+    http_max_per_peer: int = 64
+    #: Seconds an idle kept-alive HTTP connection stays open between requests.
+    http_keepalive: float = 5.0
+    #: Seconds a new connection (or the next request on a kept-alive one, from its first byte)
+    #: has to send its request line and headers; then 408 and the connection is closed.
+    http_header_timeout: float = 10.0
+    #: Seconds a request body, or a WebSocket message from its first byte, has to arrive whole;
+    #: then the connection is closed (408, WebSocket close 1008).
+    http_body_timeout: float = 60.0
     #: Browser origins (``https://dash.example.com``) besides the hub's own that may open its
     #: WebSockets and send it state-changing requests (``--http-allow-origin``, repeatable).
     http_allow_origins: list[str] = field(default_factory=list)

@@ -35,6 +35,14 @@ FRAGMENTS = st.one_of(
             b"STATUS 1\n",
             b"STATUS 99999999999999999999999999\n",
             b"DONE 18446744073709551616\n",
+            # Ids at and past the stores' signed 64-bit limit (issue 12, finding 8).
+            b"STATUS 9223372036854775807\n",
+            b"STATUS 9223372036854775808\n",
+            b"DONE 9223372036854775807 result\n",
+            b"ACK 9223372036854775808\n",
+            b"FAIL 18446744073709551615 oops\n",
+            b"STATUS -9223372036854775808\n",
+            b"DONE 0\n",
             b"QUIT\n",
             b"\r\n",
             b"\n",
@@ -98,6 +106,8 @@ def test_random_bytes_into_the_listeners(tmp_path: Path) -> None:
         assert job.state is JobState.QUEUED and job.payload == [b"keep me"] and job.attempts == 0
         assert hub.alive()
         assert "Traceback" not in hub.output()
+        assert "internal error" not in hub.output()
+        assert "level=error" not in hub.output()
     finally:
         hub.close()
 

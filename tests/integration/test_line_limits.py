@@ -121,7 +121,8 @@ async def test_thousands_of_idle_connections() -> None:
     if count < 1000:
         pytest.skip(f"the descriptor limit ({limit}) is too low for this test")
     before = _open_descriptors()
-    async with line_hub() as lh:
+    # All from one address: no per-peer limit here (test_line_idle.py has that one).
+    async with line_hub(line_max_per_peer=0) as lh:
         idle: list[Peer] = []
         for _ in range(count):
             idle.append(await Peer.open(lh.plain))

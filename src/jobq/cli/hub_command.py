@@ -8,13 +8,15 @@ applied: no address beyond loopback without ``--auth``, and no trusted listener 
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import click
 
 from jobq import authfile
-from jobq.cli.options import CONTEXT, EXIT_USAGE, one_line, option, parse_pairs, setup_logging
+from jobq.cli.config_file import config_options
+from jobq.cli.options import CONTEXT, EXIT_USAGE, log_options, one_line, option, parse_pairs, setup_logging
 from jobq.config import DEFAULT_HUB, DEFAULT_STORE, HubConfig
 from jobq.errors import InvalidRequest, JobqError
 from jobq.listeners import Listener, check_exposure, parse_listener
@@ -82,6 +84,27 @@ def check_listeners(config: HubConfig) -> None:
     help="Seconds a running job's lease lasts without a heartbeat.",
 )
 @option(
+    "--result-ttl",
+    type=click.FloatRange(min=0),
+    default=HubConfig().result_ttl,
+    show_default=True,
+    help="Seconds a completed or cancelled job is kept (a job's own result_ttl overrides it).",
+)
+@option(
+    "--failed-ttl",
+    type=click.FloatRange(min=0),
+    default=HubConfig().failed_ttl,
+    show_default=True,
+    help="Seconds a failed job (a dead letter) is kept.",
+)
+@option(
+    "--auto-drain",
+    type=click.IntRange(min=0),
+    default=HubConfig().auto_drain,
+    show_default=True,
+    help="Drain a worker after this many failed, timed-out or lost attempts in a row (0: never).",
+)
+@option(
     "--grace",
     type=float,
     default=30.0,
@@ -101,6 +124,29 @@ def check_listeners(config: HubConfig) -> None:
     default="asyncio",
     show_default=True,
     help="ZeroMQ implementation of the hub's socket: jobq's own ZMTP on the event loop, or libzmq.",
+)
+@option(
+    "--zmq-handshake-timeout",
+    type=click.FloatRange(min=0),
+    default=HubConfig().zmq_handshake_timeout,
+    show_default=True,
+    help="Seconds a ZeroMQ connection has to complete its greeting and handshake (CURVE included), "
+    "else it is closed (0: no limit).",
+)
+@option(
+    "--zmq-max-per-peer",
+    type=click.IntRange(min=0),
+    default=HubConfig().zmq_max_per_peer,
+    show_default=True,
+    help="ZeroMQ connections from one client address at most; past it a new one is closed at once "
+    "(asyncio engine; 0: no limit).",
+)
+@option(
+    "--zmq-max-connections",
+    type=click.IntRange(min=0),
+    default=HubConfig().zmq_max_connections,
+    show_default=True,
+    help="ZeroMQ connections at most; past it a new one is closed at once (asyncio engine; 0: no limit).",
 )
 @option(
     "--line",
@@ -134,6 +180,28 @@ def check_listeners(config: HubConfig) -> None:
     default=HubConfig().line_max_connections,
     show_default=True,
     help="Open line connections at most.",
+)
+@option(
+    "--line-max-per-peer",
+    type=click.IntRange(min=0),
+    default=HubConfig().line_max_per_peer,
+    show_default=True,
+    help="Open line connections from one client address at most (0: no limit).",
+)
+@option(
+    "--line-idle-timeout",
+    type=click.FloatRange(min=0),
+    default=HubConfig().line_idle_timeout,
+    show_default=True,
+    help="Seconds a line connection holding no job may send nothing before it is closed (0: never).",
+)
+@option(
+    "--line-partial-timeout",
+    type=click.FloatRange(min=0),
+    default=HubConfig().line_partial_timeout,
+    show_default=True,
+    help="Seconds a line has, from its first byte, to arrive whole before the connection is closed "
+    "(0: no limit).",
 )
 @option(
     "--mdp-heartbeat",
@@ -196,7 +264,36 @@ def check_listeners(config: HubConfig) -> None:
     type=int,
     default=HubConfig().http_max_connections,
     show_default=True,
-    help="Open HTTP connections and WebSocket streams at most.",
+    help="Open HTTP connections and WebSocket streams at most (then 503, but for /health and /ready).",
+)
+@option(
+    "--http-max-per-peer",
+    type=int,
+    default=HubConfig().http_max_per_peer,
+    show_default=True,
+    help="Open HTTP connections and WebSocket streams from one client address at most (0: no limit, "
+    "e.g. behind a reverse proxy).",
+)
+@option(
+    "--http-keepalive",
+    type=float,
+    default=HubConfig().http_keepalive,
+    show_default=True,
+    help="Seconds an idle kept-alive HTTP connection stays open.",
+)
+@option(
+    "--http-header-timeout",
+    type=float,
+    default=HubConfig().http_header_timeout,
+    show_default=True,
+    help="Seconds a request has to send its request line and headers (then 408, closed).",
+)
+@option(
+    "--http-body-timeout",
+    type=float,
+    default=HubConfig().http_body_timeout,
+    show_default=True,
+    help="Seconds a request body, or a WebSocket message, has to arrive whole (then closed).",
 )
 @option(
     "--http-allow-origin",
@@ -205,7 +302,7 @@ def check_listeners(config: HubConfig) -> None:
     help="Browser origin (https://dash.example.com) besides the hub's own that may open its WebSockets "
     "and send it state-changing requests (repeatable).",
 )
-@option("--name", default="hub", show_default=True, help="This hub's name.")
+@option("--name", default="hub", show_default=True, envvar="JOBQ_HUB_NAME", help="This hub's name.")
 @option(
     "--customer-weight",
     "customer_weights",
@@ -244,14 +341,21 @@ def check_listeners(config: HubConfig) -> None:
     help="The hub's CURVE secret key (Z85) or a file holding it, for ?curve ZeroMQ listeners "
     "(jobq curve keygen).",
 )
-@option("--log-level", default="info", show_default=True, help="debug, info, warning or error.")
+@log_options
+@config_options("hub")
 def hub(
     store: str,
     zmq_endpoints: tuple[str, ...],
     zmq_engine: str,
+    zmq_handshake_timeout: float,
+    zmq_max_per_peer: int,
+    zmq_max_connections: int,
     heartbeat: float,
     liveness: int,
     lease_ttl: float,
+    result_ttl: float,
+    failed_ttl: float,
+    auto_drain: int,
     grace: float,
     max_payload: int,
     line_listeners: tuple[str, ...],
@@ -259,6 +363,9 @@ def hub(
     line_lease: float,
     line_max_line: int,
     line_max_connections: int,
+    line_max_per_peer: int,
+    line_idle_timeout: float,
+    line_partial_timeout: float,
     mdp_heartbeat: float,
     mdp_liveness: int,
     mdp_no_worker_timeout: float,
@@ -268,6 +375,10 @@ def hub(
     http_max_body: int,
     http_monitor_queue: int,
     http_max_connections: int,
+    http_max_per_peer: int,
+    http_keepalive: float,
+    http_header_timeout: float,
+    http_body_timeout: float,
     http_allow_origins: tuple[str, ...],
     name: str,
     customer_weights: tuple[str, ...],
@@ -278,11 +389,12 @@ def hub(
     tls_key: str | None,
     curve_secret: str | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run the hub (the broker)."""
     from jobq import app
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     endpoints = [e for raw in zmq_endpoints for e in raw.split(",") if e and e != "off"]
@@ -290,9 +402,15 @@ def hub(
         store=store,
         zmq=endpoints,
         zmq_engine=zmq_engine,
+        zmq_handshake_timeout=zmq_handshake_timeout,
+        zmq_max_per_peer=zmq_max_per_peer,
+        zmq_max_connections=zmq_max_connections,
         heartbeat=heartbeat,
         liveness=liveness,
         lease_ttl=lease_ttl,
+        result_ttl=result_ttl,
+        failed_ttl=failed_ttl,
+        auto_drain=auto_drain,
         grace=grace,
         max_payload=max_payload,
         line=[e for raw in line_listeners for e in raw.split(",") if e and e != "off"],
@@ -300,6 +418,9 @@ def hub(
         line_lease=line_lease,
         line_max_line=line_max_line,
         line_max_connections=line_max_connections,
+        line_max_per_peer=line_max_per_peer,
+        line_idle_timeout=line_idle_timeout,
+        line_partial_timeout=line_partial_timeout,
         mdp_heartbeat=mdp_heartbeat,
         mdp_liveness=mdp_liveness,
         mdp_no_worker_timeout=mdp_no_worker_timeout,
@@ -309,6 +430,10 @@ def hub(
         http_max_body=http_max_body,
         http_monitor_queue=http_monitor_queue,
         http_max_connections=http_max_connections,
+        http_max_per_peer=http_max_per_peer,
+        http_keepalive=http_keepalive,
+        http_header_timeout=http_header_timeout,
+        http_body_timeout=http_body_timeout,
         http_allow_origins=[o for raw in http_allow_origins for o in raw.split(",") if o],
         name=name,
         customer_weights={k: float(v) for k, v in parse_pairs(customer_weights, "--customer-weight").items()},
@@ -332,8 +457,8 @@ def hub(
         )
 
     def ready(srv: app.HubServer) -> None:
-        click.echo(
-            f"jobq hub {name}: store {srv.hub.store_url}; listening on {', '.join(srv.endpoints)}", err=True
+        logging.getLogger("jobq.hub").info(
+            "jobq hub %s: store %s; listening on %s", name, srv.hub.store_url, ", ".join(srv.endpoints)
         )
 
     try:

@@ -11,6 +11,10 @@ keeps, says which connections are workers now. It holds at most one job: a repea
 returns that job. It is gone when the connection closes, or when it holds a job and says nothing
 for the line lease; either way the hub puts the job back at the front of the queue.
 
+Limits (:mod:`jobq.doors.line_limits`): connections per client address and in all, and idle
+connections holding no job and lines that arrive too slowly are cut, so that idle or slow
+connections cannot lock other users out.
+
 Only the hub's public API is used: the hub validates what is submitted and answers each line of
 a batch on its own (``Hub.submit``'s outcomes, in order).
 
@@ -27,64 +31,30 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import ssl
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from jobq.config import HubConfig
-from jobq.core.auth import Caller, Principal
+from jobq.core.auth import Caller
 from jobq.core.matching import LINE_ONLY
 from jobq.core.model import TEXT, Completion, Job, JobSpec, Submitted
 from jobq.core.views import WorkerHello
+from jobq.doors.line_limits import LineLimits
+from jobq.doors.line_listener import COMPAT as COMPAT
+from jobq.doors.line_listener import Listener as Listener
+from jobq.doors.line_listener import tls_context
 from jobq.errors import Forbidden, InvalidRequest, JobqError, NotFound, Unauthorized
 from jobq.hub.hub import Hub, SubmitOutcome
 from jobq.hub.sessions import Liveness, WorkerDirectory
-from jobq.listeners import parse_listener
 from jobq.protocol import line as wire
 
 log = logging.getLogger("jobq.doors.line")
 
-COMPAT = "dsjq-compat"
+#: Why a line is refused when the hub's budget of partly received bytes (``max_inflight``, every
+#: door together) cannot take it; the connection is then closed.
+BUSY = "busy: too much partly received data in the hub; try again later"
 #: Bytes asked of the socket at once (a pipelining producer sends many lines per read).
 READ_SIZE = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    host: str
-    port: int
-    #: Answer DSJQ commands as the known C++ DSJQ server does.
-    compat: bool = False
-    #: Who its peers are without ``AUTH`` (``?trusted=ROLE&customer=..&service=..``); None:
-    #: they must send a token when the hub has ``--auth``.
-    trusted: Principal | None = None
-    #: TLS with the hub's certificate (``?tls``).
-    tls: bool = False
-
-    @classmethod
-    def parse(cls, spec: str) -> Listener:
-        """``HOST:PORT`` or ``HOST:PORT/dsjq-compat``, then options (``?trusted=ROLE&customer=ID``,
-        ``?tls``: jobq.listeners). ``line://`` in front is allowed; IPv6 hosts in brackets."""
-        options = parse_listener(spec.strip().removeprefix("line://"))
-        text = options.address
-        address, _, option = text.partition("/")
-        if option not in ("", COMPAT):
-            raise InvalidRequest(f"line listener {spec!r}: unknown option {option!r} (only {COMPAT})")
-        host, sep, port_text = address.rpartition(":")
-        host = host.removeprefix("[").removesuffix("]")
-        if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-            raise InvalidRequest(f"line listener {spec!r} is not HOST:PORT[/{COMPAT}]")
-        return cls(host, int(port_text), option == COMPAT, options.trusted, options.tls)
-
-    def endpoint(self, port: int) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        flags = [f"trusted={self.trusted.role}"] if self.trusted is not None else []
-        flags += ["tls"] if self.tls else []
-        return (
-            f"line://{host}:{port}"
-            + (f"/{COMPAT}" if self.compat else "")
-            + ("?" + "&".join(flags) if flags else "")
-        )
 
 
 class _Connection:
@@ -104,11 +74,15 @@ class _Connection:
         self.worker_id = worker_id
         self.peer = peer
         self.replies = replies
-        self.splitter = wire.LineSplitter(door.max_line)
+        self.splitter = wire.LineSplitter(door.max_line, door.hub.inflight)
         #: The attempt this worker holds: (job id, fencing token, payload text).
         self.held: tuple[int, int, str] | None = None
         self.last_renewed = 0.0
         self.writer: asyncio.StreamWriter | None = None
+        #: ``time.monotonic()`` when the peer last sent anything, and when the line still
+        #: arriving began (0: none is): read by the door's watch (``line_limits.py``).
+        self.heard = time.monotonic()
+        self.line_since = 0.0
 
     # ---- WorkerLink
     def deliver(self, jobs: Sequence[Job]) -> None:
@@ -138,7 +112,12 @@ class LineDoor:
         self.max_connections = config.line_max_connections
         if self.max_line < 1 or self.max_connections < 1 or not self.lease > 0:
             raise InvalidRequest("line door: max line, max connections and lease must be positive")
-        self._tls = _tls_context(config) if any(listener.tls for listener in self.listeners) else None
+        try:
+            #: Connections per client address and in all, idle and slow connections.
+            self.limits = LineLimits(config)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        self._tls = tls_context(config) if any(listener.tls for listener in self.listeners) else None
         hub.check(JobSpec(service=self.service))  # a bad service name fails here, not per line
         if self.lease > config.lease_ttl:
             log.warning(
@@ -155,11 +134,14 @@ class LineDoor:
         #: The connections that are workers now (from their FETCH until they close or the hub
         #: drops them), each with the worker it speaks for.
         self.workers: WorkerDirectory[_Connection] = WorkerDirectory(self._unknown)
-        #: Lines refused, by reason (for operators and tests).
-        self.refused: dict[str, int] = {"too_long": 0, "not_text": 0, "unknown": 0, "too_many": 0}
+        #: Lines refused and connections closed, by reason (for operators and tests).
+        self.refused: dict[str, int] = dict.fromkeys(
+            ("too_long", "not_text", "unknown", "too_many", "busy", "idle", "slow"), 0
+        )
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
+        self._watch: asyncio.Task[None] | None = None
         hub.on_revoke(self._revoked)
 
     # ------------------------------------------------------------------ life cycle
@@ -184,8 +166,12 @@ class LineDoor:
             self.addresses.append((listener.host, port, listener.compat))
             self.endpoints.append(listener.endpoint(port))
         log.info("line door on %s (service %s)", ", ".join(self.endpoints), self.service)
+        self._watch = asyncio.ensure_future(self.limits.watch(self.connections.values, self._cut))
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         for server in self._servers:
             server.close()
         for conn in list(self.connections.values()):
@@ -206,14 +192,17 @@ class LineDoor:
     ) -> None:
         task = asyncio.current_task()
         replies = wire.Replies(compat=listener.compat)
-        if len(self.connections) >= self.max_connections:
-            self.refused["too_many"] += 1
-            writer.write(replies.fatal(f"too many connections (the limit is {self.max_connections})"))
-            await _close(writer)
-            return
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         key = next(self._ids)
+        refusal = self.limits.admit(key, str(peername[0]) if isinstance(peername, tuple) else "")
+        if refusal is not None:
+            self.refused["too_many"] += 1
+            if count := self.limits.admission.report():
+                log.info("refused %d line connection(s) (the latest from %s: %s)", count, peer, refusal)
+            writer.write(replies.fatal(refusal))
+            await _close(writer)
+            return
         caller = None
         if listener.trusted is not None or not self.hub.guard.enabled:
             caller = self.hub.authenticate(None, door="line", peer=peer, trusted=listener.trusted)
@@ -226,10 +215,14 @@ class LineDoor:
             await self._converse(conn, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the peer went away; same as a close
+        except asyncio.CancelledError:
+            pass  # the door stops (ending quietly: Python 3.11's stream callback logs a cancel)
         except Exception:
             log.exception("line connection %s failed", peer)
         finally:
+            conn.splitter.discard()
             self.connections.pop(key, None)
+            self.limits.release(key)
             if task is not None:
                 self._tasks.discard(task)
             worker_id = self.workers.forget(conn)
@@ -246,6 +239,11 @@ class LineDoor:
             if not data:
                 return  # EOF: a half line left behind is not a request
             lines = conn.splitter.feed(data)
+            conn.heard = now = time.monotonic()
+            if not conn.splitter.pending:
+                conn.line_since = 0.0
+            elif lines or not conn.line_since:
+                conn.line_since = now  # a new line began in this read
             worker_id = self.workers.peek(conn)
             if worker_id is not None:
                 await self._heard(conn, worker_id)
@@ -254,6 +252,11 @@ class LineDoor:
             if conn.splitter.too_long:
                 self.refused["too_long"] += 1
                 out.append(conn.replies.fatal(f"line too long (the limit is {self.max_line} bytes)"))
+                go_on = False
+            elif conn.splitter.busy:
+                self.refused["busy"] += 1
+                log.info("line connection %s closed: %s", conn.peer, BUSY)
+                out.append(conn.replies.fatal(BUSY))
                 go_on = False
             if out:
                 writer.write(b"".join(out))
@@ -275,6 +278,20 @@ class LineDoor:
             conn.last_renewed = now
             if not await self.hub.heartbeat(worker_id):
                 self.drop(conn)
+
+    def _cut(self, conn: _Connection, key: str, reason: str) -> None:
+        """Close a connection past a timeout (``line_limits.py``), with ``ERR <reason>``; at
+        once if the peer has not read what was sent to it before."""
+        writer = conn.writer
+        if writer is None or writer.is_closing():
+            return
+        self.refused[key] += 1
+        log.debug("line connection %s closed: %s", conn.peer, reason)
+        if writer.transport.get_write_buffer_size():
+            writer.transport.abort()
+            return
+        writer.write(conn.replies.fatal(reason))
+        writer.close()
 
     def _revoked(self, names: set[str]) -> None:
         """Tokens left the auth file: close the connections that spoke with them."""
@@ -381,7 +398,7 @@ class LineDoor:
             try:
                 outcomes = await self.hub.submit([self._spec(r) for r in wanted], caller=_caller(conn))
             except JobqError as exc:  # refused as a whole (the hub is shutting down)
-                outcomes = [exc] * len(wanted)
+                outcomes = [exc.with_traceback(None)] * len(wanted)
             except Exception as exc:
                 log.exception("line submit failed")
                 outcomes = [JobqError(f"internal error: {exc}")] * len(wanted)
@@ -461,19 +478,6 @@ def _caller(conn: _Connection) -> Caller:
     """The connection's caller (set before any command reaches the hub: ``_run`` sees to it)."""
     assert conn.caller is not None
     return conn.caller
-
-
-def _tls_context(config: HubConfig) -> ssl.SSLContext:
-    """The server side of ``?tls`` listeners, from ``--tls-cert`` and ``--tls-key``."""
-    if not config.tls_cert or not config.tls_key:
-        raise InvalidRequest("a line listener asks for ?tls: give the hub --tls-cert and --tls-key")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(config.tls_cert, config.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise InvalidRequest(f"cannot load --tls-cert/--tls-key for the line door: {exc}") from None
-    return context
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

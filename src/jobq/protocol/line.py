@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from jobq.core.states import JobState
+from jobq.protocol.inflight import InflightBudget
 
 #: Default longest line (bytes, not counting its ending).
 DEFAULT_MAX_LINE = 64 * 1024
@@ -197,15 +198,21 @@ class LineSplitter:
     """Cuts a byte stream into lines, refusing any line longer than ``max_line`` bytes.
 
     Once a line is too long, ``too_long`` is set and nothing more is returned: the connection
-    is to be closed (its framing can no longer be trusted).
+    is to be closed (its framing can no longer be trusted). With a ``budget`` (the hub's
+    budget of partly received bytes, every connection and door together), the line still
+    arriving holds its bytes there; when the budget cannot take them, ``busy`` is set, and the
+    same follows. ``discard`` gives them back (the connection closed).
     """
 
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE, budget: InflightBudget | None = None) -> None:
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
         self.max_line = max_line
         self.too_long = False
+        self.busy = False
+        self.budget = budget
         self._rest = b""
+        self._held = 0
 
     @property
     def pending(self) -> int:
@@ -214,12 +221,14 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         """The lines completed by ``data``, in order, without their endings."""
-        if self.too_long:
+        if self.too_long or self.busy:
             return []
         if b"\n" not in data:
             self._rest += data
             if len(self._rest) > self.max_line + 1:  # +1: a "\r" may still end it
                 self._refuse()
+            elif self.budget is not None:
+                self._hold()
             return []
         parts = (self._rest + data).split(b"\n")
         self._rest = parts.pop()
@@ -232,10 +241,32 @@ class LineSplitter:
             lines.append(line)
         if len(self._rest) > self.max_line + 1:
             self._refuse()
+        elif self.budget is not None and (self._rest or self._held):
+            self._hold()
         return lines
+
+    def _hold(self) -> None:
+        """Hold as many bytes of the budget as the line still arriving has."""
+        budget = self.budget
+        assert budget is not None
+        size, held = len(self._rest), self._held
+        if size > held and not budget.reserve(size - held):
+            self.busy = True
+            self.discard()
+            return
+        if size < held:
+            budget.release(held - size)
+        self._held = size
 
     def _refuse(self) -> None:
         self.too_long = True
+        self.discard()
+
+    def discard(self) -> None:
+        """Drop the line still arriving and give its bytes back to the budget."""
+        if self._held and self.budget is not None:
+            self.budget.release(self._held)
+        self._held = 0
         self._rest = b""
 
 

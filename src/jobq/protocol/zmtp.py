@@ -24,6 +24,13 @@ ERROR, READY) are single frames with COMMAND set.
 The CURVE mechanism (:mod:`jobq.protocol.curve`) greets with "CURVE" instead, and on its
 connections every frame is a command (HELLO, WELCOME, INITIATE, READY, then MESSAGE boxes):
 :class:`Parser` reads them in order with ``commands_only``, without the NULL path paying for it.
+
+Memory: a frame larger than ``max_message`` is refused as soon as its header announces it. A
+message still arriving reserves what it holds and has announced (its frames so far, the frame
+being read at its announced size) in the hub's :class:`~jobq.protocol.inflight.InflightBudget`,
+shared by every connection and door, and gives it back once complete; when the budget cannot
+take it, :class:`Busy` is raised and the connection is to be closed (:meth:`Parser.discard`
+gives back what it held).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from jobq.protocol.inflight import InflightBudget
 
 SIGNATURE_HEAD = b"\xff\x00\x00\x00\x00\x00\x00\x00\x00\x7f"
 GREETING_SIZE = 64
@@ -55,6 +64,10 @@ _PROPERTY_SIZE = struct.Struct(">I")
 
 class ProtocolViolation(Exception):
     """The peer sent something ZMTP does not allow; the connection must be closed."""
+
+
+class Busy(ProtocolViolation):
+    """The budget of partly received bytes cannot take this message: the connection is closed."""
 
 
 def greeting(as_server: bool, mechanism: bytes = MECHANISM_NULL) -> bytes:
@@ -136,11 +149,15 @@ class Parser:
     #: With ``commands_only``: one command a ``feed`` (a handshake, whose limits change as it goes).
     one_command: bool = False
     max_frame: int = 64 * 1024
+    #: Where a message still arriving reserves its bytes (None: nowhere, as on the SDK's side).
+    budget: InflightBudget | None = None
     greeted: bool = False
     peer_version: tuple[int, int] = (0, 0)
     _buffer: bytearray = field(default_factory=bytearray)
     _frames: list[bytes] = field(default_factory=list)
     _size: int = 0
+    #: Bytes reserved in ``budget`` for the message still arriving.
+    _held: int = 0
 
     def feed(self, data: bytes) -> tuple[list[Command], list[list[bytes]]]:
         """Add received bytes; returns the commands and the complete messages they finished."""
@@ -180,7 +197,47 @@ class Parser:
             del buffer[:pos]
         if len(buffer) > self.max_message + 9 and not self.commands_only:
             raise ProtocolViolation(f"message larger than {self.max_message} bytes")
+        if self.budget is not None and (buffer or self._size or self._held):
+            self._hold(self._partial())
         return commands, messages
+
+    def _partial(self) -> int:
+        """Bytes the message still arriving holds or has announced: its frames so far, and the
+        frame being read at its announced size (or what has arrived of it, if more)."""
+        buffer = self._buffer
+        size = len(buffer)
+        if size >= 2 and self.greeted:
+            if not buffer[0] & LONG:
+                return self._size + max(size, 2 + buffer[1])
+            if size >= 9:
+                announced: int = _LONG_SIZE.unpack_from(buffer, 1)[0]
+                return self._size + max(size, 9 + announced)
+        return self._size + size
+
+    def _hold(self, need: int) -> None:
+        """Hold exactly ``need`` bytes of the budget: reserve more, or give back the rest."""
+        budget = self.budget
+        assert budget is not None
+        held = self._held
+        if need > held:
+            if not budget.reserve(need - held):
+                raise Busy(
+                    f"busy: a message of {need} bytes refused, the hub's budget for partly received"
+                    f" messages is spent ({budget.used} of {budget.limit} bytes)"
+                )
+        elif need < held:
+            budget.release(held - need)
+        self._held = need
+
+    def discard(self) -> None:
+        """Drop what has arrived of an unfinished message (its connection is closing) and give
+        its bytes back to the budget."""
+        if self._held and self.budget is not None:
+            self.budget.release(self._held)
+        self._held = 0
+        self._buffer = bytearray()
+        self._frames = []
+        self._size = 0
 
     def _commands_from(self, view: memoryview, pos: int, end: int, commands: list[Command]) -> int:
         limit = self.max_frame

@@ -10,6 +10,10 @@ They behave as libzmq's, as far as jobq and its peers can tell:
 - ``DealerSocket`` connects to one endpoint, reconnecting with backoff; messages sent while it
   is not connected wait (up to a high-water mark) and go out once it is.
 
+A ROUTER's connection not through its greeting and handshake (NULL or CURVE) within
+``handshake_timeout`` is closed (libzmq's ``ZMQ_HANDSHAKE_IVL``); with ``limits`` (shared by
+several sockets) one past the limit per client address or in all is closed at once.
+
 Security: NULL (ZMTP's default), or CURVE (:mod:`jobq.protocol.curve`, as libzmq's
 ``curve_server`` / ``curve_serverkey`` options): ``RouterSocket(curve_server=SECRET_KEY,
 curve_authenticate=...)`` takes only CURVE clients whose long-term key the callback lets in, and
@@ -35,6 +39,8 @@ from collections.abc import Callable, Sequence
 from nacl.public import PrivateKey, PublicKey
 
 from jobq.protocol import curve, zmtp
+from jobq.protocol.admission import Admission
+from jobq.protocol.inflight import InflightBudget
 from jobq.protocol.zmtp_stream import CurveStream, PeerCredentials, Stream, parse_endpoint
 
 __all__ = ["Authenticate", "DealerSocket", "PeerCredentials", "RouterSocket", "parse_endpoint"]
@@ -45,7 +51,8 @@ log = logging.getLogger("jobq.zmtp")
 DEFAULT_HWM_BYTES = 64 * 1024 * 1024
 #: Messages a DEALER keeps while it is not connected.
 DEFAULT_HWM_MESSAGES = 100_000
-#: Seconds a CURVE connection has to finish its handshake (libzmq's ZMQ_HANDSHAKE_IVL is 30 s).
+#: Seconds a connection has to finish its greeting and handshake (libzmq's ZMQ_HANDSHAKE_IVL is
+#: 30 s; the hub passes ``HubConfig.zmq_handshake_timeout``).
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 
 OnMessage = Callable[[list[bytes]], None]
@@ -56,17 +63,36 @@ Authenticate = Callable[[bytes], object]
 
 class _RouterStream(Stream):
     def __init__(self, router: RouterSocket) -> None:
-        super().__init__(b"ROUTER", zmtp.ROUTER_PEERS, b"", router.max_message)
+        super().__init__(b"ROUTER", zmtp.ROUTER_PEERS, b"", router.max_message, router.budget)
         self.router = router
         self.routing_id = b""
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        router = self.router
+        if router._admit(self, transport):
+            if router.handshake_timeout > 0:
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(router.handshake_timeout, self._handshake_late)
+            super().connection_made(transport)
+
+    def _handshake_late(self) -> None:
+        self.router._late(self)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def on_ready(self) -> None:
+        self._disarm()
+        self.router._handshaking.discard(self)
         self.routing_id = self.router._register(self)
 
     def on_messages(self, messages: list[list[bytes]]) -> None:
         self.router._deliver(self.routing_id, messages)
 
     def on_closed(self) -> None:
+        self._disarm()
         self.router._unregister(self)
 
 
@@ -76,17 +102,15 @@ class _CurveRouterStream(CurveStream, _RouterStream):
         self._secure(router.handshake_timeout)
         self.handshake = curve.ServerHandshake(secret, max_message=router.max_message)
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.router._admit(self, transport):
+            CurveStream.connection_made(self, transport)  # its timer: _handshake_late
+
+    def _handshake_late(self) -> None:
+        self.router._late(self)
+
     def _opening(self) -> bytes:
-        self.router._handshaking.add(self)
         return zmtp.greeting(as_server=True, mechanism=zmtp.MECHANISM_CURVE)
-
-    def _secured(self, codec: curve.MessageCodec, props: dict[bytes, bytes]) -> None:
-        self.router._handshaking.discard(self)
-        super()._secured(codec, props)
-
-    def on_closed(self) -> None:
-        self.router._handshaking.discard(self)
-        super().on_closed()
 
     def _handshake_command(self, command: zmtp.Command) -> None:
         handshake = self.handshake
@@ -127,17 +151,24 @@ class RouterSocket:
         curve_server: str | bytes | None = None,
         curve_authenticate: Authenticate | None = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        budget: InflightBudget | None = None,
+        limits: Admission | None = None,
     ) -> None:
         """``on_disconnect(identity)``: a peer's connection closed (not when another connection
         took its identity over, nor at ``close``). ``curve_server``: this side's CURVE secret key
         (40 Z85 characters or 32 bytes) to take CURVE clients only; ``curve_authenticate``: see
-        :data:`Authenticate` (without it every client key is let in: encryption only)."""
+        :data:`Authenticate` (without it every client key is let in: encryption only).
+        ``budget``: where messages still arriving, on every connection together, reserve their
+        bytes; a connection whose message it cannot take is closed (``zmtp.Busy``).
+        ``limits``: connections at most per client address and in all (see the module)."""
         self.on_message = on_message
+        self.budget = budget
         self.on_batch_end = on_batch_end
         self.on_disconnect = on_disconnect
         self.max_message = max_message
         self.hwm_bytes = hwm_bytes
         self.handshake_timeout = handshake_timeout
+        self.limits = limits
         self.curve_authenticate = curve_authenticate
         self._curve_secret: PrivateKey | None = None
         if curve_server is not None:
@@ -145,11 +176,14 @@ class RouterSocket:
         elif curve_authenticate is not None:
             raise ValueError("curve_authenticate needs curve_server (this side's secret key)")
         self.dropped = 0
-        #: CURVE connections closed before their handshake was through (another mechanism, keys
-        #: that do not check out, a client key refused, too slow).
+        #: Connections closed before their handshake was through (too slow; CURVE: another
+        #: mechanism, keys that do not check out, a client key refused) ...
         self.refused = 0
+        #: ... of which too slow (no greeting and handshake within ``handshake_timeout``).
+        self.timed_out = 0
         self.peers: dict[bytes, _RouterStream] = {}
-        #: CURVE connections still in their handshake (not in ``peers`` yet), closed by ``close``.
+        #: Connections still in their greeting or handshake (not in ``peers`` yet), closed by
+        #: ``close``.
         self._handshaking: set[_RouterStream] = set()
         self._servers: list[asyncio.Server] = []
         self._ids = itertools.count(1)
@@ -211,6 +245,33 @@ class RouterSocket:
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
+    def _admit(self, stream: _RouterStream, transport: asyncio.BaseTransport) -> bool:
+        """Count a new connection; past a limit it is closed at once (False)."""
+        limits = self.limits
+        if limits is not None:
+            name = transport.get_extra_info("peername")
+            host = str(name[0]) if isinstance(name, tuple) and name else ""
+            refusal = limits.admit(stream, host)
+            if refusal is not None:
+                transport.close()
+                reason = limits.explain(refusal, host)
+                log.debug("refused a ZeroMQ connection: %s", reason)
+                if count := limits.report():
+                    log.info("refused %d ZeroMQ connection(s) (the latest: %s)", count, reason)
+                return False
+        self._handshaking.add(stream)
+        return True
+
+    def _late(self, stream: _RouterStream) -> None:
+        """A connection is not through its greeting and handshake in time: closed."""
+        stream._timer = None
+        self.refused += 1
+        self.timed_out += 1
+        late = f"no greeting and handshake within {self.handshake_timeout:g}s"
+        log.debug("closing a ZeroMQ connection%s: %s", stream._from(), late)
+        stream.parser.discard()
+        stream.close()
+
     def _register(self, stream: _RouterStream) -> bytes:
         identity = stream.peer_identity
         if identity and identity[0] == 0:
@@ -225,6 +286,9 @@ class RouterSocket:
         return identity
 
     def _unregister(self, stream: _RouterStream) -> None:
+        self._handshaking.discard(stream)
+        if self.limits is not None:
+            self.limits.release(stream)
         if stream.routing_id and self.peers.get(stream.routing_id) is stream:
             del self.peers[stream.routing_id]
             if self.on_disconnect is not None:

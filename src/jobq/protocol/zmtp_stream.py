@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from jobq.protocol import curve, zmtp
+from jobq.protocol.inflight import InflightBudget
 
 log = logging.getLogger("jobq.zmtp")
 
@@ -64,13 +65,23 @@ def _nodelay(transport: asyncio.Transport) -> None:
 class Stream(asyncio.Protocol):
     """One ZMTP connection: greeting, READY exchange, then messages."""
 
+    #: Closes the connection unless its handshake is through in time (a ROUTER's streams, and
+    #: every CURVE stream: :meth:`_handshake_late`).
+    _timer: asyncio.TimerHandle | None = None
+
     def __init__(
-        self, socket_type: bytes, accepts: frozenset[bytes], identity: bytes, max_message: int
+        self,
+        socket_type: bytes,
+        accepts: frozenset[bytes],
+        identity: bytes,
+        max_message: int,
+        budget: InflightBudget | None = None,
     ) -> None:
+        """``budget``: where a message still arriving reserves its bytes (``zmtp.Parser``)."""
         self.socket_type = socket_type
         self.accepts = accepts
         self.identity = identity
-        self.parser = zmtp.Parser(max_message=max_message)
+        self.parser = zmtp.Parser(max_message=max_message, budget=budget)
         self.transport: asyncio.Transport | None = None
         self.ready = False
         self.peer_identity = b""
@@ -108,6 +119,7 @@ class Stream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.parser.discard()
         self.on_closed()
 
     # -- protocol
@@ -132,13 +144,18 @@ class Stream(asyncio.Protocol):
             self.close()
 
     def fail(self, reason: str) -> None:
-        log.info("closing a ZeroMQ connection: %s", reason)
+        log.info("closing a ZeroMQ connection%s: %s", self._from(), reason)
+        self.parser.discard()
         if self.transport is not None:
             with contextlib.suppress(Exception):
                 self.transport.write(
                     zmtp.encode_command(b"ERROR", bytes([min(len(reason), 255)]) + reason.encode()[:255])
                 )
         self.close()
+
+    def _from(self) -> str:
+        name = None if self.transport is None else self.transport.get_extra_info("peername")
+        return f" from {name[0]}:{name[1]}" if isinstance(name, tuple) and len(name) >= 2 else ""
 
     def write(self, data: bytes) -> None:
         # Straight to the transport: it sends at once when the socket can take it (lowest
@@ -163,7 +180,6 @@ class CurveStream(Stream):
 
     codec: curve.MessageCodec | None = None
     handshake_timeout = 30.0
-    _timer: asyncio.TimerHandle | None = None
 
     def _secure(self, timeout: float) -> None:
         self.parser = zmtp.Parser(
@@ -172,6 +188,7 @@ class CurveStream(Stream):
             commands_only=True,
             one_command=True,
             max_frame=curve.MAX_HANDSHAKE_COMMAND,
+            budget=self.parser.budget,
         )
         self.handshake_timeout = timeout
 
@@ -183,15 +200,21 @@ class CurveStream(Stream):
         raise NotImplementedError
 
     def _failed(self, reason: str) -> None:
-        log.info("closing a CURVE connection: %s", reason)
+        log.info("closing a CURVE connection%s: %s", self._from(), reason)
+        self.parser.discard()
         self.close()
+
+    def _handshake_late(self) -> None:
+        self._timer = None
+        self._failed("the handshake took too long")
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
         _nodelay(transport)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.handshake_timeout, self._failed, "the handshake took too long")
+        if self.handshake_timeout > 0:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.handshake_timeout, self._handshake_late)
         transport.write(self._opening())
 
     def data_received(self, data: bytes) -> None:

@@ -18,7 +18,6 @@ number (one byte) before the peer's ZeroMQ identity; with one socket it is the i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ import zmq
 from jobq.errors import InvalidRequest
 from jobq.listeners import Listener, parse_listener
 from jobq.protocol import curve
+from jobq.protocol.admission import Admission
+from jobq.protocol.inflight import InflightBudget
 from jobq.protocol.zmqio import AsyncSocket
 from jobq.protocol.zmtp_io import RouterSocket
 
@@ -65,7 +66,9 @@ class Sender(Protocol):
         ...
 
     def on_disconnect(self, callback: Callable[[bytes], None]) -> None:
-        """Call ``callback(route)`` when a peer's connection closes (jobq's ZMTP only)."""
+        """Call ``callback(route)`` when a peer's connection closes (both engines: jobq's ZMTP
+        sees the close; with libzmq, the socket monitor tells it, see ``protocol/zmqio.py``).
+        Not when another connection took the route over."""
         ...
 
 
@@ -115,11 +118,20 @@ class ZmqRouter:
         curve_secret: str | None = None,
         curve_authenticate: CurveAuthenticate | None = None,
         handover: bool = True,
+        budget: InflightBudget | None = None,
+        handshake_timeout: float = 10.0,
+        max_connections: int = 0,
+        max_per_peer: int = 0,
     ) -> None:
         """``curve_secret``: the hub's CURVE secret key (Z85), needed by ``?curve`` listeners;
         ``curve_authenticate``: which client keys they let in (None: any key, encryption only).
         ``handover``: with libzmq, whether a connection may take over an identity in use (jobq's
-        ZMTP always hands over; the door then tells the connections apart)."""
+        ZMTP always hands over; the door then tells the connections apart). ``budget``: the hub's
+        budget of partly received bytes, which messages still arriving reserve (jobq's ZMTP;
+        libzmq buffers them itself, each at most ``max_message``). ``handshake_timeout``: seconds
+        a connection has to be through its greeting and handshake (both engines);
+        ``max_connections``, ``max_per_peer``: connections at most in all and per client address,
+        every socket together (jobq's ZMTP; 0: no limit)."""
         self.requested = list(endpoints)
         self.listeners = [parse_listener(endpoint) for endpoint in self.requested]
         for listener in self.listeners:
@@ -129,6 +141,10 @@ class ZmqRouter:
                 raise InvalidRequest(f"{listener.address}?curve needs --curve-secret (the hub key)")
         self.endpoints: list[str] = []
         self.max_message = max_message
+        self.budget = budget
+        self.handshake_timeout = handshake_timeout
+        #: Who holds the connections (jobq's ZMTP): refused ones are counted in ``limits.refused``.
+        self.limits = Admission(max_connections, max_per_peer)
         #: ``asyncio``: jobq's ZMTP on the event loop; ``libzmq``: pyzmq (see docs/architecture.md).
         self.engine = engine
         self.curve_secret = curve_secret
@@ -231,6 +247,9 @@ class ZmqRouter:
             max_message=self.max_message,
             curve_server=self.curve_secret if curve else None,
             curve_authenticate=self.curve_authenticate if curve else None,
+            budget=self.budget,
+            handshake_timeout=self.handshake_timeout,
+            limits=self.limits,
         )
 
     def _libzmq_router(self, sock: _Socket) -> AsyncSocket:
@@ -245,6 +264,8 @@ class ZmqRouter:
         io.setsockopt(zmq.RCVHWM, 100_000)
         io.setsockopt(zmq.SNDHWM, 100_000)
         io.setsockopt(zmq.MAXMSGSIZE, self.max_message)
+        timeout = self.handshake_timeout
+        io.setsockopt(zmq.HANDSHAKE_IVL, max(1, round(timeout * 1000)) if timeout > 0 else 0)
         if sock.listener.curve:
             assert self.curve_secret is not None
             io.setsockopt(zmq.CURVE_SERVER, 1)
@@ -253,12 +274,17 @@ class ZmqRouter:
             if self.curve_authenticate is not None and self._zap is None:
                 self._zap = self._zap_handler()
         properties = ("Peer-Address", "User-Id") if sock.listener.curve else ("Peer-Address",)
+
+        def disconnected(identity: bytes) -> None:
+            self._disconnected(self._route(sock, identity))
+
         return AsyncSocket(
             io,
             self._receiver(sock),
             on_batch_end=self._on_batch_end,
             drop_when_full=True,
             properties=properties,
+            on_disconnect=disconnected,
         )
 
     def _zap_handler(self) -> AsyncSocket:
@@ -383,8 +409,10 @@ class ZmqRouter:
     def _disconnected(self, route: bytes) -> None:
         self._peers.pop(route, None)
         for callback in self._disconnect_callbacks:
-            with contextlib.suppress(Exception):
+            try:
                 callback(route)
+            except Exception:
+                log.exception("a disconnect handler failed")
 
     # ------------------------------------------------------------------ messages
 
