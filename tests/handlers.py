@@ -53,3 +53,9 @@ async def slow_first(payload: bytes, ctx: JobContext) -> bytes:
     if ctx.attempt == 1:
         await ctx.sleep(float(payload or b"0"))
     return b"attempt %d" % ctx.attempt
+
+
+def missing_key(payload: bytes) -> bytes:
+    """Raises ``KeyError: 'missing'`` from this line (its traceback names this file and line)."""
+    found: dict[str, bytes] = {}
+    return found["missing"]  # the line a failure's traceback names

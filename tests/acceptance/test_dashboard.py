@@ -157,3 +157,29 @@ def test_dashboard_asks_for_a_token_once_and_keeps_it_for_the_tab(
     expect(page.locator("#login")).to_be_hidden()
     assert monitor not in page.url
     assert not errors, errors
+
+
+def test_a_failed_jobs_detail_shows_its_traceback(tmp_path: Path, page: Page) -> None:
+    server = start_http_hub(tmp_path)
+    worker = start_worker(
+        tmp_path, server.endpoint, service="missing", handler="tests.handlers:missing_key", name="tb-w"
+    )
+    try:
+        page.goto(server.url + "/")
+        expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
+        with httpx.Client(base_url=server.url, timeout=20) as api:
+            job_id = api.post(
+                "/api/jobs", json={"type": "missing", "payload": "x", "max_attempts": 1}
+            ).json()["job_id"]
+        row = page.locator(f'#jobs tr[data-job-id="{job_id}"]')
+        expect(row.locator("td.status")).to_have_text("failed", timeout=20_000)
+        row.click()
+        traceback = page.locator("#d-traceback")
+        expect(traceback).to_contain_text("in missing_key", timeout=10_000)
+        expect(traceback).to_contain_text("KeyError: 'missing'")
+        expect(page.locator("#d-attempts li")).to_have_count(1)
+        expect(page.locator("#d-attempts")).to_contain_text("attempt 1")
+        page.screenshot(path=str(tmp_path / "traceback.png"))
+    finally:
+        worker.close()
+        server.proc.close()

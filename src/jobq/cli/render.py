@@ -10,6 +10,7 @@ import base64
 import datetime
 import json
 import sys
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
@@ -98,6 +99,7 @@ def job_json(job: Job, *, result: bool = True) -> dict[str, Any]:
     """A job as one JSON object: every field, payload and result as text when they are UTF-8."""
     # Every field, defaults included (the wire format leaves defaults out).
     data: dict[str, Any] = msgspec.to_builtins(msgspec.structs.asdict(job))
+    data["traceback"] = job.traceback  # the last failed attempt's; each one's in attempt_errors
     for name in ("payload", "result"):
         frames = getattr(job, name)
         if name == "result" and not result:
@@ -149,6 +151,8 @@ def show_job(job: Job) -> None:
         rows.append(("payload", preview(job.payload)))
     if job.error:
         rows.append(("error", job.error))
+    if job.traceback:  # the last failed attempt's, indented under the error
+        rows.append(("", textwrap.indent(job.traceback.rstrip("\n"), "  ")))
     if job.result is not None:
         rows.append(("result", preview(job.result)))
     for key, value in rows:

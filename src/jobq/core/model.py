@@ -27,6 +27,46 @@ BINARY = "application/octet-stream"
 PRIORITY_MIN = -(2**31)
 PRIORITY_MAX = 2**31 - 1
 
+#: Bytes (UTF-8) of a handler's traceback kept with a failed attempt. A longer one keeps its end
+#: (the innermost frames and the exception itself) after a line saying how much was cut.
+TRACEBACK_LIMIT = 16 * 1024
+#: Failed attempts a job keeps in ``Job.attempt_errors``: the last ones.
+ATTEMPT_ERRORS_KEPT = 10
+
+
+def bound_traceback(text: str | None, limit: int = TRACEBACK_LIMIT) -> str | None:
+    """``text`` cut to ``limit`` UTF-8 bytes from its end, at a frame's (or line's) start;
+    None if empty."""
+    if not text:
+        return None
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    room = limit - 80  # the marker line is shorter than 80 bytes
+    tail = raw[len(raw) - room :].decode(errors="ignore")
+    start = tail.find('\n  File "')  # at a frame's start, or else a line's
+    start = tail.find("\n") if start < 0 else start
+    tail = tail[start + 1 :] if 0 <= start < len(tail) - 1 else tail
+    return f"[{len(raw) - len(tail.encode())} bytes cut; the innermost frames follow]\n{tail}"
+
+
+class AttemptError(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """One failed attempt of a job (its handler failed, or it timed out)."""
+
+    attempt: int
+    #: The attempt's fencing token (tells attempts apart across operator retries).
+    token: int
+    error: str
+    at: float
+    worker: str | None = None
+    #: The handler's traceback (at most TRACEBACK_LIMIT bytes), when a Python handler raised.
+    traceback: str | None = None
+
+
+def with_attempt_error(history: list[AttemptError], entry: AttemptError) -> list[AttemptError]:
+    """``history`` with ``entry`` added, only the last ATTEMPT_ERRORS_KEPT kept."""
+    return [*history[max(0, len(history) - ATTEMPT_ERRORS_KEPT + 1) :], entry]
+
 
 class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """What a client asks for. Everything but ``service`` has a default."""
@@ -113,6 +153,28 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     avoid_worker: str | None = None
     #: When a finished job is forgotten.
     expires_at: float | None = None
+    #: Its last failed attempts (``with_attempt_error``), oldest first; an operator's retry keeps
+    #: them. Empty for a job that never failed, so a successful job pays nothing for it.
+    attempt_errors: list[AttemptError] = msgspec.field(default_factory=list)
+
+    @property
+    def traceback(self) -> str | None:
+        """The last failed attempt's traceback (None when its handler raised none: a timeout, a
+        ``HandlerError``, a worker that sends no traceback)."""
+        return self.attempt_errors[-1].traceback if self.attempt_errors else None
+
+    def note_failure(self, error: str, now: float, traceback: str | None = None) -> None:
+        """Its current attempt failed with ``error`` (and ``traceback``): kept in the history."""
+        self.error = error
+        entry = AttemptError(
+            attempt=self.attempts,
+            token=self.token,
+            error=error,
+            at=now,
+            worker=self.worker,
+            traceback=bound_traceback(traceback),
+        )
+        self.attempt_errors = with_attempt_error(self.attempt_errors, entry)
 
     @property
     def payload_bytes(self) -> bytes:

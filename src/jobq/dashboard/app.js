@@ -477,6 +477,14 @@ function renderDetail(job, explain) {
   paint($("#d-events"));
   $("#d-result").textContent = job.status === "completed" ? show(job.result, job.result_encoding) : (job.error || "—");
   $("#d-payload").textContent = show(job.payload, job.payload_encoding);
+  // The last failed attempt's traceback, and each kept failed attempt (text only: escaped).
+  const failures = job.attempt_errors || [];
+  $("#d-failures").hidden = !failures.length;
+  $("#d-traceback").textContent = job.traceback || "— (none: a timeout, or a failure raised on purpose)";
+  $("#d-attempts").innerHTML = failures.map((f) => `<li><b>attempt ${esc(f.attempt)}</b>`
+    + `${f.worker ? ` · ${esc(f.worker)}` : ""} · ${esc(f.error)} <span class="when">${clock(f.at)}</span>`
+    + (f.traceback ? `<details><summary>traceback</summary><pre class="code">${esc(f.traceback)}</pre></details>` : "")
+    + "</li>").join("");
 }
 
 async function act(kind) {

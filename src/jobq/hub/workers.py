@@ -326,14 +326,25 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
         return outcomes
 
     async def fail(
-        self, worker_id: str, job_id: int, token: int, error: str, *, retryable: bool = True
+        self,
+        worker_id: str,
+        job_id: int,
+        token: int,
+        error: str,
+        *,
+        retryable: bool = True,
+        traceback: str | None = None,
     ) -> Job:
+        """A failed attempt; ``traceback`` (a Python handler's, from the worker SDK) is kept with
+        it, cut to ``TRACEBACK_LIMIT`` bytes (``Job.attempt_errors``)."""
         now = self.clock()
         if not self._holds(worker_id, job_id, token):
             raise LeaseLost(self._not_held(job_id, token))
         self._finished(worker_id, (job_id,))
         try:
-            job = await self._store.fail(job_id, token, error, now, retryable=retryable, rand=self.rand())
+            job = await self._store.fail(
+                job_id, token, error, now, retryable=retryable, rand=self.rand(), traceback=traceback
+            )
         finally:
             self.kick()
         self._attempt_ended(worker_id, False if retryable else None)  # hub/control.py: auto drain

@@ -234,6 +234,9 @@ class Fail(_Msg, tag="fail"):
     error: str
     retryable: bool = True
     credential: str | None = None
+    #: The handler's formatted traceback (the worker SDK cuts it to TRACEBACK_LIMIT bytes, the
+    #: hub again); None for a failure raised on purpose. Trailing: older peers leave it out.
+    traceback: str | None = None
 
 
 class Progress(_Msg, tag="progress"):

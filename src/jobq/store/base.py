@@ -124,9 +124,11 @@ class Store(Protocol):
         *,
         retryable: bool = True,
         rand: float = 0.5,
+        traceback: str | None = None,
     ) -> Job:
         """A failed attempt (it counts toward ``max_attempts``): retry later (``scheduled``) or
-        end ``failed``."""
+        end ``failed``. ``error`` becomes ``Job.error``; both, with ``traceback`` (cut to
+        ``TRACEBACK_LIMIT``), go into ``Job.attempt_errors`` (``Job.note_failure``)."""
 
     async def release(self, job_id: int, token: int, now: float) -> Job:
         """Give a running attempt its worker never started back to the front of the queue (a

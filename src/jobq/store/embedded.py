@@ -392,15 +392,16 @@ class EmbeddedStore:
         *,
         retryable: bool = True,
         rand: float = 0.5,
+        traceback: str | None = None,
     ) -> Job:
         job = self._holding(job_id, token)
         self._stop_running(job)
-        self._after_failed_attempt(job, error, now, retryable, rand)
+        job.note_failure(error, now, traceback)
+        self._after_failed_attempt(job, now, retryable, rand)
         await self._durable()
         return job
 
-    def _after_failed_attempt(self, job: Job, error: str, now: float, retryable: bool, rand: float) -> None:
-        job.error = error
+    def _after_failed_attempt(self, job: Job, now: float, retryable: bool, rand: float) -> None:
         job.avoid_worker = job.worker
         job.failures += 1
         decision = retry.decide(
@@ -461,7 +462,8 @@ class EmbeddedStore:
             deadline = attempt_deadline(job.started_at, job.timeout) if job.started_at else None
             if deadline is not None and now > deadline:
                 self._stop_running(job)
-                self._after_failed_attempt(job, f"timed out after {job.timeout:g}s", now, True, 0.5)
+                job.note_failure(f"timed out after {job.timeout:g}s", now)
+                self._after_failed_attempt(job, now, True, 0.5)
                 result.expired.append((job, worker))
             elif job.lease_expires is not None and job.lease_expires < now:
                 self._release(job, now, "its lease expired", lost=True)

@@ -265,8 +265,9 @@ class RedisStore:
         *,
         retryable: bool = True,
         rand: float = 0.5,
+        traceback: str | None = None,
     ) -> Job:
-        return await self._jobs.fail(job_id, token, error, now, retryable, rand)
+        return await self._jobs.fail(job_id, token, error, now, retryable, rand, traceback)
 
     async def release(self, job_id: int, token: int, now: float) -> Job:
         return await self._jobs.release(job_id, token, now)

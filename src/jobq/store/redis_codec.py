@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from jobq.core.matching import Constraint, Profile, Shape
-from jobq.core.model import Frames, Isolation, Job, JobSpec, WorkerInfo
+from jobq.core.model import AttemptError, Frames, Isolation, Job, JobSpec, WorkerInfo
 from jobq.core.retry import DEFAULT_MAX_LOSSES
 from jobq.core.states import JobState
 
@@ -49,6 +49,7 @@ _decode_frames = msgspec.msgpack.Decoder(Frames).decode
 _decode_info = msgspec.msgpack.Decoder(WorkerInfo).decode
 _decode_metrics = msgspec.msgpack.Decoder(dict[str, float]).decode
 _decode_any = msgspec.msgpack.Decoder().decode
+_decode_attempt_errors = msgspec.msgpack.Decoder(list[AttemptError]).decode
 
 
 def num(value: str | float | int | None) -> str:
@@ -104,6 +105,15 @@ def encode_frames(frames: Sequence[bytes]) -> bytes:
     return _encode(list(frames))
 
 
+def encode_attempt_errors(history: list[AttemptError]) -> bytes:
+    """``Job.attempt_errors`` as field ``ae`` of the job's hash (msgpack; Python reads it)."""
+    return _encode(history)
+
+
+def decode_attempt_errors(raw: bytes | None) -> list[AttemptError]:
+    return _decode_attempt_errors(raw) if raw else []
+
+
 def _float(raw: bytes | None) -> float | None:
     return None if raw is None else float(raw)
 
@@ -153,6 +163,7 @@ def job_of(job_id: int, fields: Mapping[bytes, bytes]) -> Job:
         error=_text(fields.get(b"err")),
         avoid_worker=_text(fields.get(b"avoid")),
         expires_at=_float(fields.get(b"exp")),
+        attempt_errors=decode_attempt_errors(fields.get(b"ae")),
     )
 
 

@@ -14,13 +14,26 @@ from typing import Any
 
 from jobq.core import retry
 from jobq.core.lease import lease_deadline
-from jobq.core.model import Completion, Job, JobFilter, JobSpec, Submitted, new_job, start_time
+from jobq.core.model import (
+    AttemptError,
+    Completion,
+    Job,
+    JobFilter,
+    JobSpec,
+    Submitted,
+    bound_traceback,
+    new_job,
+    start_time,
+    with_attempt_error,
+)
 from jobq.core.retention import result_ttl
 from jobq.core.states import JobState
 from jobq.errors import Conflict, InvalidRequest, LeaseLost, NotFound, Unavailable
 from jobq.store.redis_client import RedisClient
 from jobq.store.redis_codec import (
+    decode_attempt_errors,
     decode_static,
+    encode_attempt_errors,
     encode_frames,
     encode_static,
     frame,
@@ -262,24 +275,48 @@ class JobOps:
         return out
 
     async def fail(
-        self, job_id: int, token: int, error: str, now: float, retryable: bool, rand: float
+        self,
+        job_id: int,
+        token: int,
+        error: str,
+        now: float,
+        retryable: bool,
+        rand: float,
+        traceback: str | None = None,
     ) -> Job:
-        job = await self._fail_attempt(job_id, token, lambda _: error, now, retryable, rand)
+        job = await self._fail_attempt(job_id, token, lambda _: error, now, retryable, rand, traceback)
         if job is None:
             raise _lost(job_id, token)
         return job
 
     async def _fail_attempt(
-        self, job_id: int, token: int, error: Any, now: float, retryable: bool, rand: float
+        self,
+        job_id: int,
+        token: int,
+        error: Any,
+        now: float,
+        retryable: bool,
+        rand: float,
+        traceback: str | None = None,
     ) -> Job | None:
         """Apply the retry rules to a failed attempt; None when it no longer holds the job.
-        ``error`` makes the message from the job's static part."""
-        state, tok, attempts, failures, blob = await self.client.cmd(
-            "HMGET", self.client.key("job", job_id), "state", "tok", "att", "fl", "d"
+        ``error`` makes the message from the job's static part. The attempt's history entry
+        (``Job.note_failure``) is made here too; the script writes it only if the attempt holds."""
+        state, tok, attempts, failures, blob, worker, history = await self.client.cmd(
+            "HMGET", self.client.key("job", job_id), "state", "tok", "att", "fl", "d", "w", "ae"
         )
         if state != b"running" or int(tok or attempts) != token:
             return None
         static = decode_static(blob)
+        message = error(static)
+        entry = AttemptError(
+            attempt=int(attempts or 0),
+            token=token,
+            error=message,
+            at=now,
+            worker=worker.decode() if worker else None,
+            traceback=bound_traceback(traceback),
+        )
         decision = retry.decide(
             attempts=int(failures or 0) + 1,
             max_attempts=static.max_attempts,
@@ -289,8 +326,9 @@ class JobOps:
             retryable=retryable,
         )
         kind, at = ("retry", num(decision.at)) if isinstance(decision, retry.Retry) else ("fail", "")
+        errors = encode_attempt_errors(with_attempt_error(decode_attempt_errors(history), entry))
         reply = await self.scripts.call(
-            "fail", self.instance, job_id, token, error(static), num(now), kind, at
+            "fail", self.instance, job_id, token, message, num(now), kind, at, errors
         )
         return job_of_flat(reply) if reply else None
 

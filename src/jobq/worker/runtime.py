@@ -38,8 +38,9 @@ from jobq.worker.connectors.base import Connector, ServiceUnavailable
 from jobq.worker.connectors.manager import ConnectorManager, HealthCallback
 from jobq.worker.connectors.steering import triage
 from jobq.worker.context import HandlerError, HandlerFn, JobCancelled, JobContext
+from jobq.worker.failures import failure
 from jobq.worker.handlers import Handler, to_result
-from jobq.worker.state import Hellos, Running, WorkerStats, admit, token_held
+from jobq.worker.state import Hellos, Running, Unconfirmed, WorkerStats, admit, token_held
 from jobq.worker.transport import Credentials, Transport
 
 log = logging.getLogger("jobq.worker")
@@ -81,10 +82,8 @@ class Worker:
         self._running: dict[int, Running] = {}
         self._waiting: deque[Assignment] = deque()
         self._results: list[tuple[int, int, Frames]] = []
-        self._unconfirmed: list[tuple[int, int, Frames]] = []
+        self._unconfirmed = Unconfirmed()  # results and failures the hub has not confirmed
         self._hellos = Hellos()
-        #: Failures sent since the hub last confirmed (see ``_resend``).
-        self._unconfirmed_fails: list[jqp.Fail] = []
         #: The hub said it could not store something (its store was unavailable): results and
         #: failures since its last confirmation are sent again once it answers a heartbeat.
         self._resend = False
@@ -200,7 +199,10 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     def run_forever(self) -> None:
-        """Blocking: run until SIGTERM/SIGINT, then drain."""
+        """Blocking: run until SIGTERM/SIGINT, then drain. Logs at INFO on stderr if the
+        application configured no logging, so failures (with tracebacks) are seen."""
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             import uvloop
         except ImportError:  # pragma: no cover
@@ -303,9 +305,9 @@ class Worker:
                 unhealthy=self._unhealthy() or {},
             )
         )
-        if self._unconfirmed:
+        if self._unconfirmed.results:
             # Results the previous connection may have lost: the tokens keep this safe.
-            self._conn.send(jqp.Done(results=self._unconfirmed))
+            self._conn.send(jqp.Done(results=self._unconfirmed.results))
 
     async def _heartbeats(self) -> None:
         self._last_heard = beat = time.monotonic()
@@ -338,14 +340,10 @@ class Worker:
             self._pump()
         elif isinstance(message, jqp.Heartbeat):
             if self._resend and self._conn is not None:
-                # The tokens make a result or failure the hub already has harmless.
-                if self._unconfirmed:
-                    self._conn.send(jqp.Done(results=self._unconfirmed))
-                for fail in self._unconfirmed_fails:
-                    self._conn.send(fail)
+                for again in self._unconfirmed.again():  # the tokens make a duplicate harmless
+                    self._conn.send(again)
             else:
                 self._unconfirmed.clear()
-                self._unconfirmed_fails.clear()
             self._resend = False
         elif isinstance(message, jqp.Error) and message.code == "unavailable":
             self._resend = True
@@ -469,7 +467,7 @@ class Worker:
                 self.connectors.mark_down(assignment.service, exc.reason)  # fails it, and the rest
             self._report_failure(running, str(exc), exc.retryable)
         except Exception as exc:
-            self._report_failure(running, f"{type(exc).__name__}: {exc}", True)
+            self._report_failure(running, f"{type(exc).__name__}: {exc}", True, exc)
         else:
             if self._running.get(assignment.id) is running and not ctx.cancelled:
                 self.stats.completed += 1
@@ -481,20 +479,18 @@ class Worker:
                 del self._running[assignment.id]
             self._pump()
 
-    def _report_failure(self, running: Running, error: str, retryable: bool) -> None:
+    def _report_failure(
+        self, running: Running, error: str, retryable: bool, exc: Exception | None = None
+    ) -> None:
         if running.ctx.cancelled or self._running.get(running.assignment.id) is not running:
             return
         self.stats.failed += 1
-        a = running.assignment
-        fail = jqp.Fail(id=a.id, token=a.token, error=error[:4000], retryable=retryable)
+        fail = failure(running.assignment, error, retryable, exc)  # logged with its traceback
         self._send(fail)
-        self._unconfirmed_fails.append(fail)
-        del self._unconfirmed_fails[:-10_000]
+        self._unconfirmed.sent(fail=fail)
 
     def _flush_results(self) -> None:
         results, self._results = self._results, []
         if results and self._conn is not None:
             self._conn.send(jqp.Done(results=results))
-            self._unconfirmed.extend(results)
-            if len(self._unconfirmed) > 10_000:
-                del self._unconfirmed[:-10_000]
+            self._unconfirmed.sent(results)

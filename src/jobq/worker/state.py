@@ -1,5 +1,5 @@
-"""What the worker runtime keeps per running attempt, what its hellos declared, and the
-figures it counts."""
+"""What the worker runtime keeps per running attempt, what its hellos declared, the results
+and failures the hub has not confirmed yet, and the figures it counts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import time
 from collections.abc import Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field
 
-from jobq.core.model import Assignment
+from jobq.core.model import Assignment, Frames
+from jobq.protocol import native as jqp
 from jobq.worker.context import JobContext
+
+#: Results (and failures) kept unconfirmed at most: the oldest are forgotten.
+UNCONFIRMED_LIMIT = 10_000
 
 
 @dataclass(slots=True)
@@ -17,6 +21,31 @@ class Running:
     assignment: Assignment
     ctx: JobContext
     task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class Unconfirmed:
+    """Results and failures sent since the hub last confirmed (it answered a heartbeat): sent
+    again if it said it could not store them (``Worker._resend``), and the results after a
+    reconnect. Tokens make a duplicate harmless."""
+
+    results: list[tuple[int, int, Frames]] = field(default_factory=list)
+    failures: list[jqp.Fail] = field(default_factory=list)
+
+    def sent(self, results: Sequence[tuple[int, int, Frames]] = (), fail: jqp.Fail | None = None) -> None:
+        self.results.extend(results)
+        del self.results[:-UNCONFIRMED_LIMIT]
+        if fail is not None:
+            self.failures.append(fail)
+            del self.failures[:-UNCONFIRMED_LIMIT]
+
+    def again(self) -> list[jqp.Inbound]:
+        done: list[jqp.Inbound] = [jqp.Done(results=self.results)] if self.results else []
+        return done + list(self.failures)
+
+    def clear(self) -> None:
+        self.results.clear()
+        self.failures.clear()
 
 
 @dataclass(slots=True)

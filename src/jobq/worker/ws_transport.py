@@ -94,6 +94,7 @@ def outbound(message: jqp.Inbound) -> dict[str, Any] | None:
             "token": message.token,
             "error": message.error,
             "retry": message.retryable,
+            **({"traceback": message.traceback} if message.traceback else {}),
         }
     if isinstance(message, jqp.Progress):
         return {

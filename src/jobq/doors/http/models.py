@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from jobq.core.model import PRIORITY_MAX, PRIORITY_MIN, JobSpec
+from jobq.core.model import PRIORITY_MAX, PRIORITY_MIN, AttemptError, JobSpec
 from jobq.core.views import ExplainInfo, ServiceInfo
 from jobq.doors.http.frames import (
     MAX_NESTING,
@@ -177,6 +177,10 @@ class JobView(msgspec.Struct, kw_only=True, omit_defaults=True):
     payload_encoding: Encoding | None = None
     result: Any = None
     result_encoding: Encoding | None = None
+    #: The last failed attempt's traceback, and every kept failed attempt (the last 10) with
+    #: its error and traceback: in the single-job view only.
+    traceback: str | None = None
+    attempt_errors: list[AttemptError] = msgspec.field(default_factory=list)
 
 
 class JobList(msgspec.Struct, kw_only=True):

@@ -42,6 +42,7 @@ def job_view(job: Job, *, full: bool = False) -> JobView:
         view.payload, view.payload_encoding = frames_to_wire(job.payload, job.content_type)
         if job.result is not None:
             view.result, view.result_encoding = frames_to_wire(job.result)
+        view.traceback, view.attempt_errors = job.traceback, job.attempt_errors
     return view
 
 

@@ -101,6 +101,8 @@ class FailJob(Incoming, tag="fail_job"):
     error: Annotated[str, msgspec.Meta(max_length=4000)] = "failed"
     #: False: do not retry, the job ends failed now.
     retry: bool = True
+    #: The handler's traceback, kept with the attempt (cut to its last TRACEBACK_LIMIT bytes).
+    traceback: str | None = None
 
 
 class ReleaseJobs(Incoming, tag="release_jobs"):
@@ -281,7 +283,9 @@ class WorkerConn:
         elif isinstance(msg, FailJob):
             job_id, token = await self._token(msg.job_id, msg.token)
             self.tokens.pop(job_id, None)
-            job = await hub.fail(worker, job_id, token, msg.error, retryable=msg.retry)
+            job = await hub.fail(
+                worker, job_id, token, msg.error, retryable=msg.retry, traceback=msg.traceback
+            )
             self.outbox.put(reply("job_failed_ack", msg, job_id=job_id, status=job.state.value))
         elif isinstance(msg, ReleaseJobs):
             for job_id, _ in msg.jobs:

@@ -439,7 +439,9 @@ class NativeDoor:
 
     async def _fail(self, identity: bytes, msg: native.Fail, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity) or ""
-        await self.hub.fail(worker_id, msg.id, msg.token, msg.error, retryable=msg.retryable)
+        await self.hub.fail(
+            worker_id, msg.id, msg.token, msg.error, retryable=msg.retryable, traceback=msg.traceback
+        )
 
     async def _progress(self, identity: bytes, msg: native.Progress, caller: Caller) -> None:
         worker_id = self.workers.worker_of(identity) or ""

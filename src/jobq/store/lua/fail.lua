@@ -1,16 +1,17 @@
 -- fail: a failed attempt (it counts toward max_attempts: `fl`). The caller decided
 -- (core/retry.py) what follows from the failures it read; the token check makes sure the
 -- attempt it read them under still holds the job.
--- ARGV: inst, job id, token, error, now, decision (retry|fail), retry at
+-- ARGV: inst, job id, token, error, now, decision (retry|fail), retry at, the job's
+-- `ae` (attempt errors, msgpack: the history with this attempt added, made in Python)
 -- Returns the job's fields (without payload), or {} when the attempt lost the job.
-local inst, id, token, err, now, decision, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local inst, id, token, err, now, decision, at, ae = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local jk = jobkey(id)
 local f = redis.call('HMGET', jk, 'state', 'tok', 'att', 'w', 'shape', 'svc')
 if not holds(f[1], f[2], f[3], token) then
   return {}
 end
 stop_running(id, jk, f[4], f[5])
-redis.call('HSET', jk, 'err', err)
+redis.call('HSET', jk, 'err', err, 'ae', ae)
 redis.call('HINCRBY', jk, 'fl', 1)
 if f[4] then
   redis.call('HSET', jk, 'avoid', f[4])
