@@ -45,10 +45,10 @@ bench-%: install
 ## Issue 12's fault runs (minutes each, not in BENCHES): JSON on stdout, exit 1 when a check fails.
 ## Smaller runs: make chaos ARGS='--runs a,b --jobs 1000 --worker-kills 20'; make fuzz ARGS='--seconds 20'.
 chaos: install
-	$(BIN)/python -m bench.chaos $(ARGS)
+	@$(BIN)/python -m bench.chaos $(ARGS)
 
 fuzz: install
-	$(BIN)/python -m bench.fuzz $(ARGS)
+	@$(BIN)/python -m bench.fuzz $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

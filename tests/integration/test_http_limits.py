@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import gc
 import os
@@ -30,6 +31,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import ConnectionClosed, PayloadTooBig
 from websockets.server import ServerProtocol
 
+from jobq.doors.http.limits import PROBE_HEADER_TIMEOUT, PROBE_ROOM
 from tests.helpers import Proc, free_port, running_hub
 from tests.http_helpers import HttpHub, start_http_hub
 
@@ -446,6 +448,29 @@ def test_probes_answer_when_the_door_is_full(patient_hub: HttpHub) -> None:
     while httpx.get(hub.url + "/ready").status_code != 200:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_idle_connections_cannot_fill_the_probe_room(patient_hub: HttpHub) -> None:
+    """Idle connections past --http-max-connections and its probe room too: those let into the
+    room are cut within a second, so /health answers 200 at once however many wait."""
+    hub = patient_hub
+    held = []
+    try:
+        for i in range(40 + PROBE_ROOM + 20):
+            with contextlib.suppress(OSError):
+                held.append(
+                    socket.create_connection(
+                        ("127.0.0.1", hub.port), timeout=10, source_address=(f"127.0.5.{i // 8 + 1}", 0)
+                    )
+                )
+        time.sleep(PROBE_HEADER_TIMEOUT + 0.5)  # the idle ones in the probe room are cut
+        with httpx.Client(base_url=hub.url) as client:
+            health = client.get("/health")
+            assert health.status_code == 200
+            assert health.headers.get("connection") == "close"  # one probe per room place
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_idle_connections_cannot_lock_the_door(hub: HttpHub) -> None:

@@ -11,6 +11,8 @@ lost), the gate (``gate.py``: requests past the total get 503, except ``/health`
   slow connections cannot lock out the others.
 - **In all** (``HubConfig.http_max_connections``, 1000): past it every request gets 503 but the
   probes; past it by :data:`PROBE_ROOM` more, a new connection is answered 503 and closed at once.
+  A connection let into that room is for one probe: it has :data:`PROBE_HEADER_TIMEOUT` seconds
+  to ask, and is closed after one answer, so idle connections cannot fill the room as well.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from jobq.protocol.inflight import InflightBudget
 #: Connections accepted beyond ``http_max_connections`` so that ``/health`` and ``/ready`` still
 #: answer when the door is full (every other request on them gets 503).
 PROBE_ROOM = 32
+#: Seconds a connection let into the probe room has to send its request (then it is cut).
+PROBE_HEADER_TIMEOUT = 1.0
 #: Paths that answer even when the door holds more than ``http_max_connections``.
 PROBES = frozenset({"/health", "/ready"})
 #: Seconds a refused client is told to wait (``Retry-After``).
@@ -98,4 +102,4 @@ class ConnectionLimits:
         return self._by_peer.get(peer, 0)
 
 
-__all__ = ["BUSY", "PROBES", "PROBE_ROOM", "RETRY_AFTER", "ConnectionLimits"]
+__all__ = ["BUSY", "PROBES", "PROBE_HEADER_TIMEOUT", "PROBE_ROOM", "RETRY_AFTER", "ConnectionLimits"]

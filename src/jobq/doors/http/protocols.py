@@ -35,7 +35,7 @@ import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from jobq.doors.http.limits import BUSY, RETRY_AFTER, ConnectionLimits
+from jobq.doors.http.limits import BUSY, PROBE_HEADER_TIMEOUT, RETRY_AFTER, ConnectionLimits
 
 #: WebSocket close codes: a policy violation (a message too slow), try again later (no budget).
 CLOSE_POLICY = 1008
@@ -129,6 +129,8 @@ class DoorHttp(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
+        #: Let in past ``http_max_connections`` (the probe room): one quick request, then closed.
+        self._probe_only = False
 
     # --------------------------------------------------------------------- connections
 
@@ -138,7 +140,11 @@ class DoorHttp(HttpToolsProtocol):
         if reason is not None:
             self._refuse(reason)
             return
-        self._arm(self.limits.header_timeout, self._headers_late)
+        self._probe_only = self.limits.full
+        self._arm(self._header_timeout(), self._headers_late)
+
+    def _header_timeout(self) -> float:
+        return PROBE_HEADER_TIMEOUT if self._probe_only else self.limits.header_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -179,11 +185,13 @@ class DoorHttp(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._deadline is None:  # the next request on a kept-alive connection
-            self._arm(self.limits.header_timeout, self._headers_late)
+            self._arm(self._header_timeout(), self._headers_late)
 
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        if self._probe_only and self.cycle is not None:
+            self.cycle.keep_alive = False  # one answer, then the room is free for the next probe
         self._arm(self.limits.body_timeout, self._body_late)
 
     def on_message_complete(self) -> None:
@@ -192,7 +200,7 @@ class DoorHttp(HttpToolsProtocol):
 
     def _headers_late(self) -> None:
         self._deadline = None
-        self._cut(f"no request line and headers within {self.limits.header_timeout:g}s", answer=True)
+        self._cut(f"no request line and headers within {self._header_timeout():g}s", answer=True)
 
     def _body_late(self) -> None:
         self._deadline = None
