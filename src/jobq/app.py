@@ -20,7 +20,7 @@ from jobq.doors.zmq.mdp import MajordomoDoor
 from jobq.doors.zmq.native import NativeDoor
 from jobq.doors.zmq.router import ZmqRouter
 from jobq.hub.hub import Hub
-from jobq.process import tune_gc
+from jobq.process import return_large_buffers, tune_gc
 from jobq.protocol.curve import encode_key
 from jobq.store.base import open_store
 
@@ -121,6 +121,7 @@ class HubServer:
 
 async def serve(config: HubConfig, ready: Callable[[HubServer], None] | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    return_large_buffers()
     server = HubServer(config)
     await server.start()
     tune_gc()

@@ -37,7 +37,7 @@ from jobq.cli.options import (
     token_option,
 )
 from jobq.errors import Forbidden, JobqError, Unauthorized
-from jobq.process import tune_gc
+from jobq.process import return_large_buffers, tune_gc
 
 log = logging.getLogger("jobq.worker")
 
@@ -215,6 +215,7 @@ def worker(
         click.echo(f"jobq worker: {getattr(exc, 'message', exc)}", err=True)
         sys.exit(EXIT_USAGE)
     log.info("jobq worker %s (name %s): serving %s on %s", w.worker_id, w.name, described, w.hub)
+    return_large_buffers()
     tune_gc()
     try:
         code = run(w)
