@@ -13,8 +13,10 @@ With two hubs the workers are split between them (each with both hubs as endpoin
 at its own), and one producer per hub runs the same workload at the same time on half the
 jobs: the figures are for the cluster (all jobs / wall time). ``--compare sqlite`` runs the
 single-hub SQLite figures in the same session, on the same machine. Also measured: Redis
-memory per queued job. Prints one JSON document. Run it as a module (the file's name is the
-library's): ``python -m bench.redis --help``.
+memory per queued job, and per workload the Redis commands per job (``INFO commandstats``
+before and after it: server-wide, so give the bench a Redis server nothing else uses). Prints
+one JSON document. Run it as a module (the file's name is the library's):
+``python -m bench.redis --help``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,37 @@ async def _together(clients: list[Client], work: Workload, n: int) -> dict[str, 
     return out
 
 
+_SCRIPTS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
+
+
+def _command_calls(url: str) -> dict[str, int]:
+    """``INFO commandstats``: calls per command, server-wide (our own INFO calls left out)."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats: dict[str, dict[str, Any]] = client.info("commandstats")
+    finally:
+        client.close()
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    calls.pop("info", None)
+    return calls
+
+
+async def _counted(url: str, clients: list[Client], work: Workload, n: int) -> dict[str, Any]:
+    """``_together`` plus the Redis commands the workload cost, from ``INFO commandstats`` before
+    and after. The counts are the server's: exact only when nothing else uses that Redis server
+    meanwhile (the DB does not matter). Commands run inside Lua scripts count too (Redis counts
+    them), so ``scripts_per_job`` says how many of them were script calls."""
+    before = _command_calls(url)
+    out = await _together(clients, work, n)
+    after = _command_calls(url)
+    delta = {c: after[c] - before.get(c, 0) for c in after if after[c] > before.get(c, 0)}
+    jobs = int(out["jobs"])
+    out["redis_commands_per_job"] = round(sum(delta.values()) / jobs, 2)
+    out["redis_scripts_per_job"] = round(sum(delta.get(c, 0) for c in _SCRIPTS) / jobs, 2)
+    out["redis_commands"] = dict(sorted(delta.items(), key=lambda kv: -kv[1]))
+    return out
+
+
 async def measure(hubs: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(prefix=f"redis-h{hubs}-", dir=tmp))
     prefix = f"jobq-bench-{uuid.uuid4().hex[:8]}"
@@ -111,11 +144,11 @@ async def measure(hubs: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
                 await asyncio.sleep(0.05)
             await _together(clients, one_at_a_time, 500)  # warm up every path once
             result: dict[str, Any] = {"store": "redis", "hubs": hubs, "workers": args.workers}
-            result["one_at_a_time"] = await _together(clients, one_at_a_time, args.jobs)
-            result["pipelined"] = await _together(clients, pipelined, args.jobs)
-            result["submit_many"] = await _together(clients, submit_many, args.many)
+            result["one_at_a_time"] = await _counted(args.redis, clients, one_at_a_time, args.jobs)
+            result["pipelined"] = await _counted(args.redis, clients, pipelined, args.jobs)
+            result["submit_many"] = await _counted(args.redis, clients, submit_many, args.many)
             await asyncio.sleep(0.5)
-            result["latency"] = await _together(clients, latency, args.latency)
+            result["latency"] = await _counted(args.redis, clients, latency, args.latency)
             return result
         finally:
             for client in clients:
