@@ -30,6 +30,9 @@ def test_per_peer_and_total() -> None:
         "too many connections from your address (the limit is 2 per client address)"
     )
     assert limits.explain("total", "x") == "too many connections (the limit is 4)"
+    limits.count("a2", "10.0.0.1")  # a connection that changed hands: counted once
+    limits.count("e1", "10.0.0.1")  # counted whatever the limits
+    assert (limits.open, limits.of_peer("10.0.0.1")) == (5, 3)
 
 
 def test_zero_is_no_limit_and_refusals_are_reported_in_bursts() -> None:

@@ -1,7 +1,7 @@
 """Who holds a door's connections: the count per client address and in all, each with a limit.
 
-Shared by the line door and jobq's ZMTP router (the HTTP door has its own, which also lets the
-probes through: ``doors/http/limits.py``). A connection is counted from the moment it is
+Shared by the line door, jobq's ZMTP router and the HTTP door (whose ``doors/http/limits.py``
+adds the room that lets the probes through when it is full). A connection is counted from the moment it is
 accepted until it closes; one past either limit is refused at once, so that one peer's idle or
 slow connections cannot take every place. No I/O here.
 """
@@ -59,6 +59,13 @@ class Admission:
         self._open[connection] = peer
         self._by_peer[peer] += 1
         return None
+
+    def count(self, connection: object, peer: str) -> None:
+        """Count ``connection`` whatever the limits (one already admitted that changed hands:
+        counting it again is a no-op)."""
+        if connection not in self._open:
+            self._open[connection] = peer
+            self._by_peer[peer] += 1
 
     def explain(self, refusal: Refusal, peer: str) -> str:
         """Why a connection was refused, in words (``peer``: how to name its address)."""

@@ -17,9 +17,8 @@ lost), the gate (``gate.py``: requests past the total get 503, except ``/health`
 
 from __future__ import annotations
 
-from collections import Counter
-
 from jobq.config import HubConfig
+from jobq.protocol.admission import Admission
 from jobq.protocol.inflight import InflightBudget
 
 #: Connections accepted beyond ``http_max_connections`` so that ``/health`` and ``/ready`` still
@@ -37,7 +36,8 @@ BUSY = "busy: too much partly received data in the hub; try again later"
 
 
 class ConnectionLimits:
-    """Open connections by client address, and the door's limits and figures."""
+    """Open connections by client address (counted by :class:`~jobq.protocol.admission.
+    Admission`, as on the line and ZeroMQ doors), and the door's limits and figures."""
 
     def __init__(self, config: HubConfig, budget: InflightBudget) -> None:
         self.total = max(1, config.http_max_connections)
@@ -47,59 +47,46 @@ class ConnectionLimits:
         self.max_body = config.http_max_body
         #: The hub's budget of partly received bytes (``hub.inflight``), every door together.
         self.budget = budget
-        self._open: dict[object, str] = {}
-        self._by_peer: Counter[str] = Counter()
-        #: Connections refused (per peer or in all), requests and messages cut for being slow,
-        #: and requests and messages refused for lack of budget, since start (``/metrics``).
-        self.refused = 0
+        #: Past ``total`` only the probes answer; the probe room is counted in.
+        self._admission = Admission(self.total + PROBE_ROOM, self.per_peer)
+        #: Requests and messages cut for being slow, and refused for lack of budget, since
+        #: start (``/metrics``).
         self.timed_out = 0
         self.busy = 0
 
     @property
     def open(self) -> int:
-        return len(self._open)
+        return self._admission.open
+
+    @property
+    def refused(self) -> int:
+        """Connections refused (per peer or in all) since start."""
+        return self._admission.refused
 
     @property
     def full(self) -> bool:
         """More connections are open than ``http_max_connections``: only the probes answer."""
-        return len(self._open) > self.total
-
-    def peers(self) -> int:
-        return len(self._by_peer)
+        return self._admission.open > self.total
 
     def admit(self, connection: object, peer: str) -> str | None:
         """Count a new connection of ``peer`` (its address); the reason it is refused, if so."""
-        if connection in self._open:
+        refusal = self._admission.admit(connection, peer)
+        if refusal is None:
             return None
-        if len(self._open) >= self.total + PROBE_ROOM:
-            self.refused += 1
-            return f"too many connections ({len(self._open)} open; the limit is {self.total})"
-        if self.per_peer and self._by_peer[peer] >= self.per_peer:
-            self.refused += 1
-            return f"too many connections from {peer} (the limit is {self.per_peer} per client address)"
-        self._open[connection] = peer
-        self._by_peer[peer] += 1
-        return None
+        if refusal == "total":
+            return f"too many connections ({self.open} open; the limit is {self.total})"
+        return self._admission.explain(refusal, peer)
 
     def adopt(self, connection: object, peer: str) -> None:
         """Count a connection that changed hands (an HTTP connection that became a WebSocket
         keeps its place; counting it again is a no-op)."""
-        if connection not in self._open:
-            self._open[connection] = peer
-            self._by_peer[peer] += 1
+        self._admission.count(connection, peer)
 
     def release(self, connection: object) -> None:
-        peer = self._open.pop(connection, None)
-        if peer is None:
-            return
-        left = self._by_peer[peer] - 1
-        if left > 0:
-            self._by_peer[peer] = left
-        else:
-            del self._by_peer[peer]
+        self._admission.release(connection)
 
     def of_peer(self, peer: str) -> int:
-        return self._by_peer.get(peer, 0)
+        return self._admission.of_peer(peer)
 
 
 __all__ = ["BUSY", "PROBES", "PROBE_HEADER_TIMEOUT", "PROBE_ROOM", "RETRY_AFTER", "ConnectionLimits"]
