@@ -19,7 +19,9 @@ from typing import Any
 
 import msgspec
 
-HEADER = b"JQ1"
+from jobq.protocol import native
+
+HEADER = native.HEADER
 MDP = [b"MDPC01", b"MDPC02", b"MDPW01", b"MDPW02"]
 MAX_U64 = 2**64 - 1
 MIN_I64 = -(2**63)
@@ -34,28 +36,7 @@ SERVICES = [
     "titanic.request",
     "titanic.reply",
 ]
-NATIVE_TAGS = [
-    "submit",
-    "get",
-    "wait",
-    "cancel",
-    "retry",
-    "list",
-    "subscribe",
-    "unsubscribe",
-    "info",
-    "ping",
-    "worker",
-    "hello",
-    "hb",
-    "slots",
-    "done",
-    "fail",
-    "progress",
-    "release",
-    "bye",
-    "nonsense",
-]
+NATIVE_TAGS = [*native.INBOUND_TAGS, "nonsense"]
 LINE_VERBS = [
     "JOB",
     "SUBMIT",

@@ -19,27 +19,7 @@ from jobq.errors import InvalidRequest, PayloadTooLarge
 from jobq.protocol import native
 from tests.helpers import running_hub
 
-TAGS = [
-    "submit",
-    "get",
-    "wait",
-    "cancel",
-    "retry",
-    "list",
-    "subscribe",
-    "unsubscribe",
-    "info",
-    "ping",
-    "hello",
-    "hb",
-    "slots",
-    "done",
-    "fail",
-    "progress",
-    "release",
-    "bye",
-    "nonsense",
-]
+TAGS = [*native.INBOUND_TAGS, "nonsense"]
 msgpack_values = st.recursive(
     st.none()
     | st.booleans()

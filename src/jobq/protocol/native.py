@@ -19,7 +19,7 @@ is trusted or CURVE-authenticated, and one whose token lacks the right (``forbid
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 
@@ -278,6 +278,8 @@ ClientMessage = (
 )
 WorkerMessage = Hello | Heartbeat | SetSlots | Done | Fail | Progress | Release | Bye
 Inbound = ClientMessage | WorkerMessage
+#: Every message tag a hub accepts (what fuzzers and docs enumerate).
+INBOUND_TAGS: tuple[str, ...] = tuple(str(kind.__struct_config__.tag) for kind in get_args(Inbound))
 Outbound = (
     Accepted | Jobs | Reply | Error | Events | Pong | Welcome | Heartbeat | Assign | CancelJobs | Reconnect
 )
