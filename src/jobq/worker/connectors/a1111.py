@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import time
 from typing import Any
 
@@ -67,7 +68,7 @@ class A1111Connector(Connector):
         self.target = Target.parse(self.config["url"].rstrip("/"))
         self.http: httpx.AsyncClient | None = None
         self._models: list[str] = []
-        self._models_at = 0.0
+        self._models_at = -math.inf  # never asked: time.monotonic() starts near 0 at boot
 
     async def start(self) -> None:
         self.http = service_http.client(self.config, self.config["timeout"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -113,7 +114,7 @@ class ComfyUIConnector(Connector):
         self.prompt_of: dict[int, str] = {}  # job id → prompt id
         self._early: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self._executing: str | None = None  # the prompt ComfyUI runs now, for old progress messages
-        self._models_at = 0.0
+        self._models_at = -math.inf  # never asked: time.monotonic() starts near 0 at boot
         self._models_cache: list[str] = []
 
     async def start(self) -> None:
