@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobq.core.model import Completion, Job, JobFilter
+from jobq.core.model import Completion, Job, JobFilter, WorkerInfo
 from jobq.core.states import JobState
 from jobq.errors import Conflict, LeaseLost, NotFound
 from jobq.store.base import Store
@@ -84,6 +84,17 @@ async def test_claim_only_what_the_worker_can_run(store: Store) -> None:
     assert [j.id for j in await store.claim("small", 10, T0, TTL)] == [plain.id]
     await attach(store, "big", services=("echo", "resize"), slots=10, caps={"hardware.gpu_memory_gb": 24})
     assert sorted(j.id for j in await store.claim("big", 10, T0, TTL)) == [gpu.id, other.id]
+
+
+async def test_a_claim_records_the_principal_that_attached_the_worker(store: Store) -> None:
+    first, second = await submit_one(store), await submit_one(store)
+    await store.attach_worker(WorkerInfo(id="w1", services=["echo"], principal="gpu"), T0)
+    (claimed,) = await store.claim("w1", 1, T0, TTL)
+    assert claimed.holder == "gpu"
+    assert (await store.get(claimed.id)).holder == "gpu"  # type: ignore[union-attr]
+    await store.attach_worker(WorkerInfo(id="w1", services=["echo"], slots=2), T0)  # no principal now
+    (other,) = await store.claim("w1", 1, T0, TTL)
+    assert {claimed.id, other.id} == {first.id, second.id} and other.holder is None
 
 
 async def test_unknown_worker_claims_nothing(store: Store) -> None:

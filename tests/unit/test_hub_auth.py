@@ -775,13 +775,6 @@ async def test_watch_ends_tells_a_client_only_of_jobs_it_may_see(world: World) -
     assert heard.events == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in hub/workers.py attach: the principal that attached a worker id is known only "
-    "to the live session of one hub, so after a hub restart (or on another hub sharing the "
-    "store) another principal attaches under that id, adopts its running attempts and forges "
-    "their results, and the real worker is then refused as the 'other principal'",
-)
 async def test_a_worker_id_cannot_be_taken_over_across_a_hub_restart(tmp_path: Path) -> None:
     auth = tmp_path / "auth.json"
     real_secret, _ = create_token(auth, "worker", name="gpu")
@@ -811,3 +804,39 @@ async def test_a_worker_id_cannot_be_taken_over_across_a_hub_restart(tmp_path: P
     finally:
         await hub.stop(grace=0)
         hub.guard.audit.close()
+
+
+async def test_a_worker_id_running_jobs_through_another_hub_cannot_be_taken(tmp_path: Path) -> None:
+    """Two hubs on one Redis: the id of a worker that runs a job through hub A is refused to
+    another principal at hub B, and stays its own (it may move to B with its attempt)."""
+    from tests.redis_helpers import Namespace, require_redis
+
+    require_redis()
+    ns = Namespace()
+    auth = tmp_path / "auth.json"
+    real_secret, _ = create_token(auth, "worker", name="gpu")
+    thief_secret, _ = create_token(auth, "worker", name="gpu2")
+    config = HubConfig(store=ns.url, tick=3600.0, lease_ttl=30.0, auth=str(auth))
+    clock = FakeClock()
+    a = Hub(open_store(ns.url), dataclasses.replace(config, name="a"), clock=clock, rand=lambda: 0.0)
+    b = Hub(open_store(ns.url), dataclasses.replace(config, name="b"), clock=clock, rand=lambda: 0.0)
+    await a.start()
+    await b.start()
+    try:
+        link = FakeLink()
+        real = a.authenticate(real_secret, door="zmq", peer=PEER)
+        await a.attach(WorkerHello(id="w1", services=["echo"]), link, caller=real)
+        await a.submit([spec()])
+        await until(lambda: bool(link.ids))
+        thief = b.authenticate(thief_secret, door="zmq", peer="10.6.6.6:1")
+        hello = WorkerHello(id="w1", services=["echo"])
+        with pytest.raises(Forbidden):
+            await b.attach(hello, FakeLink(), held=link.attempts, caller=thief)
+        moved = b.authenticate(real_secret, door="zmq", peer=PEER)
+        welcome = await b.attach(hello, FakeLink(), held=link.attempts, caller=moved)
+        assert welcome.kept == link.ids
+    finally:
+        for hub in (a, b):
+            await hub.stop(grace=0)
+            hub.guard.audit.close()
+        ns.cleanup()

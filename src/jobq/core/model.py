@@ -141,6 +141,9 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     #: Attempts lost with their worker (the ``max_losses`` budget).
     losses: int = 0
     worker: str | None = None
+    #: The principal (token name) whose worker runs the current attempt, recorded at claim:
+    #: after a hub restart, or through another hub, only it may attach under that worker id.
+    holder: str | None = None
     run_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -349,6 +352,8 @@ class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: drain): it takes no new jobs. Set in listings by the hub it is attached to
     #: (hub/control.py), never stored.
     drained: str | None = None
+    #: The principal (token name) that attached it: its claims record it as ``Job.holder``.
+    principal: str | None = None
 
     def serving(self) -> list[str]:
         """The services it takes new jobs of now: those it serves, less the unhealthy ones."""

@@ -16,7 +16,7 @@ from typing import Any
 from jobq.config import HubConfig
 from jobq.core.auth import LOCAL_CALLER, Caller, may_serve, scoped_capabilities
 from jobq.core.lease import reached
-from jobq.core.model import Completion, Frames, Job, JobEvent, WorkerInfo
+from jobq.core.model import Completion, Frames, Job, JobEvent, JobFilter, WorkerInfo
 from jobq.core.states import QUARANTINED, QUEUED, RUNNING, TERMINAL
 from jobq.core.validate import check_document
 from jobq.core.views import Welcome, WorkerHello
@@ -79,13 +79,7 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
         old = self._sessions.get(hello.id)
         if not caller.unrestricted:
             capabilities = self._worker_scope(caller, hello)
-            if old is not None and old.caller.name != caller.name:
-                raise self._access.refuse(
-                    caller,
-                    "attach",
-                    f"worker {hello.id}",
-                    f"worker {hello.id} is attached by another principal",
-                )
+            await self._refuse_takeover(caller, hello.id, old)
         now = self.clock()
         self._schemas.advertise(hello.schemas)
         info = WorkerInfo(
@@ -99,6 +93,7 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
             unhealthy=hello.unhealthy,
             hub=self.config.name,
             connected_at=now,
+            principal=caller.name,
         )
         await self._store.attach_worker(info, now)
         kept = await self._store.adopt(info.id, held, now, self.config.lease_ttl) if held else []
@@ -118,6 +113,19 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
         self.kick()
         config = self.config
         return Welcome(heartbeat=config.heartbeat, lease_ttl=config.lease_ttl, kept=kept, hub=config.name)
+
+    async def _refuse_takeover(self, caller: Caller, worker_id: str, old: WorkerSession | None) -> None:
+        """Forbidden when another principal holds the worker id: its live session here or, after
+        a hub restart or through another hub, the attempts the store runs under that id for it
+        (``Job.holder``, recorded at claim). Once those have ended or expired, the id is free."""
+        if old is not None:
+            holders = {old.caller.name}
+        else:
+            running = await self._store.list_jobs(JobFilter(states=[RUNNING], worker=worker_id))
+            holders = {job.holder for job in running if job.holder is not None}
+        if holders - {caller.name}:
+            what = f"worker {worker_id}"
+            raise self._access.refuse(caller, "attach", what, f"{what} is attached by another principal")
 
     def _worker_scope(self, caller: Caller, hello: WorkerHello) -> dict[str, Any]:
         """The capabilities a restricted worker attaches with, or Forbidden."""

@@ -325,7 +325,7 @@ class EmbeddedStore:
             self._move(job, RUNNING)
             job.attempts += 1
             job.token = next_token(job.token, self.epoch)
-            job.worker = worker_id
+            job.worker, job.holder = worker_id, self._workers[worker_id].principal
             job.started_at = now
             job.lease_expires = deadline
             job.progress = job.progress_message = None

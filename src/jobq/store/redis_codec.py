@@ -153,6 +153,7 @@ def job_of(job_id: int, fields: Mapping[bytes, bytes]) -> Job:
         failures=int(fields.get(b"fl", b"0")),
         losses=int(fields.get(b"ls", b"0")),
         worker=_text(fields.get(b"w")),
+        holder=_text(fields.get(b"hp")) or None,
         run_at=_float(fields.get(b"run")),
         started_at=_float(fields.get(b"st")),
         finished_at=_float(fields.get(b"fin")),

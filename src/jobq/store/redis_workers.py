@@ -49,6 +49,7 @@ class WorkerRegistry:
             num(profile.gpu_memory),
             str(profile.max_customers or ""),
             num(now),
+            info.principal or "",
         )
         self.mine[info.id] = info
 

@@ -1,12 +1,13 @@
 -- attach: register (or update) a worker attached through hub instance `inst`.
--- ARGV: inst, worker, info blob, profile, slots, GPU memory, max customers ('' = no limit), now
+-- ARGV: inst, worker, info blob, profile, slots, GPU memory, max customers ('' = no limit), now,
+-- principal (the token name that attached it, '' = none: its claims record it as the jobs' `hp`)
 -- A worker that comes back through another hub instance (its hub died or restarted) starts
 -- with an empty running set: what it still runs it declares right after (adopt); whatever the
 -- old hub gave it that never arrived is not renewed by its heartbeats, and expires. (Through
 -- the same instance, as on a repeated hello, what that hub gave it stays: it may be in flight.)
 -- Returns the number of jobs it runs.
 local inst, worker, info, profile, slots = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local gpu, max_customers, now = ARGV[6], ARGV[7], ARGV[8]
+local gpu, max_customers, now, principal = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local w = K .. 'w:' .. worker
 local old = redis.call('HMGET', w, 'prof', 'owner')
 if old[1] ~= profile then
@@ -26,6 +27,11 @@ if max_customers ~= '' then
   redis.call('HSET', w, 'pmaxc', max_customers)
 else
   redis.call('HDEL', w, 'pmaxc')
+end
+if principal ~= '' then
+  redis.call('HSET', w, 'pr', principal)
+else
+  redis.call('HDEL', w, 'pr')
 end
 if not redis.call('ZSCORE', K .. 'workers', worker) then
   -- Listed in the order workers attached (a re-attach keeps its place).

@@ -14,7 +14,7 @@ local worker, limit, now = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local deadline, reserve_after = ARGV[5], tonumber(ARGV[6])
 local with_payload = ARGV[7] == '1'
 local w = K .. 'w:' .. worker
-local info = redis.call('HMGET', w, 'prof', 'slots', 'pgpu', 'pmaxc')
+local info = redis.call('HMGET', w, 'prof', 'slots', 'pgpu', 'pmaxc', 'pr')
 if not info[1] then
   return {}
 end
@@ -139,7 +139,7 @@ while #out < limit do
   local f = redis.call('HMGET', jk, 'svc', 'att', 'to', 'pg', 'pm', 'tok', 'ls')
   move(id, jk, f[1], 'queued', 'running')
   redis.call('HSET', jk, 'att', tonumber(f[2]) + 1, 'tok', token_of(f[6], f[2]) + 1, 'w', worker, 'st', now,
-    'lease', deadline)
+    'lease', deadline, 'hp', info[5] or '')
   if f[4] or f[5] then
     redis.call('HDEL', jk, 'pg', 'pm')
   end
