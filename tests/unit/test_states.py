@@ -22,6 +22,10 @@ def test_every_state_has_a_row() -> None:
         ("running", "cancelled"),
         ("failed", "queued"),
         ("cancelled", "queued"),
+        ("cancelled", "waiting"),
+        ("waiting", "queued"),
+        ("waiting", "scheduled"),
+        ("waiting", "cancelled"),
     ],
 )
 def test_allowed(current: str, target: str) -> None:

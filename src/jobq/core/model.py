@@ -10,10 +10,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from jobq.core.dependencies import AfterPolicy
 from jobq.core.retry import DEFAULT_MAX_LOSSES
 from jobq.core.states import JobState
 
 Isolation = Literal["strict", "loose", "none"]
+GroupPolicy = Literal["all_completed", "all_ended"]
 ISOLATIONS: tuple[str, ...] = ("strict", "loose", "none")
 
 #: Payloads are kept as frames: a plain bytes payload is one frame. The Majordomo door needs
@@ -68,6 +70,27 @@ def with_attempt_error(history: list[AttemptError], entry: AttemptError) -> list
     return [*history[max(0, len(history) - ATTEMPT_ERRORS_KEPT + 1) :], entry]
 
 
+class Mark(
+    msgspec.Struct,
+    kw_only=True,
+    omit_defaults=True,
+    gc=False,
+    rename={"at": "t", "kind": "k", "attempt": "a", "worker": "w", "detail": "d", "value": "v"},
+):
+    """One moment of a job's life in ``Job.timeline`` (kinds, bounds: ``core/timeline.py``).
+    Short field names on the wire and in stores (``t``, ``k``, ``a``, ``w``, ``d``, ``v``)."""
+
+    at: float
+    kind: str
+    #: The attempt it is about (0: none), and the worker that ran that attempt.
+    attempt: int = 0
+    worker: str | None = None
+    #: An error, a reason, or a progress message (at most ``timeline.DETAIL_LIMIT`` bytes).
+    detail: str | None = None
+    #: A progress value (percent), or when the job may run (``submitted`` delayed, ``retrying``).
+    value: float | None = None
+
+
 class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """What a client asks for. Everything but ``service`` has a default."""
 
@@ -101,6 +124,22 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     #: Who submitted it (a token's name). Set by the hub from the caller, never by a client:
     #: with authentication on, whatever a client sends here is replaced.
     owner: str | None = None
+    #: Makes the submit a group: one member per combination of these keys' values
+    #: (``core/expand.py``), each the payload (a JSON object) with its combination merged in.
+    expand: dict[str, Any] | None = None
+    #: The group's finalize job, submitted once every member has ended (``core/workflow.py``);
+    #: its payload is the handler's JSON args.
+    finalize: JobSpec | None = None
+    #: When the finalize job runs: every member completed, or every member ended.
+    group_policy: GroupPolicy = "all_completed"
+    #: Jobs it waits for (ids), or specs of the same batch (their ``ref``): it starts
+    #: ``waiting`` and runs once they are done (``core/dependencies.py``).
+    after: list[int | str] = msgspec.field(default_factory=list)
+    #: ``completed``: runs when every prerequisite completed, ends ``cancelled`` as soon as one
+    #: did not; ``always``: runs once every prerequisite ended, whatever the outcome.
+    after_policy: AfterPolicy = "completed"
+    #: Its name within its batch, for other specs' ``after`` (batch-local, not kept).
+    ref: str | None = None
 
 
 class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -131,6 +170,12 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     backoff: float | None = None
     #: Who submitted it (the caller's name when authentication is on).
     owner: str | None = None
+    #: The group it belongs to: a member (job ``group + 1 + index``) or its finalize job (an id
+    #: beyond the members).
+    group: int | None = None
+    #: The jobs it waits for (``waiting`` until they are done), and what their outcomes must be.
+    after: list[int] = msgspec.field(default_factory=list)
+    after_policy: AfterPolicy = "completed"
     #: Attempts started so far (an attempt given back unstarted does not count).
     attempts: int = 0
     #: The fencing token of the current (or last) attempt: strictly increasing per job, across
@@ -159,6 +204,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     #: Its last failed attempts (``with_attempt_error``), oldest first; an operator's retry keeps
     #: them. Empty for a job that never failed, so a successful job pays nothing for it.
     attempt_errors: list[AttemptError] = msgspec.field(default_factory=list)
+    #: What happened to it, oldest first (``core/timeline.py``): bounded, kept as long as the job.
+    timeline: list[Mark] = msgspec.field(default_factory=list)
 
     @property
     def traceback(self) -> str | None:
@@ -197,13 +244,17 @@ def start_time(spec: JobSpec, now: float) -> float | None:
     return run_at if run_at is not None and run_at > now else None
 
 
-def new_job(spec: JobSpec, job_id: int, now: float) -> Job:
-    """The job a store creates for ``spec``: queued, or scheduled when it may not run yet."""
+def new_job(spec: JobSpec, job_id: int, now: float, after: list[int] | None = None) -> Job:
+    """The job a store creates for ``spec``: queued, or scheduled when it may not run yet, or
+    waiting when it names prerequisites: ``after``, ``spec.after`` with its refs replaced by ids,
+    given by a store that applies dependencies (``store/embedded_deps.py``), which then decides
+    at once (``dependencies.after_decision``). Without it the job has none."""
     run_at = start_time(spec, now)
+    after = after or []
     return Job(
         id=job_id,
         service=spec.service,
-        state=JobState.QUEUED if run_at is None else JobState.SCHEDULED,
+        state=JobState.WAITING if after else JobState.QUEUED if run_at is None else JobState.SCHEDULED,
         seq=job_id,
         submitted_at=now,
         run_at=run_at,
@@ -221,6 +272,9 @@ def new_job(spec: JobSpec, job_id: int, now: float) -> Job:
         result_ttl=spec.result_ttl,
         backoff=spec.backoff,
         owner=spec.owner,
+        after=after,
+        after_policy=spec.after_policy,
+        timeline=[Mark(at=now, kind="submitted", value=run_at)],
     )
 
 
@@ -253,6 +307,16 @@ def assignment_of(job: Job) -> Assignment:
     )
 
 
+class GroupSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """An explicit group: these members (in member order), and an optional finalize job."""
+
+    members: list[JobSpec]
+    finalize: JobSpec | None = None
+    policy: GroupPolicy = "all_completed"
+    #: A second submit with the same key returns the first group instead of a new one.
+    idempotency_key: str | None = None
+
+
 class Submitted(msgspec.Struct, kw_only=True, array_like=True):
     """The answer to one submit: the job, and whether the submit created it."""
 
@@ -274,16 +338,23 @@ class JobFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
     customers: list[str] = msgspec.field(default_factory=list)
     #: Submitted by this caller (a client token that names no customer sees only its own).
     owner: str | None = None
+    #: Members (and the finalize job) of this group.
+    group: int | None = None
+    #: Cursor paging: only jobs with an id below this one (the listing is newest first, so a
+    #: page's last id is the next page's ``before_id``).
+    before_id: int | None = None
 
     def matches(self, job: Job) -> bool:
         return (
-            (not self.states or job.state in self.states)
+            (self.before_id is None or job.id < self.before_id)
+            and (not self.states or job.state in self.states)
             and (self.service is None or job.service == self.service)
             and (self.customer_id is None or job.customer_id == self.customer_id)
             and (self.worker is None or job.worker == self.worker)
             and (not self.ids or job.id in self.ids)
             and (not self.customers or job.customer_id in self.customers)
             and (self.owner is None or job.owner == self.owner)
+            and (self.group is None or job.group == self.group)
         )
 
 
@@ -355,11 +426,16 @@ class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: The principal (token name) that attached it: its claims record it as ``Job.holder``.
     principal: str | None = None
 
+    #: Services of it an operator paused (``jobq services pause``): set by the hub on every
+    #: worker it attaches (hub/queue_control.py): it gets no new jobs of those until they resume.
+    paused: list[str] = msgspec.field(default_factory=list)
+
     def serving(self) -> list[str]:
-        """The services it takes new jobs of now: those it serves, less the unhealthy ones."""
-        if not self.unhealthy:
+        """The services it takes new jobs of now: those it serves, less the unhealthy and the
+        paused ones."""
+        if not self.unhealthy and not self.paused:
             return self.services
-        return [name for name in self.services if name not in self.unhealthy]
+        return [name for name in self.services if name not in self.unhealthy and name not in self.paused]
 
 
 class Completion(msgspec.Struct, array_like=True):

@@ -52,6 +52,8 @@ MAX_DUE = 1000
 MAX_COUNTED = 10_000
 #: How far ahead a next firing is looked for; an expression that fires less often never fires.
 SEARCH_YEARS = 50
+#: Schedules a store keeps at most.
+MAX_SCHEDULES = 10_000
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -397,6 +399,16 @@ def firing_id(name: str, at: float) -> str:
 def firing_key(name: str, at: float) -> str:
     """The idempotency key of the job a firing submits (``schedule:`` is reserved)."""
     return f"schedule:{firing_id(name, at)}"
+
+
+#: Put before a firing key on the job it creates: a control character, which no client's key may
+#: hold (``core/validate.py``), so a firing key never meets a client's, tenant-scoped or not.
+FIRING_MARK = "\x1f"
+
+
+def firing_spec(schedule: Schedule, at: float) -> JobSpec:
+    """The job one firing submits: the schedule's spec, keyed by the firing."""
+    return msgspec.structs.replace(schedule.spec, idempotency_key=FIRING_MARK + firing_key(schedule.name, at))
 
 
 # --- a schedule as a store keeps it ---

@@ -12,9 +12,14 @@ Rules
   said the error is final: a dead letter, kept), or ends ``quarantined`` (its worker was lost
   ``max_losses`` times: most likely the job itself kills its workers; kept as a dead letter
   and never handed to another worker). The two budgets are ``core/retry.py``'s.
+- A job that names prerequisites (``after``) starts ``waiting`` until they are done
+  (``core/dependencies.py``): then it becomes ``queued`` (or ``scheduled``), or it ends
+  ``cancelled`` when one of them did not complete (and its ``after_policy`` is ``completed``).
+  A waiting job is in no ready queue.
 - Any job not yet ended may be ``cancelled``. Cancellation is final for that run.
 - ``failed``, ``quarantined`` and ``cancelled`` jobs may be retried by an operator: back to
-  ``queued`` with fresh budgets. ``completed`` is final.
+  ``queued`` with fresh budgets (a cancelled dependent whose prerequisites have not all ended
+  goes back to ``waiting``). ``completed`` is final.
 
 Anything not in ``TRANSITIONS`` is refused with :class:`~jobq.errors.InvalidTransition`.
 """
@@ -34,6 +39,7 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     QUARANTINED = "quarantined"
+    WAITING = "waiting"
 
     @property
     def terminal(self) -> bool:
@@ -47,6 +53,7 @@ COMPLETED = JobState.COMPLETED
 FAILED = JobState.FAILED
 CANCELLED = JobState.CANCELLED
 QUARANTINED = JobState.QUARANTINED
+WAITING = JobState.WAITING
 
 TERMINAL: frozenset[JobState] = frozenset({COMPLETED, FAILED, CANCELLED, QUARANTINED})
 
@@ -56,8 +63,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     RUNNING: frozenset({COMPLETED, SCHEDULED, QUEUED, FAILED, CANCELLED, QUARANTINED}),
     COMPLETED: frozenset(),
     FAILED: frozenset({QUEUED}),
-    CANCELLED: frozenset({QUEUED}),
+    CANCELLED: frozenset({QUEUED, WAITING}),
     QUARANTINED: frozenset({QUEUED}),
+    WAITING: frozenset({QUEUED, SCHEDULED, CANCELLED}),
 }
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import math
 import re
 
+import msgspec
+
+from jobq.core.dependencies import check_after
 from jobq.core.errors import InvalidRequest, PayloadTooLarge
+from jobq.core.expand import parse_expand
 from jobq.core.model import ISOLATIONS, PRIORITY_MAX, PRIORITY_MIN, JobSpec
+
+GROUP_POLICIES = ("all_completed", "all_ended")
 
 #: Default largest payload (all frames together), in bytes.
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
@@ -65,8 +71,9 @@ def check_document(field: str, value: object, depth: int = 0) -> None:
             check_document(field, item, depth + 1)
 
 
-def validate_spec(spec: JobSpec, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
-    """Raise :class:`InvalidRequest` naming the first field that breaks a rule or a limit."""
+def validate_spec(spec: JobSpec, max_payload: int = DEFAULT_MAX_PAYLOAD, *, group: bool = False) -> None:
+    """Raise :class:`InvalidRequest` naming the first field that breaks a rule or a limit.
+    ``group``: the spec is submitted as a group (``expand``, ``finalize`` allowed)."""
     _name("service", spec.service, required=True)
     if len(spec.payload) > MAX_FRAMES:
         raise InvalidRequest(f"payload has more than {MAX_FRAMES} frames")
@@ -100,3 +107,46 @@ def validate_spec(spec: JobSpec, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None
         _seconds("backoff", spec.backoff)
     if spec.run_at is not None and (not math.isfinite(spec.run_at) or spec.run_at < 0):
         raise InvalidRequest("run_at must be a POSIX time")
+    if spec.expand is not None or spec.finalize is not None or spec.group_policy != "all_completed":
+        _group_fields(spec, max_payload, group)
+    if spec.after or spec.after_policy != "completed" or spec.ref is not None:
+        _after_fields(spec)
+
+
+def _after_fields(spec: JobSpec) -> None:
+    """``after`` (``dependencies.check_after``), ``after_policy``, and a ``ref`` name; a group
+    (``expand``) and a finalize spec cannot wait for other jobs (not wired: docs/workflows.md)."""
+    if spec.expand is not None or spec.finalize is not None:
+        raise InvalidRequest("a group cannot wait for other jobs (after) yet; submit it once they ended")
+    check_after(spec.after, spec.after_policy)
+    if spec.ref is not None:
+        _name("ref", spec.ref, required=True)
+
+
+def _group_fields(spec: JobSpec, max_payload: int, group: bool) -> None:
+    if not group:
+        raise InvalidRequest(
+            "expand, finalize and group_policy make a group: submit it as one "
+            "(submit_group, or one spec to POST /api/jobs)"
+        )
+    if spec.group_policy not in GROUP_POLICIES:
+        raise InvalidRequest(f"group_policy must be one of {', '.join(GROUP_POLICIES)}")
+    if spec.expand is not None:
+        parse_expand(spec.expand)  # sizes only: the members are made by the hub
+    if spec.finalize is not None:
+        validate_finalize(spec.finalize, max_payload)
+
+
+def validate_finalize(spec: JobSpec, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+    """A finalize spec: an ordinary spec with no group fields, whose payload (its handler's
+    args) is empty or JSON."""
+    if spec.expand is not None or spec.finalize is not None or spec.group_policy != "all_completed":
+        raise InvalidRequest("a finalize spec has no expand, finalize or group_policy of its own")
+    if spec.after or spec.ref is not None:
+        raise InvalidRequest("a finalize spec cannot wait for other jobs (after): it runs at its group's end")
+    validate_spec(spec, max_payload)
+    if spec.payload:
+        try:
+            msgspec.json.decode(b"".join(spec.payload))
+        except msgspec.DecodeError:
+            raise InvalidRequest("a finalize spec's payload (its handler's args) must be JSON") from None

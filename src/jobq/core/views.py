@@ -28,6 +28,8 @@ class ServiceInfo(msgspec.Struct, kw_only=True):
     queued: int
     running: int
     schema: Any = None
+    #: An operator paused its queue (``jobq services pause``): it takes jobs, hands out none.
+    paused: bool = False
 
 
 class ExplainInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
