@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from jobq.core.model import Completion
+from jobq.core.model import Completion, JobSpec
 from jobq.core.retention import DEFAULT_FAILED_TTL
+from jobq.core.schedule import new_schedule
 from jobq.core.states import JobState
+from jobq.core.workflow import Group, record_end
 from jobq.store.base import Store
 from tests.contract.support import T0, TTL, Backend, attach, spec, submit_one
 
@@ -234,3 +236,79 @@ async def test_blocked_names_what_each_worker_misses(store: Store) -> None:
     assert (await store.explain(fine.id, T0 + 1)) is not None
     await attach(store, "big", slots=1, caps={GPU: 24})
     assert await store.blocked() == []
+
+
+# ---------------------------------------------------------------- fire.lua: a schedule's firing
+
+
+async def test_a_firing_is_made_once_and_only_after_the_cursor(store: Store) -> None:
+    """fire.lua (the cursor's compare-and-set, then submit.lua's job) ↔
+    ScheduledEmbeddedStore.fire; schedule.lua advance/pause ↔ advance_schedule/pause_schedule."""
+    schedule = new_schedule("m", "* * * * *", spec(), T0)  # T0 is 13:46:40: fires 13:47:00, ...
+    await store.put_schedule(schedule)
+    first = await store.fire(schedule, T0 + 20, T0 + 20)
+    assert first is not None and first.created and first.job.state is JobState.QUEUED
+    assert await store.fire(schedule, T0 + 20, T0 + 21) is None  # the same firing: no second job
+    assert await store.advance_schedule("m", T0 + 140) is True  # 13:49 considered (skipped)
+    assert await store.fire(schedule, T0 + 80, T0 + 141) is None  # 13:48: behind the cursor
+    await store.pause_schedule("m", T0 + 141)
+    assert await store.fire(schedule, T0 + 200, T0 + 200) is None  # paused
+    [(after, following)] = await store.list_schedules()
+    assert after.cursor == T0 + 140 and after.paused and following is None
+
+
+# ---------------------------------------------------------------- deps.lua: dependencies
+
+
+async def test_a_lost_or_quarantined_prerequisite_decides_its_dependents_in_the_same_step(
+    store: Store,
+) -> None:
+    """deps.lua after_decision / dependents_decide, reached through prelude release (a loss
+    that quarantines) ↔ dependencies.after_decision through EmbeddedDependencies._ended; the
+    rest of the dependency cases are in test_dependencies.py."""
+    doomed = await submit_one(store, spec(max_losses=1))
+    cancelled = await submit_one(store, spec(after=[doomed.id]))
+    anyway = await submit_one(store, spec(after=[doomed.id], after_policy="always", delay=50))
+    await attach(store, slots=1)
+    await store.claim("w1", 1, T0, TTL)
+    (quarantined,) = await store.detach_worker("w1", T0 + 1)
+    assert quarantined.state is JobState.QUARANTINED
+    dependent = await store.get(cancelled.id)
+    assert dependent is not None and dependent.state is JobState.CANCELLED
+    assert dependent.error == f"prerequisite {doomed.id} ended quarantined"
+    # Released while its own start is still ahead: scheduled, then queued on time.
+    later = await store.get(anyway.id)
+    assert later is not None and later.state is JobState.SCHEDULED
+    await store.tick(T0 + 51)
+    later = await store.get(anyway.id)
+    assert later is not None and later.state is JobState.QUEUED
+
+
+# ---------------------------------------------------------------- groups.lua: record_end
+
+
+async def test_a_group_records_each_member_end_as_record_end_does(store: Store) -> None:
+    """groups.lua group_end and group_failure ↔ workflow.record_end and _failure_reason: the
+    same ends (completed, failed, quarantined, cancelled) give the same group."""
+    await attach(store, "w1", slots=10)
+    base = Group(id=0, service="echo", total=4, created_at=T0, finalize=JobSpec(service="merge"))
+    group, jobs, _ = await store.submit_group(base, [spec(max_losses=1, backoff=0) for _ in range(4)], T0)
+    claimed = {job.id: job for job in await store.claim("w1", 3, T0, TTL)}
+    first, second, third = (claimed[j.id] for j in jobs[:3])
+    expected = Group(id=group.id, service="echo", total=4, created_at=T0, finalize=JobSpec(service="merge"))
+    await store.complete([Completion(first.id, first.token, [b"ok"])], T0)
+    expected = record_end(expected, 0, JobState.COMPLETED, T0).group
+    await store.fail(second.id, second.token, "boom", T0, retryable=False)
+    expected = record_end(expected, 1, JobState.FAILED, T0).group
+    await store.detach_worker("w1", T0)  # its last loss: quarantined
+    assert (await store.get(third.id)).state is JobState.QUARANTINED  # type: ignore[union-attr]
+    expected = record_end(expected, 2, JobState.QUARANTINED, T0).group
+    await store.cancel(jobs[3].id, T0 + 1)
+    expected = record_end(expected, 3, JobState.CANCELLED, T0 + 1).group
+    found = await store.get_group(group.id)
+    assert found is not None
+    got = found[0]
+    assert (got.state, got.ended, got.reason, got.ended_at) == (
+        expected.state, expected.ended, expected.reason, expected.ended_at,
+    )  # fmt: skip
+    assert got.reason == "3 of 4 members did not complete (1 cancelled, 1 failed, 1 quarantined)"

@@ -212,6 +212,10 @@ class Heard:
         self.stops.append((worker_id, job_ids))
         self.changed.set()
 
+    def on_paused(self) -> None:
+        self.paused = getattr(self, "paused", 0) + 1
+        self.changed.set()
+
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
@@ -357,6 +361,7 @@ async def test_retention_leaves_no_key_behind(namespace: Namespace) -> None:
             f"job:{job.id}",
             f"p:{job.id}",
             f"r:{job.id}",
+            f"tl:{job.id}",  # its timeline
             "idem:once",
             "st:completed",
             "expiry",

@@ -20,6 +20,7 @@ from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from jobq.core.explain import Explanation
+from jobq.core.history import HistoryRow
 from jobq.core.lease import DEFAULT_LEASE_TTL
 from jobq.core.model import (
     Completion,
@@ -32,6 +33,8 @@ from jobq.core.model import (
     WorkerInfo,
 )
 from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL
+from jobq.core.schedule import Schedule
+from jobq.core.workflow import Group
 from jobq.errors import InvalidRequest
 from jobq.store.reports import StoreListener, TickResult
 
@@ -148,6 +151,73 @@ class Store(Protocol):
 
     async def blocked(self) -> list[tuple[int, str]]:
         """Queued jobs no attached worker could ever run, with the reason."""
+
+    # ---- cron schedules (docs/workflows.md; store/embedded_schedules.py, redis_schedules.py)
+    async def put_schedule(self, schedule: Schedule) -> Schedule:
+        """Add a schedule, or replace the one of that name (Conflict past ``MAX_SCHEDULES``)."""
+
+    async def get_schedule(self, name: str) -> Schedule | None: ...
+
+    async def list_schedules(self) -> list[tuple[Schedule, float | None]]:
+        """Every schedule by name, each with its next firing (None: paused, or never)."""
+
+    async def pause_schedule(self, name: str, now: float) -> Schedule | None: ...
+
+    async def resume_schedule(self, name: str, now: float) -> Schedule | None:
+        """Fire again from ``now`` (``core/schedule.resume``); None: no such schedule."""
+
+    async def remove_schedule(self, name: str) -> bool: ...
+
+    async def due_schedules(self, now: float, limit: int = 1000) -> list[Schedule]:
+        """Schedules not paused whose next firing is at or before ``now``."""
+
+    async def fire(self, schedule: Schedule, at: float, now: float) -> Submitted | None:
+        """One firing, atomically: if the stored schedule exists, is not paused and its cursor
+        is before ``at``, set the cursor to ``at`` and create the firing's job
+        (``core/schedule.firing_spec``); else None (another hub, or an earlier tick, did)."""
+
+    async def advance_schedule(self, name: str, cursor: float) -> bool:
+        """The same compare-and-set without a job (firings coalesced or skipped)."""
+
+    # ---- history (core/history.py: per-service buckets the hub flushes every few seconds)
+    async def record_history(self, rows: Sequence[HistoryRow], now: float) -> None:
+        """Add these rows to the stored ones of the same bucket and service (counts and bins
+        add up, across hubs on a shared store; a row's ``depth`` replaces the stored one), and
+        forget buckets older than ``core.history.KEPT``."""
+
+    async def read_history(
+        self, since: int, until: int, resolution: int, service: str | None = None
+    ) -> list[HistoryRow]:
+        """The stored rows of ``resolution`` with ``since <= t < until`` (of ``service``, or
+        of every service), one per bucket and service."""
+
+    # ---- paused services (core/operations.py; store/paused.py, RedisStore.set_paused)
+    async def set_paused(self, service: str, paused: bool) -> bool:
+        """Pause (or resume) a service's queue, durably, for every hub sharing the store (they
+        hear of it: ``StoreListener.on_paused``). True when that changed anything."""
+
+    async def paused_services(self) -> list[str]:
+        """The paused services, by name."""
+
+    # ---- groups (core/workflow.py; store/embedded_groups.py, redis_groups.py)
+    async def submit_group(
+        self, group: Group, members: Sequence[JobSpec], now: float, key: str | None = None
+    ) -> tuple[Group, list[Job], bool]:
+        """Create a group and its members together: ``len(members) + 1`` consecutive ids, the
+        group's then its members' in order. A known ``key`` returns that group (no jobs, False).
+        Each member's end is recorded on its group in the same atomic step (``record_end``),
+        which creates the finalize job exactly once (``finalize_input``)."""
+
+    async def get_group(self, group_id: int) -> tuple[Group, dict[str, int]] | None:
+        """The group and its live members counted per state."""
+
+    async def cancel_group(self, group_id: int, now: float) -> tuple[Group, list[tuple[Job, str | None]]]:
+        """Cancel a group that has not ended (Conflict otherwise): its live members and finalize
+        job end ``cancelled``; returns them, each with the worker to tell to stop."""
+
+    async def finished_groups(self, group_ids: Sequence[int]) -> list[tuple[int, list[str]]]:
+        """Of these groups, those that have ended and whose workers were not told (FINISHED):
+        each with the workers that ran one of its members. Marks them told, atomically."""
 
     # ---- several hubs (no-ops for a store only one hub uses)
     def listen(self, listener: StoreListener) -> None:

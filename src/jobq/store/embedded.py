@@ -33,7 +33,6 @@ from jobq.core.model import (
     StoreStats,
     Submitted,
     WorkerInfo,
-    new_job,
 )
 from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL, expires_at, result_ttl
 from jobq.core.states import (
@@ -48,11 +47,12 @@ from jobq.core.states import (
     check_transition,
 )
 from jobq.errors import Conflict, InvalidRequest, LeaseLost, NotFound
-from jobq.store.reports import StoreListener, TickResult
+from jobq.store.embedded_deps import EmbeddedDependencies
+from jobq.store.reports import TickResult
 from jobq.store.shapes import shape_for
 
 
-class EmbeddedStore:
+class EmbeddedStore(EmbeddedDependencies):
     url = "embedded://"
     #: One hub owns an embedded store.
     shared = False
@@ -145,6 +145,7 @@ class EmbeddedStore:
         self._shapes.pop(job.id, None)
         self._running.discard(job.id)
         self._retire(job)
+        self._ended(job, now)  # its dependents (store/embedded_deps.py)
 
     def _enqueue(self, job: Job, now: float) -> None:
         self._move(job, QUEUED)
@@ -176,16 +177,13 @@ class EmbeddedStore:
                     continue
             job_id = self._next_id
             self._next_id += 1
-            job = new_job(spec, job_id, now)
+            job = self._new_job(specs, out, job_id, now)  # refs of this batch resolved
             self._live[job_id] = job
             self._shapes[job_id] = shape
             if key is not None:
                 self._idempotent[key] = job_id
-            if job.run_at is not None:
-                heapq.heappush(self._scheduled, (job.run_at, job_id))
-            else:
-                self.index.add(job_id, shape, job.priority, job_id, now)
             self._counts[(job.service, job.state)] += 1
+            self._place(job, now)  # queued, scheduled, waiting or (a prerequisite failed) cancelled
             self._save(job, new=True)
             out.append(Submitted(job=job, created=True))
         await self._durable()
@@ -236,7 +234,7 @@ class EmbeddedStore:
         self._revive(job)
         self._live[job_id] = job
         self._shapes[job_id] = shape_for(job)
-        self._enqueue(job, now)
+        self._requeue(job, now)  # queued, or waiting again for its prerequisites
         self._save(job)
         await self._durable()
         return job
@@ -477,9 +475,6 @@ class EmbeddedStore:
         if result.promoted or result.expired or purged:
             await self._durable()
         return result
-
-    def listen(self, listener: StoreListener) -> None:
-        """One hub only: nobody else to hear from."""
 
     def broadcast(self, event: JobEvent) -> None:
         """One hub only: nobody else to tell."""

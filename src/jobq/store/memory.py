@@ -5,10 +5,15 @@ from __future__ import annotations
 import heapq
 
 from jobq.core.model import Job, JobFilter
-from jobq.store.embedded import EmbeddedStore
+from jobq.store.embedded_groups import EmbeddedGroups
+from jobq.store.embedded_schedules import ScheduledEmbeddedStore
+from jobq.store.embedded_timeline import EmbeddedTimeline
+from jobq.store.history_memory import MemoryHistory
+from jobq.store.paused import PausedServices
 
 
-class MemoryStore(EmbeddedStore):
+# paused services: store/paused.py; groups: store/embedded_groups.py
+class MemoryStore(MemoryHistory, PausedServices, EmbeddedGroups, EmbeddedTimeline, ScheduledEmbeddedStore):
     url = "memory://"
 
     def __init__(self, **options: float) -> None:

@@ -43,15 +43,20 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jobq.core.explain import Explanation
+from jobq.core.history import HistoryRow
 from jobq.core.lease import DEFAULT_LEASE_TTL
 from jobq.core.matching import DEFAULT_RESERVE_AFTER
 from jobq.core.model import Completion, Job, JobEvent, JobFilter, JobSpec, StoreStats, Submitted, WorkerInfo
+from jobq.core.operations import MAX_PAUSED
 from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL
 from jobq.errors import InvalidRequest, JobqError, Unavailable
+from jobq.store.history_redis import RedisHistory
 from jobq.store.redis_bus import BLOCK_MS, Bus
 from jobq.store.redis_client import RedisClient
+from jobq.store.redis_groups import RedisGroups
 from jobq.store.redis_jobs import JobOps
 from jobq.store.redis_queries import Queries
+from jobq.store.redis_schedules import RedisSchedules
 from jobq.store.redis_scripts import Scripts
 from jobq.store.redis_shapes import ShapeRegistry
 from jobq.store.redis_workers import WorkerRegistry
@@ -71,7 +76,7 @@ OPTIONS: dict[str, float | str] = {
 }
 
 
-class RedisStore:
+class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron schedules: redis_schedules.py
     #: Several hubs share it: events and stops cross between them.
     shared = True
 
@@ -130,6 +135,7 @@ class RedisStore:
             lease_pause=lease_pause,
         )
         self._queries = Queries(self.client, self._shapes, self._workers)
+        self._history = RedisHistory(self.client)  # store/history_redis.py
         self._bus: Bus | None = None
         self._listener: StoreListener | None = None
 
@@ -206,12 +212,13 @@ class RedisStore:
         return await self._jobs.get(job_id)
 
     async def list_jobs(self, query: JobFilter) -> list[Job]:
-        return await self._jobs.list_jobs(query)
+        return await self._jobs.list_jobs(await self._group_query(query))
 
     async def cancel(self, job_id: int, now: float) -> tuple[Job, str | None]:
         return await self._jobs.cancel(job_id, now)
 
     async def retry(self, job_id: int, now: float) -> Job:
+        await self._refuse_member_retry(job_id)  # redis_groups.py
         return await self._jobs.retry(job_id, now)
 
     async def stats(self) -> StoreStats:
@@ -241,7 +248,9 @@ class RedisStore:
     # ------------------------------------------------------------------ running jobs
 
     async def claim(self, worker_id: str, limit: int, now: float, lease_ttl: float) -> list[Job]:
-        return await self._jobs.claim(worker_id, limit, now, lease_ttl)
+        jobs = await self._jobs.claim(worker_id, limit, now, lease_ttl)
+        await self._note_group_workers(worker_id, jobs)  # FINISHED goes to it: redis_groups.py
+        return jobs
 
     async def adopt(
         self, worker_id: str, held: Sequence[tuple[int, int]], now: float, lease_ttl: float
@@ -278,6 +287,7 @@ class RedisStore:
         result = TickResult()
         try:
             await self._jobs.tick(now, result)
+            result.promoted += await self.finish_held(now)  # finalize jobs a hub left: redis_groups.py
         except Unavailable:
             # Logged once by the client; the clock goes on and the next tick catches up.
             return result
@@ -298,6 +308,31 @@ class RedisStore:
 
     async def blocked(self) -> list[tuple[int, str]]:
         return await self._queries.blocked()
+
+    # ------------------------------------------------------------------ history
+
+    async def record_history(self, rows: Sequence[HistoryRow], now: float) -> None:
+        await self._history.record(rows, now)
+
+    async def read_history(
+        self, since: int, until: int, resolution: int, service: str | None = None
+    ) -> list[HistoryRow]:
+        return await self._history.read(since, until, resolution, service)
+
+    # ------------------------------------------------------------------ paused services
+
+    async def set_paused(self, service: str, paused: bool) -> bool:
+        """The set ``paused`` of the namespace; the other hubs hear of a change on the bus."""
+        key = self.key("paused")
+        if paused and await self.client.cmd("SCARD", key) >= MAX_PAUSED:
+            raise InvalidRequest(f"at most {MAX_PAUSED} services may be paused at once")
+        changed = bool(await self.client.cmd("SADD" if paused else "SREM", key, service))
+        if changed and self._bus is not None:
+            await self._bus.paused()
+        return changed
+
+    async def paused_services(self) -> list[str]:
+        return sorted(name.decode() for name in await self.client.cmd("SMEMBERS", self.key("paused")))
 
     # ------------------------------------------------------------------ several hubs
 

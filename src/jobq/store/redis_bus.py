@@ -9,7 +9,8 @@ Entries are ``{o: origin instance, k: kind, b: body}``:
   a job ends cannot take its end along, so whoever waits for the job at another hub hears it;
 - ``e``: the other job events of one event-loop turn of one hub (a msgpack list of
   ``JobEvent``), best effort: sent after the change, lost if the hub dies in between;
-- ``s``: stop attempts: ``[worker, [job ids]]`` for the hub that has that worker.
+- ``s``: stop attempts: ``[worker, [job ids]]`` for the hub that has that worker;
+- ``p``: the paused services changed (``RedisStore.set_paused``): every hub reads them again.
 
 A stream rather than pub/sub because a reader that lost its connection resumes from the last
 entry it read, so a short Redis or network blip loses no event; ``XREAD BLOCK`` wakes the
@@ -126,6 +127,7 @@ class Bus:
                 log.info("hub notifications resumed")
                 # Whatever was trimmed away meanwhile, a dispatch round catches up on it.
                 if self._listener is not None:
+                    self._listener.on_paused()  # a pause may have been missed meanwhile
                     self._listener.on_ready()
             if not reply:
                 continue
@@ -150,7 +152,7 @@ class Bus:
         listener = self._listener
         if listener is None:
             return
-        ready = False
+        ready = paused = False
         origin = self.origin.encode()
         for _entry_id, fields in entries:
             if fields.get(b"o") == origin:
@@ -167,8 +169,12 @@ class Bus:
                 elif kind == b"s":
                     worker, ids = _decode_stop(fields[b"b"])
                     listener.on_stop(worker, ids)
+                elif kind == b"p":
+                    paused = True
             except (KeyError, ValueError, msgspec.DecodeError, msgspec.ValidationError):
                 log.warning("dropped a malformed hub notification")
+        if paused:
+            listener.on_paused()
         if ready:
             listener.on_ready()
 
@@ -181,6 +187,10 @@ class Bus:
             return
         self._events.append(event)
         self._schedule()
+
+    async def paused(self) -> None:
+        """Tell the other hubs that the paused services changed (at once: a rare change)."""
+        await self._add(b"p", b"")
 
     def stop(self, worker_id: str, job_ids: list[int]) -> None:
         self._stops.append((worker_id, list(job_ids)))

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from jobq.core.matching import Constraint, Profile, Shape
-from jobq.core.model import AttemptError, Frames, Isolation, Job, JobSpec, WorkerInfo
+from jobq.core.model import AttemptError, Frames, Isolation, Job, JobSpec, Mark, WorkerInfo
 from jobq.core.retry import DEFAULT_MAX_LOSSES
 from jobq.core.states import JobState
 
@@ -50,6 +50,7 @@ _decode_info = msgspec.msgpack.Decoder(WorkerInfo).decode
 _decode_metrics = msgspec.msgpack.Decoder(dict[str, float]).decode
 _decode_any = msgspec.msgpack.Decoder().decode
 _decode_attempt_errors = msgspec.msgpack.Decoder(list[AttemptError]).decode
+_decode_timeline = msgspec.msgpack.Decoder(list[Mark]).decode
 
 
 def num(value: str | float | int | None) -> str:
@@ -114,6 +115,12 @@ def decode_attempt_errors(raw: bytes | None) -> list[AttemptError]:
     return _decode_attempt_errors(raw) if raw else []
 
 
+def decode_timeline(raw: bytes | None, submitted_at: float) -> list[Mark]:
+    """``Job.timeline`` from key ``tl:<id>`` (written by the scripts' ``mark``); a job with none
+    has had nothing happen to it since its submit."""
+    return _decode_timeline(raw) if raw else [Mark(at=submitted_at, kind="submitted")]
+
+
 def _float(raw: bytes | None) -> float | None:
     return None if raw is None else float(raw)
 
@@ -154,6 +161,9 @@ def job_of(job_id: int, fields: Mapping[bytes, bytes]) -> Job:
         losses=int(fields.get(b"ls", b"0")),
         worker=_text(fields.get(b"w")),
         holder=_text(fields.get(b"hp")) or None,
+        after=[int(item) for item in fields[b"aft"].split(b",")] if b"aft" in fields else [],
+        after_policy="always" if fields.get(b"ap") == b"always" else "completed",
+        group=int(fields[b"grp"]) if b"grp" in fields else None,
         run_at=_float(fields.get(b"run")),
         started_at=_float(fields.get(b"st")),
         finished_at=_float(fields.get(b"fin")),
@@ -165,6 +175,7 @@ def job_of(job_id: int, fields: Mapping[bytes, bytes]) -> Job:
         avoid_worker=_text(fields.get(b"avoid")),
         expires_at=_float(fields.get(b"exp")),
         attempt_errors=decode_attempt_errors(fields.get(b"ae")),
+        timeline=decode_timeline(fields.get(b"tl"), s.submitted_at),
     )
 
 

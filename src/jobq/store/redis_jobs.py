@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from jobq.core import retry
+from jobq.core import retry, timeline
 from jobq.core.lease import lease_deadline
 from jobq.core.model import (
     AttemptError,
@@ -42,6 +42,7 @@ from jobq.store.redis_codec import (
     num,
     priority_prefix,
 )
+from jobq.store.redis_deps import after_value, batch_refs
 from jobq.store.redis_scripts import Scripts
 from jobq.store.redis_shapes import ShapeRegistry
 from jobq.store.reports import TickResult
@@ -91,30 +92,17 @@ class JobOps:
             {sid: (shape, blob, meta) for shape, (sid, blob, meta) in zip(decided, shapes, strict=True)}
         )
         values: list[bytes | str] = []
+        refs = batch_refs(specs)  # refs in after become '#k' (store/redis_deps.py)
         for spec, (sid, _, _) in zip(specs, shapes, strict=True):
-            run_at = start_time(spec, now)
-            scheduled = run_at is not None
-            values += [
-                spec.idempotency_key or "",
-                sid,
-                priority_prefix(spec.priority),
-                spec.service,
-                spec.customer_id or "",
-                "scheduled" if scheduled else "queued",
-                num(run_at) if scheduled else "",
-                encode_static(spec, now),
-                encode_frames(spec.payload) if spec.payload else "",
-                num(result_ttl(spec.result_ttl, self.result_ttl)),
-                str(spec.max_attempts),
-                num(spec.timeout),
-                str(spec.max_losses),
-            ]
+            values += self.submit_values(spec, sid, now, refs)
         reply = await self.scripts.call("submit", self.instance, num(now), len(specs), frame(values))
+        if reply and reply[0] == b"missing":
+            raise NotFound(f"after: no job {reply[1].decode()}")
         out: list[Submitted | None] = []
         existing: list[int] = []
         for i, spec in enumerate(specs):
             job_id, created = int(reply[2 * i]), reply[2 * i + 1] == 1
-            if not created:
+            if not created or spec.after:  # a dependent: its state was decided by the script
                 existing.append(job_id)
                 out.append(None)
                 continue
@@ -126,22 +114,53 @@ class JobOps:
                     job = found[int(reply[2 * i])]
                     if job is None:  # purged in between: the key is free again, so ask again
                         return await self.submit(specs, now)
-                    out[i] = Submitted(job=job, created=False)
+                    out[i] = Submitted(job=job, created=reply[2 * i + 1] == 1)
         return [item for item in out if item is not None]
 
+    def submit_values(
+        self, spec: JobSpec, sid: str, now: float, refs: dict[str, int] | None = None
+    ) -> list[bytes | str]:
+        """One job's values as submit.lua takes them (fire.lua too: it runs submit.lua);
+        ``refs``: the batch's refs by position (``after`` entries that are refs become '#k')."""
+        run_at = start_time(spec, now)
+        scheduled = run_at is not None
+        return [
+            spec.idempotency_key or "",
+            sid,
+            priority_prefix(spec.priority),
+            spec.service,
+            spec.customer_id or "",
+            "scheduled" if scheduled else "queued",
+            num(run_at) if scheduled else "",
+            encode_static(spec, now),
+            encode_frames(spec.payload) if spec.payload else "",
+            num(result_ttl(spec.result_ttl, self.result_ttl)),
+            str(spec.max_attempts),
+            num(spec.timeout),
+            str(spec.max_losses),
+            after_value(spec, refs),
+            spec.after_policy,
+        ]
+
     async def jobs(self, ids: Sequence[int]) -> list[Job | None]:
-        """Jobs by id (None for unknown ones): each is its hash, its payload and its result."""
+        """Jobs by id (None for unknown ones): each is its hash, its payload, its result and its
+        timeline."""
         key = self.client.key
         replies = await self.client.pipeline(
             [
                 cmd
                 for i in ids
-                for cmd in (("HGETALL", key("job", i)), ("GET", key("p", i)), ("GET", key("r", i)))
+                for cmd in (
+                    ("HGETALL", key("job", i)),
+                    ("GET", key("p", i)),
+                    ("GET", key("r", i)),
+                    ("GET", key("tl", i)),
+                )
             ]
         )
         out: list[Job | None] = []
         for n, job_id in enumerate(ids):
-            fields, payload, result = replies[3 * n : 3 * n + 3]
+            fields, payload, result, marks = replies[4 * n : 4 * n + 4]
             if not fields:
                 out.append(None)
                 continue
@@ -149,6 +168,8 @@ class JobOps:
                 fields[b"p"] = payload
             if result is not None:
                 fields[b"res"] = result
+            if marks is not None:
+                fields[b"tl"] = marks
             out.append(job_of(job_id, fields))
         return out
 
@@ -177,7 +198,7 @@ class JobOps:
         """Up to ``want`` jobs of one index (newest first) that match ``query``."""
         matched: list[Job] = []
         page = min(max(want, 100), LIST_PAGE)
-        top = "+inf"
+        top = "+inf" if query.before_id is None else f"({query.before_id}"  # cursor paging
         while len(matched) < want:
             ids = await self.client.cmd("ZREVRANGEBYSCORE", index, top, "-inf", "LIMIT", 0, page)
             if not ids:
@@ -252,6 +273,8 @@ class JobOps:
             num(value),
             message or "",
             "0" if message is None else "1",
+            num(now),
+            timeline.cut(message) or "",
         )
         if not reply:
             raise _lost(job_id, token)
@@ -327,8 +350,9 @@ class JobOps:
         )
         kind, at = ("retry", num(decision.at)) if isinstance(decision, retry.Retry) else ("fail", "")
         errors = encode_attempt_errors(with_attempt_error(decode_attempt_errors(history), entry))
+        detail = timeline.cut(message) or ""  # as the job's timeline keeps it
         reply = await self.scripts.call(
-            "fail", self.instance, job_id, token, message, num(now), kind, at, errors
+            "fail", self.instance, job_id, token, message, num(now), kind, at, errors, detail
         )
         return job_of_flat(reply) if reply else None
 

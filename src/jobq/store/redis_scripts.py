@@ -20,6 +20,7 @@ from redis.exceptions import NoScriptError
 
 from jobq.core.retention import DEFAULT_FAILED_TTL
 from jobq.core.retry import DEFAULT_MAX_LOSSES, SUSPECT_LOSSES
+from jobq.core.timeline import FIRST_KEPT, MARKS_KEPT, PROGRESS_EVERY, PROGRESS_MARKS
 from jobq.store.redis_bus import BUS_AGE, BUS_LENGTH
 from jobq.store.redis_client import RedisClient
 from jobq.store.redis_codec import num
@@ -40,7 +41,15 @@ SCRIPTS = (
     "register",
     "sweep",
     "tick",
+    "schedule",
+    "fire",
+    "group",  # groups: lua/groups.lua (in the prelude), group, finalize, gcancel
+    "finalize",
+    "gcancel",
 )
+#: Scripts that run other scripts' bodies, each as a function ``<name>_script(ARGV)`` (a table
+#: standing for that script's ARGV): fire.lua creates its job with submit.lua's code.
+INCLUDES: dict[str, tuple[str, ...]] = {"fire": ("submit",), "group": ("submit",)}
 
 
 def constants(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
@@ -52,6 +61,10 @@ def constants(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
         "@BUS_AGE@": num(BUS_AGE),
         "@MAX_LOSSES@": str(DEFAULT_MAX_LOSSES),
         "@SUSPECT_LOSSES@": str(SUSPECT_LOSSES),
+        "@MARKS_KEPT@": str(MARKS_KEPT),
+        "@FIRST_KEPT@": str(FIRST_KEPT),
+        "@PROGRESS_EVERY@": num(PROGRESS_EVERY),
+        "@PROGRESS_MARKS@": str(PROGRESS_MARKS),
     }
 
 
@@ -60,11 +73,20 @@ def load_scripts(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
     """Each script's source: the prelude (with our constants filled in) and its own body."""
     folder = resources.files("jobq.store") / "lua"
     prelude = folder.joinpath("prelude.lua").read_text()
+    prelude += "\n" + folder.joinpath("deps.lua").read_text()  # dependencies (after): every script
+    prelude += "\n" + folder.joinpath("groups.lua").read_text()  # groups (record_end): every script
     for name, value in constants(failed_ttl).items():
         prelude = prelude.replace(name, value)
+    included = {
+        name: "".join(
+            f"local function {other}_script(ARGV)\n{folder.joinpath(f'{other}.lua').read_text()}\nend\n"
+            for other in INCLUDES.get(name, ())
+        )
+        for name in SCRIPTS
+    }
     return {
-        name: f"{prelude}\nlocal function main()\n{folder.joinpath(f'{name}.lua').read_text()}\nend\n"
-        "local result = main()\nflush()\nreturn result\n"
+        name: f"{prelude}\n{included[name]}local function main()\n"
+        f"{folder.joinpath(f'{name}.lua').read_text()}\nend\nlocal result = main()\nflush()\nreturn result\n"
         for name in SCRIPTS
     }
 

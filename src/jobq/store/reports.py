@@ -27,6 +27,9 @@ class StoreListener(Protocol):
     def on_stop(self, worker_id: str, job_ids: list[int]) -> None:
         """Another hub wants a worker connected here to stop these attempts."""
 
+    def on_paused(self) -> None:
+        """Another hub paused or resumed a service (read ``paused_services`` again)."""
+
 
 class TickResult(msgspec.Struct, kw_only=True):
     #: Jobs that became runnable (the hub dispatches).

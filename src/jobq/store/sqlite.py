@@ -39,9 +39,16 @@ import msgspec
 
 from jobq.core.lease import DEFAULT_LEASE_TTL
 from jobq.core.model import Job, JobFilter
+from jobq.core.schedule import Schedule
 from jobq.core.states import TERMINAL
 from jobq.errors import InvalidRequest, Unavailable
-from jobq.store.embedded import EmbeddedStore
+from jobq.store import sqlite_groups, sqlite_schedules
+from jobq.store.embedded_groups import EmbeddedGroups, GroupRecord
+from jobq.store.embedded_schedules import ScheduledEmbeddedStore
+from jobq.store.embedded_timeline import EmbeddedTimeline
+from jobq.store.history_sqlite import SqliteHistory
+from jobq.store.paused import PausedServices, load_paused, write_paused
+from jobq.store.sqlite_schedules import Statement
 
 SCHEMA_VERSION = 1
 
@@ -79,7 +86,7 @@ CHECKPOINT_EVERY = 1.0
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Job).decode
-_LIVE = ("queued", "scheduled", "running")
+_LIVE = ("queued", "scheduled", "running", "waiting")
 _TERMINAL = tuple(sorted(TERMINAL))
 
 
@@ -107,7 +114,11 @@ def _next_epoch(conn: sqlite3.Connection) -> int:
 
 
 def _write(
-    conn: sqlite3.Connection, new: list[NewRow], changed: list[ChangedRow], deletes: list[int]
+    conn: sqlite3.Connection,
+    new: list[NewRow],
+    changed: list[ChangedRow],
+    deletes: list[int],
+    side: Sequence[Statement] = (),
 ) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -117,13 +128,16 @@ def _write(
             conn.executemany(UPDATE, changed)
         if deletes:
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in deletes])
+        for sql, args in side:  # other tables' rows of this turn (schedules): the same commit
+            conn.execute(sql, args)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
 
 
-class SqliteStore(EmbeddedStore):
+# paused services: store/paused.py; groups: store/embedded_groups.py
+class SqliteStore(SqliteHistory, PausedServices, EmbeddedGroups, EmbeddedTimeline, ScheduledEmbeddedStore):
     def __init__(self, path: str, *, durability: str = "normal", **options: float) -> None:
         if durability not in ("normal", "full"):
             raise InvalidRequest("sqlite durability must be 'normal' or 'full'")
@@ -145,6 +159,10 @@ class SqliteStore(EmbeddedStore):
         self._commit_scheduled = False
         self._committing: asyncio.Future[None] | None = None
         self._checkpoints: asyncio.TimerHandle | None = None
+        #: Statements on other tables than ``jobs`` for the next commit (sqlite_schedules.py).
+        self._side: list[Statement] = []
+        #: Groups changed in this turn, written once each with its commit (sqlite_groups.py).
+        self._dirty_groups: dict[int, GroupRecord] = {}
 
     # ------------------------------------------------------------------ life cycle
 
@@ -175,6 +193,11 @@ class SqliteStore(EmbeddedStore):
             self._counts[(service, state)] = count
         (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()
         self._next_id = max(self._next_id, top + 1)
+        for record in sqlite_groups.create_and_load(conn):
+            self._adopt_group(record)
+        for schedule in sqlite_schedules.create_and_load(conn):
+            self._adopt_schedule(schedule)
+        self._paused = load_paused(conn)  # store/paused.py
         self._checkpoints = asyncio.get_running_loop().call_later(CHECKPOINT_EVERY, self._checkpoint_soon)
 
     async def close(self) -> None:
@@ -210,13 +233,19 @@ class SqliteStore(EmbeddedStore):
         with self._db_lock, contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _write(self, new: list[NewRow], changed: list[ChangedRow], deletes: list[int]) -> None:
+    def _write(
+        self, new: list[NewRow], changed: list[ChangedRow], deletes: list[int], side: Sequence[Statement] = ()
+    ) -> None:
         with self._db_lock:
-            _write(self.conn, new, changed, deletes)
+            _write(self.conn, new, changed, deletes, side)
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
         with self._db_lock:
             return self.conn.execute(sql, args).fetchall()
+
+    def _keep_paused(self, service: str, paused: bool) -> None:  # store/paused.py
+        with self._db_lock:
+            write_paused(self.conn, service, paused)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -235,6 +264,14 @@ class SqliteStore(EmbeddedStore):
 
     def _retire(self, job: Job) -> None:
         self._pending[job.id] = job
+        self._schedule()
+
+    def _schedule_saved(self, schedule: Schedule, next_firing: float | None) -> None:
+        self._side.append(sqlite_schedules.saved(schedule, next_firing))
+        self._schedule()
+
+    def _schedule_dropped(self, name: str) -> None:
+        self._side.append(sqlite_schedules.dropped(name))
         self._schedule()
 
     def _schedule(self) -> None:
@@ -283,13 +320,16 @@ class SqliteStore(EmbeddedStore):
         self._commit_scheduled = False
         waiters, self._waiters = self._waiters, []
         new, changed, deletes = self._take_batch()
+        self._side.extend(sqlite_groups.saved(self._dirty_groups.values()))
+        self._dirty_groups = {}
+        side, self._side = self._side, []
         executor = self._executor
         assert executor is not None
         if self.durability != "full":
             # No fsync: quicker here than a hand-off to the writer thread, even for big batches
             # (the thread would fight the loop for the GIL on every row it binds).
             try:
-                self._write(new, changed, deletes)
+                self._write(new, changed, deletes, side)
             except sqlite3.Error as exc:
                 self._settle(waiters, exc)
             else:
@@ -298,7 +338,7 @@ class SqliteStore(EmbeddedStore):
         # An fsync: on the writer thread (SQLite lets go of the GIL while it waits for the
         # disk), so the hub keeps working meanwhile; whatever arrives shares the next commit.
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(executor, self._write, new, changed, deletes)
+        future = loop.run_in_executor(executor, self._write, new, changed, deletes, side)
         self._committing = asyncio.ensure_future(future)
         self._committing.add_done_callback(lambda done: self._committed(done, waiters))
 
@@ -324,6 +364,20 @@ class SqliteStore(EmbeddedStore):
 
     # ------------------------------------------------------------------ finished jobs
 
+    def _save_group(self, record: GroupRecord, *, urgent: bool = True) -> None:
+        self._dirty_groups[record.group.id] = record
+        if urgent:
+            self._schedule()
+
+    def _load_members(self, ids: range) -> dict[int, Job]:
+        with self._db_lock:
+            found = sqlite_groups.load_range(self.conn, ids.start, ids.stop - 1) if ids else {}
+        for job_id in ids:
+            job = self._live.get(job_id) or self._pending.get(job_id)
+            if job is not None:
+                found[job_id] = job
+        return found
+
     def _load(self, job_id: int) -> Job | None:
         if job_id in self._pending:
             return self._pending[job_id]
@@ -348,19 +402,28 @@ class SqliteStore(EmbeddedStore):
         if query.customers:
             where.append(f"customer_id IN ({','.join('?' * len(query.customers))})")
             args.extend(query.customers)
+        if query.before_id is not None:  # cursor paging: the state index's (state, id) order
+            where.append("id < ?")
+            args.append(query.before_id)
+        if query.group is not None:  # its members, then its finalize job
+            if (record := self._groups.get(query.group)) is None:
+                return []
+            where.append("id BETWEEN ? AND ?")
+            args += [query.group + 1, max(query.group + record.group.total, record.group.finalize_id or 0)]
         sql = f"SELECT body FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?"
         want = query.offset + query.limit
         found: dict[int, Job] = {}
         # The owner is not a column (no index is paid for on the hot path): rows are read a
         # page at a time and checked until the listing is full.
-        page = want if query.owner is None else max(want, 500)
+        sift = query.owner is not None or query.group is not None
+        page = max(want, 500) if sift else want
         skip = 0
         while True:
             rows = self._read(sql, [*args, page, skip])
             for row in (_decode(b) for (b,) in rows):
-                if query.owner is None or row.owner == query.owner:
+                if not sift or query.matches(row):
                     found[row.id] = row
-            if query.owner is None or len(rows) < page or len(found) >= want:
+            if not sift or len(rows) < page or len(found) >= want:
                 break
             skip += page
         for job_id, job in self._pending.items():

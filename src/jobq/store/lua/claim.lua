@@ -140,6 +140,7 @@ while #out < limit do
   move(id, jk, f[1], 'queued', 'running')
   redis.call('HSET', jk, 'att', tonumber(f[2]) + 1, 'tok', token_of(f[6], f[2]) + 1, 'w', worker, 'st', now,
     'lease', deadline, 'hp', info[5] or '')
+  mark(id, jk, 'started', now, tonumber(f[2]) + 1, worker)
   if f[4] or f[5] then
     redis.call('HDEL', jk, 'pg', 'pm')
   end

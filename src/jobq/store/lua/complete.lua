@@ -18,6 +18,7 @@ for i = 0, n - 1 do
     if progress then
       redis.call('HSET', jk, 'pg', progress)
     end
+    mark(id, jk, 'completed', now, f[2], f[3])
     finish(id, jk, f[5], f[1], 'completed', now, tonumber(f[6]))
     announce(inst, id, jk, 'completed', now,
       { 'completed', f[5], f[2], f[3], progress, f[8], f[9], f[10], result })

@@ -28,6 +28,11 @@ local BUS_AGE = tonumber('@BUS_AGE@')
 local MAX_LOSSES = tonumber('@MAX_LOSSES@')
 -- Losses from which a job is a suspect: a worker runs one at a time (core/retry.is_suspect).
 local SUSPECT_LOSSES = tonumber('@SUSPECT_LOSSES@')
+-- A job's timeline (core/timeline.py): marks kept, first ones always kept, progress sampling.
+local MARKS_KEPT = tonumber('@MARKS_KEPT@')
+local FIRST_KEPT = tonumber('@FIRST_KEPT@')
+local PROGRESS_EVERY = tonumber('@PROGRESS_EVERY@')
+local PROGRESS_MARKS = tonumber('@PROGRESS_MARKS@')
 
 local function is_suspect(losses)
   return (tonumber(losses) or 0) >= SUSPECT_LOSSES
@@ -53,6 +58,65 @@ end
 
 local function resultkey(id)
   return K .. 'r:' .. id
+end
+
+-- ------------------------------------------------------------------ timeline (core/timeline.py)
+-- A job's timeline is the string key tl:<id> (msgpack: a list of maps with the short names of
+-- core/model.Mark), kept apart from the hash so the hash keeps its listpack encoding. A job
+-- nothing happened to since its submit has none: its timeline is its `submitted` mark, made
+-- from `sub` when the first other mark comes (and by Python when it reads the job).
+
+local function tlkey(id)
+  return K .. 'tl:' .. id
+end
+
+local function marks_of(id, jk)
+  local raw = redis.call('GET', tlkey(id))
+  if raw then
+    return cmsgpack.unpack(raw)
+  end
+  return { { t = tonumber(redis.call('HGET', jk, 'sub')), k = 'submitted' } }
+end
+
+-- timeline.progress_due: fewer than PROGRESS_MARKS progress marks end the timeline, the last
+-- of them PROGRESS_EVERY seconds ago or more.
+local function progress_due(marks, now)
+  local n, last = 0, nil
+  for i = #marks, 1, -1 do
+    if marks[i].k ~= 'progress' then
+      break
+    end
+    n = n + 1
+    last = last or marks[i].t
+  end
+  if n >= PROGRESS_MARKS then
+    return false
+  end
+  return last == nil or tonumber(now) - last >= PROGRESS_EVERY
+end
+
+-- timeline.add: append a mark (attempt 0, '' and nil are left out); when full, the oldest
+-- mark after the first FIRST_KEPT goes. `marks` as marks_of read them (nil: read them now).
+local function mark(id, jk, kind, now, att, worker, detail, value, marks)
+  marks = marks or marks_of(id, jk)
+  local m = { t = tonumber(now), k = kind }
+  if att and tonumber(att) and tonumber(att) ~= 0 then
+    m.a = tonumber(att)
+  end
+  if worker and worker ~= '' then
+    m.w = worker
+  end
+  if detail and detail ~= '' then
+    m.d = detail
+  end
+  if value and value ~= '' then
+    m.v = tonumber(value)
+  end
+  while #marks >= MARKS_KEPT do
+    table.remove(marks, FIRST_KEPT + 1)
+  end
+  marks[#marks + 1] = m
+  redis.call('SET', tlkey(id), cmsgpack.pack(marks))
 end
 
 local count_deltas = {}
@@ -269,12 +333,20 @@ local function stop_running(id, jk, worker, shape)
   end
 end
 
--- The job ends in `state`; it is kept `ttl` seconds more, then purged by a tick.
+-- What a job's end does to the jobs waiting for it (store/lua/deps.lua defines it).
+local dependents_decide
+-- What a job's end does to its group (store/lua/groups.lua defines it: record_end).
+local group_end
+
+-- The job ends in `state`; it is kept `ttl` seconds more, then purged by a tick. Its waiting
+-- dependents are decided in the same step (deps.lua).
 local function finish(id, jk, svc, from, state, now, ttl)
   move(id, jk, svc, from, state)
   local expires = fmt(tonumber(now) + ttl)
   redis.call('HSET', jk, 'fin', now, 'exp', expires)
   redis.call('ZADD', K .. 'expiry', expires, id)
+  dependents_decide(id, state, now)
+  group_end(id, jk, state, now)
 end
 
 -- A failed job (a dead letter) is kept the store's failed_ttl, whatever its own result_ttl.
@@ -299,13 +371,16 @@ local function release(inst, id, jk, now, why, lost)
       redis.call('HSET', jk, 'avoid', f[5])
     end
     if losses >= max then
-      redis.call('HSET', jk, 'err', 'quarantined after losing its worker on ' .. losses
-        .. ' attempt(s) (max_losses ' .. max .. '); last: ' .. why)
+      local reason = 'quarantined after losing its worker on ' .. losses
+        .. ' attempt(s) (max_losses ' .. max .. '); last: ' .. why
+      redis.call('HSET', jk, 'err', reason)
+      mark(id, jk, 'quarantined', now, f[2], f[5], reason)
       finish(id, jk, f[7], f[1], 'quarantined', now, dead_letter_ttl(jk))
       announce(inst, id, jk, 'quarantined', now)
       return false
     end
   end
+  mark(id, jk, lost and 'lost' or 'released', now, f[2], f[5], why)
   enqueue(id, jk, f[7], f[1], f[6], f[8], f[9], f[10])
   return true
 end
@@ -319,6 +394,11 @@ local function fields(id, jk, with_payload, no_result)
   if result then
     flat[#flat + 1] = 'res'
     flat[#flat + 1] = result
+  end
+  local marks = redis.call('GET', tlkey(id))
+  if marks then
+    flat[#flat + 1] = 'tl'
+    flat[#flat + 1] = marks
   end
   if with_payload then
     local payload = redis.call('GET', K .. 'p:' .. id)

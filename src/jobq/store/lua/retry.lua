@@ -15,6 +15,9 @@ redis.call('HSET', jk, 'att', '0')
 redis.call('HDEL', jk, 'err', 'fin', 'exp', 'avoid', 'run', 'fl', 'ls')
 redis.call('DEL', resultkey(id))
 redis.call('ZREM', K .. 'expiry', id)
-enqueue(id, jk, f[2], f[1], f[3], f[4], f[5], now)
-notify(inst, 'r')
+mark(id, jk, 'retried', now)
+if not after_requeue(id, jk, f[2], f[1]) then -- a dependent may wait again (deps.lua)
+  enqueue(id, jk, f[2], f[1], f[3], f[4], f[5], now)
+  notify(inst, 'r')
+end
 return { 'ok', fields(id, jk, false) }

@@ -95,7 +95,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K .. 'expiry', '-inf', now, 'LIM
   local jk = jobkey(id)
   local f = redis.call('HMGET', jk, 'state', 'svc', 'ik')
   if f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled' or f[1] == 'quarantined' then
-    redis.call('DEL', jk, K .. 'p:' .. id, resultkey(id))
+    redis.call('DEL', jk, K .. 'p:' .. id, resultkey(id), tlkey(id))
     redis.call('ZREM', K .. 'st:' .. f[1], id)
     count(f[2], f[1], -1)
     if f[3] and redis.call('GET', K .. 'idem:' .. f[3]) == id then

@@ -1,0 +1,227 @@
+"""Groups in the embedded stores (memory, SQLite): the rules of ``core/workflow.py`` applied in
+the same step as the member transitions that trigger them.
+
+Every job end goes through ``EmbeddedStore._finish``; for a member (or a finalize job) this
+class records it on its group there, and when :func:`~jobq.core.workflow.record_end` says so it
+creates the finalize job in that same step. Everything happens in one event-loop turn, so on
+SQLite the member's end, the group's row and the finalize job's row share one commit: a hub
+killed before it loses all three (the member runs again and triggers finalize then), after it
+finds ``finalize_id`` set. Groups are kept in memory (SQLite reads them back at start).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+import msgspec
+
+from jobq.core.matching import Shape
+from jobq.core.model import Job, JobSpec, new_job
+from jobq.core.states import CANCELLED, FAILED, QUARANTINED, QUEUED, RUNNING, JobState
+from jobq.core.workflow import (
+    Group,
+    MemberOutcome,
+    cancel_group,
+    finalize_input,
+    is_member,
+    member_ids,
+    record_end,
+    record_finalize,
+    record_finalize_end,
+    record_retry,
+)
+from jobq.errors import NotFound
+from jobq.store.embedded import EmbeddedStore
+from jobq.store.shapes import shape_for
+
+
+class GroupRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A group as an embedded store keeps it: the group, the workers that claimed one of its
+    members (to be told FINISHED), whether they were told, and its idempotency key."""
+
+    group: Group
+    workers: list[str] = msgspec.field(default_factory=list)
+    notified: bool = False
+    key: str | None = None
+
+
+class EmbeddedGroups(EmbeddedStore):
+    """The group operations of the store contract, for the embedded stores."""
+
+    def __init__(self, **options: float) -> None:
+        super().__init__(**options)
+        self._groups: dict[int, GroupRecord] = {}
+        self._group_keys: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ hooks
+
+    def _save_group(self, record: GroupRecord, *, urgent: bool = True) -> None:
+        """Persist a group's change (with this turn's commit)."""
+
+    def _load_members(self, ids: range) -> dict[int, Job]:
+        """These jobs (members of a group), live or finished."""
+        out = {}
+        for job_id in ids:
+            job = self._live.get(job_id) or self._load(job_id)
+            if job is not None:
+                out[job_id] = job
+        return out
+
+    def _adopt_group(self, record: GroupRecord) -> None:
+        """Take a group read back at start-up."""
+        self._groups[record.group.id] = record
+        if record.key is not None:
+            self._group_keys[record.key] = record.group.id
+        finalize = record.group.finalize_id or 0
+        self._next_id = max(self._next_id, record.group.id + record.group.total + 1, finalize + 1)
+
+    # ------------------------------------------------------------------ groups
+
+    async def submit_group(
+        self, group: Group, members: Sequence[JobSpec], now: float, key: str | None = None
+    ) -> tuple[Group, list[Job], bool]:
+        if key is not None and (known := self._group_keys.get(key)) is not None:
+            return self._groups[known].group, [], False
+        shapes = [shape_for(spec) for spec in members]  # a bad requirement refuses the group
+        group_id = self._next_id
+        self._next_id += 1 + len(members)
+        group = msgspec.structs.replace(group, id=group_id, total=len(members))
+        record = GroupRecord(group=group, key=key)
+        self._groups[group_id] = record
+        if key is not None:
+            self._group_keys[key] = group_id
+        jobs = []
+        for index, (spec, shape) in enumerate(zip(members, shapes, strict=True)):
+            jobs.append(self._create(spec, shape, group_id + 1 + index, group_id, now))
+        self._save_group(record)
+        await self._durable()
+        return group, jobs, True
+
+    def _create(self, spec: JobSpec, shape: Shape, job_id: int, group_id: int, now: float) -> Job:
+        job = new_job(spec, job_id, now)
+        job.group = group_id
+        self._live[job_id] = job
+        self._shapes[job_id] = shape
+        if job.run_at is not None:
+            heapq.heappush(self._scheduled, (job.run_at, job_id))
+        else:
+            self.index.add(job_id, shape, job.priority, job_id, now)
+        self._counts[(job.service, job.state)] += 1
+        self._save(job, new=True)
+        return job
+
+    async def get_group(self, group_id: int) -> tuple[Group, dict[str, int]] | None:
+        """The group and its live members counted per state."""
+        record = self._groups.get(group_id)
+        if record is None:
+            return None
+        group = record.group
+        live: dict[str, int] = {}
+        if sum(group.ended.values()) < group.total:
+            for job_id in member_ids(group):
+                job = self._live.get(job_id)
+                if job is not None:
+                    live[job.state.value] = live.get(job.state.value, 0) + 1
+        return group, live
+
+    async def cancel_group(self, group_id: int, now: float) -> tuple[Group, list[tuple[Job, str | None]]]:
+        """Cancel a group that has not ended: its live members and its finalize job. Returns the
+        jobs cancelled, each with the worker that ran it (to be told to stop)."""
+        record = self._groups.get(group_id)
+        if record is None:
+            raise NotFound(f"no group {group_id}")
+        step = cancel_group(record.group, now)
+        record.group = step.group
+        stopped: list[tuple[Job, str | None]] = []
+        ids = [*member_ids(step.group), *([step.group.finalize_id] if step.group.finalize_id else [])]
+        for job_id in ids:
+            job = self._live.get(job_id)
+            if job is None:
+                continue
+            worker = None
+            if job.state is QUEUED:
+                self.index.discard(job_id)
+            elif job.state is RUNNING:
+                worker = job.worker
+                self._stop_running(job)
+            job.error = f"cancelled with group {group_id}"
+            self._finish(job, CANCELLED, now, self._ttl(job))
+            stopped.append((job, worker))
+        self._save_group(record)
+        await self._durable()
+        return record.group, stopped
+
+    async def finished_groups(self, group_ids: Sequence[int]) -> list[tuple[int, list[str]]]:
+        """Of these groups, those that have ended and whose workers were not told yet: each
+        with the workers that ran one of its members. Marks them told."""
+        out = []
+        for group_id in group_ids:
+            record = self._groups.get(group_id)
+            if record is None or record.notified or not record.group.state.ended:
+                continue
+            record.notified = True
+            self._save_group(record)
+            out.append((group_id, list(record.workers)))
+        return out
+
+    # ------------------------------------------------------------------ the hooks into jobs
+
+    def _finish(self, job: Job, state: JobState, now: float, ttl: float) -> None:
+        super()._finish(job, state, now, ttl)
+        if job.group is not None:
+            self._group_end(job, state, now)
+
+    def _group_end(self, job: Job, state: JobState, now: float) -> None:
+        record = self._groups.get(job.group or 0)
+        if record is None:
+            return
+        group = record.group
+        if is_member(group, job.id):
+            step = record_end(group, job.id - group.id - 1, state, now)
+        else:
+            step = record_finalize_end(group, state, now, job.error)
+        group = step.group
+        if step.submit_finalize and group.finalize is not None:
+            group = self._submit_finalize(group, now)
+        record.group = group
+        self._save_group(record)
+
+    def _submit_finalize(self, group: Group, now: float) -> Group:
+        assert group.finalize is not None
+        found = self._load_members(member_ids(group))
+        outcomes = []
+        for index, job_id in enumerate(member_ids(group)):
+            member = found.get(job_id)
+            state = member.state if member is not None else CANCELLED
+            result = member.result if member is not None else None
+            error = (
+                (member.error if member is not None else "gone") if state is not JobState.COMPLETED else None
+            )
+            outcomes.append(MemberOutcome(index=index, id=job_id, state=state, result=result, error=error))
+        payload = finalize_input(group, outcomes)
+        spec = msgspec.structs.replace(group.finalize, payload=payload)
+        finalize_id = self._next_id
+        self._next_id += 1
+        self._create(spec, shape_for(spec), finalize_id, group.id, now)
+        return record_finalize(group, finalize_id)
+
+    async def claim(self, worker_id: str, limit: int, now: float, lease_ttl: float) -> list[Job]:
+        jobs = await super().claim(worker_id, limit, now, lease_ttl)
+        for job in jobs:
+            if job.group is not None:
+                record = self._groups.get(job.group)
+                if record is not None and is_member(record.group, job.id) and worker_id not in record.workers:
+                    record.workers.append(worker_id)
+                    self._save_group(record, urgent=False)
+        return jobs
+
+    async def retry(self, job_id: int, now: float) -> Job:
+        job = self._live.get(job_id) or self._load(job_id)
+        record = None if job is None or job.group is None else self._groups.get(job.group)
+        if job is not None and record is not None and job.state in (FAILED, CANCELLED, QUARANTINED):
+            group = record.group
+            index = job.id - group.id - 1 if is_member(group, job.id) else None
+            record.group = record_retry(group, index, job.state)  # refuses what may not be retried
+            self._save_group(record)  # in the same commit as the job's retry
+        return await super().retry(job_id, now)
