@@ -42,6 +42,7 @@ from jobq.core.views import WorkerNotice
 from jobq.errors import Conflict, InvalidRequest, NotFound
 from jobq.hub.access import Access
 from jobq.hub.guard import Guard
+from jobq.hub.queue_control import QueueControl
 from jobq.hub.sessions import WorkerSession
 from jobq.store.base import Store
 
@@ -60,7 +61,7 @@ NoticeListener = Callable[[WorkerNotice], None]
 V = TypeVar("V")
 
 
-class WorkerControl:
+class WorkerControl(QueueControl):  # pause services, bulk actions: hub/queue_control.py
     config: HubConfig
     clock: Callable[[], float]
     guard: Guard

@@ -34,13 +34,16 @@ from jobq.core.views import (
 )
 from jobq.errors import InvalidRequest, JobqError, NotFound, Timeout, Unavailable
 from jobq.hub.access import Access, scoped, without_data
+from jobq.hub.dependencies import check_prerequisites, linked, submit_linked
 from jobq.hub.dispatch import Dispatcher
 from jobq.hub.events import EventBus, Subscriber, event_of
+from jobq.hub.groups import GroupSide
 from jobq.hub.guard import Guard
+from jobq.hub.history import HistoryKeeper
 from jobq.hub.metrics import HubMetrics
+from jobq.hub.schedules import ScheduleSide
 from jobq.hub.schemas import SchemaRegistry
 from jobq.hub.sessions import WorkerSession
-from jobq.hub.views import ClusterViews
 from jobq.protocol.inflight import InflightBudget
 from jobq.store.base import Store
 
@@ -50,7 +53,8 @@ log = logging.getLogger("jobq.hub")
 SubmitOutcome = Submitted | JobqError
 
 
-class Hub(ClusterViews):
+# cron schedules: hub/schedules.py (on ClusterViews); groups: hub/groups.py
+class Hub(GroupSide, ScheduleSide):
     """The one application API: the client half is here, the worker half in ``WorkerSide``."""
 
     def __init__(
@@ -98,6 +102,7 @@ class Hub(ClusterViews):
         self._access = Access(self.guard.audit)
         self.guard.on_revoke(self._revoked)
         self._init_control()  # drained workers, failure counts: hub/control.py
+        self._history = HistoryKeeper(store, clock)  # counts per bucket, flushed: hub/history.py
 
     # ------------------------------------------------------------------ identity
 
@@ -136,10 +141,12 @@ class Hub(ClusterViews):
     async def start(self) -> None:
         self._started_at = self.clock()
         await self._store.open(self._started_at, lease_ttl=self.config.lease_ttl)
+        await self._load_paused()  # hub/queue_control.py: paused services
         self._store.listen(self)
         for customer, weight in self.config.customer_weights.items():
             await self._store.set_customer_weight(customer, weight)
         self._timer = asyncio.create_task(self._clock_loop(), name="jobq-hub-clock")
+        self._history.start()
         self.kick()
 
     async def stop(self, grace: float | None = None) -> None:
@@ -159,6 +166,7 @@ class Hub(ClusterViews):
             session.link.disconnect("the hub is shutting down")
         for task in list(self._tasks):
             task.cancel()
+        await self._history.stop()  # the last flush, before the store closes
         await self._store.close()
         self.guard.audit.close()
         self._stopped.set()
@@ -199,8 +207,11 @@ class Hub(ClusterViews):
         refused: dict[int, JobqError] = {}
         if not caller.unrestricted:
             specs, refused = self._scoped(specs, caller)
+            await check_prerequisites(specs, refused, lambda job_id: self.get(job_id, caller=caller))
         now = self.clock()
-        if refused or not self._all_valid(specs):
+        if linked(specs):  # specs naming each other by ref: all or nothing (hub/dependencies.py)
+            done = await submit_linked(specs, refused, self.check, lambda made: self._store.submit(made, now))
+        elif refused or not self._all_valid(specs):
             done = await self._submit_valid_ones(specs, now, refused)  # the rare path: some are refused
         else:
             done = await self._store_submit(specs, now)
@@ -369,6 +380,8 @@ class Hub(ClusterViews):
     ) -> list[Job]:
         if query.limit < 0 or query.offset < 0 or query.limit > 10_000:
             raise InvalidRequest("limit must be 0..10000 and offset non-negative")
+        if query.before_id is not None and not 0 < query.before_id < 2**63:  # cursor paging
+            raise InvalidRequest("before must be a job id (1 .. 2**63-1)")
         if not caller.unrestricted:
             query = self._access.scoped_query(caller, query)
         if blocked:

@@ -13,9 +13,12 @@ import time
 from dataclasses import dataclass
 
 from jobq.core.auth import LOCAL_CALLER, Action, Caller
-from jobq.core.errors import JobqError
+from jobq.core.errors import InvalidRequest, JobqError
+from jobq.core.history import History
 from jobq.core.model import Job, JobFilter, StoreStats, WorkerInfo
-from jobq.core.states import RUNNING, TERMINAL
+from jobq.core.operations import mark_paused
+from jobq.core.states import RUNNING, TERMINAL, WAITING
+from jobq.core.validate import MAX_NAME
 from jobq.core.views import (
     ClusterStats,
     DoorLoad,
@@ -29,6 +32,7 @@ from jobq.core.views import (
     worker_health,
 )
 from jobq.hub.access import Access
+from jobq.hub.dependencies import waits_for
 from jobq.hub.workers import WorkerSide
 
 #: Seconds the store has to answer the health probe before it counts as down.
@@ -138,6 +142,18 @@ class ClusterViews(WorkerSide):
             by_door=by_door,
         )
 
+    async def history(
+        self, minutes: int, service: str | None = None, *, caller: Caller = LOCAL_CALLER
+    ) -> History:
+        """Per-bucket counts, queue depth and latency percentiles of the last ``minutes``
+        (``core/history.py``; kept by ``hub/history.py``): for admins and monitors."""
+        if not caller.unrestricted and caller.principal.role not in ("admin", "monitor"):
+            role = caller.principal.role
+            raise self._access.refuse(caller, "view", "history", f"a {role} token cannot read the history")
+        if service is not None and not 0 < len(service.encode()) <= MAX_NAME:
+            raise InvalidRequest(f"service must be 1 to {MAX_NAME} bytes long")
+        return await self._history.read(minutes, service)
+
     async def _job_stats(self, caller: Caller) -> StoreStats:
         if caller.principal.role in ("admin", "monitor"):
             return await self._store.stats()
@@ -189,7 +205,8 @@ class ClusterViews(WorkerSide):
     async def services(self, *, caller: Caller = LOCAL_CALLER) -> list[ServiceInfo]:
         if not caller.unrestricted:
             self._access.require(caller, Action.VIEW, "services")
-        return services_of(await self._store.list_workers(), await self._store.stats())
+        found = services_of(await self._store.list_workers(), await self._store.stats())
+        return mark_paused(found, await self._store.paused_services())  # core/operations.py
 
     async def explain(self, job_id: int, *, caller: Caller = LOCAL_CALLER) -> ExplainInfo:
         job = await self.get(job_id, caller=caller)
@@ -198,6 +215,8 @@ class ClusterViews(WorkerSide):
             return ExplainInfo(id=job.id, state=job.state, summary=f"running on {job.worker}")
         if job.state in TERMINAL:
             return ExplainInfo(id=job.id, state=job.state, summary=f"ended {job.state}")
+        if job.state is WAITING:  # for its prerequisites (hub/dependencies.py)
+            return ExplainInfo(id=job.id, state=job.state, summary=await waits_for(job, self._store.get))
         if job.state != "queued":
             when = "" if job.run_at is None else f" until {time.ctime(job.run_at)}"
             return ExplainInfo(id=job.id, state=job.state, summary=f"waiting{when}")
@@ -216,7 +235,9 @@ class ClusterViews(WorkerSide):
             estimated_start=estimated_start(found.ahead, len(eligible), rate, now),
             blocked=found.blocked,
         )
-        return with_health(info, job.service, await self._store.list_workers())
+        workers = await self._store.list_workers()
+        info = with_health(info, job.service, workers)
+        return self._paused_explained(info, job.service, workers)  # hub/queue_control.py
 
 
 __all__ = ["STORE_PROBE_EVERY", "STORE_PROBE_TIMEOUT", "ClusterViews", "HubHealth"]

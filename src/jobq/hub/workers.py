@@ -26,6 +26,7 @@ from jobq.hub.control import WorkerControl
 from jobq.hub.dispatch import Dispatcher
 from jobq.hub.events import EventBus, event_of
 from jobq.hub.guard import Guard
+from jobq.hub.history import HistoryKeeper
 from jobq.hub.metrics import HubMetrics
 from jobq.hub.schemas import SchemaRegistry
 from jobq.hub.sessions import Liveness, WorkerLink, WorkerSession
@@ -51,6 +52,7 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
     _dispatcher: Dispatcher
     guard: Guard
     _access: Access
+    _history: HistoryKeeper
 
     # ------------------------------------------------------------------ workers
 
@@ -91,6 +93,7 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
             door=hello.door,
             schemas=hello.schemas,
             unhealthy=hello.unhealthy,
+            paused=self._paused_of(hello.services),  # hub/queue_control.py: paused services
             hub=self.config.name,
             connected_at=now,
             principal=caller.name,
@@ -411,6 +414,7 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
     ) -> None:
         """Tell whoever listens. Events are only built when someone may want them; on a store
         shared by several hubs every event also goes to the other hubs."""
+        self._history.note(job, kind, now)  # hub/history.py: counted in memory, flushed later
         if not (self._shared or self._events.wants(job.id, job.state in TERMINAL)):
             return
         event = event_of(job, kind, now, with_result=with_result, partial=partial)
