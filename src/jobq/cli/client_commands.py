@@ -1,5 +1,6 @@
-"""Client commands of ``jobq``: status, wait, result, cancel, retry, jobs, explain, services,
-stats (``jobq submit`` is in submit_command.py, ``jobq workers`` in worker_commands.py).
+"""Client commands of ``jobq``: status, wait, result, cancel, retry, jobs, explain, stats
+(``jobq submit`` is in submit_command.py, ``jobq workers`` in worker_commands.py, ``jobq
+services`` in service_commands.py).
 
 Listing filters (``jobq jobs --state/--service/--customer/--worker/--blocked``) have no
 ``JOBQ_*`` twin: an environment variable must not narrow a listing unseen."""
@@ -12,6 +13,7 @@ import click
 import msgspec
 
 from jobq.cli import render
+from jobq.cli.bulk_command import bulk_options
 from jobq.cli.options import (
     CONTEXT,
     EXIT_JOB_FAILED,
@@ -23,7 +25,7 @@ from jobq.cli.options import (
 )
 from jobq.cli.submit_command import say_blocked, submit
 from jobq.client.client import Client
-from jobq.core.states import COMPLETED, JobState
+from jobq.core.states import COMPLETED, WAITING, JobState
 
 json_option = option(
     "--json", "as_json", is_flag=True, default=False, help="Print JSON (one object per line)."
@@ -47,13 +49,15 @@ async def status(hub: str, connect_timeout: float, token: str | None, job_id: in
     """Show a job: state, attempts, worker, timings."""
     async with _client(hub, connect_timeout, token) as client:
         job = await client.status(job_id, payload=True)
+        # A waiting job: what it waits for (its prerequisites' states, explain's summary).
+        waits = (await client.explain(job_id)).summary if job and job.state is WAITING else None
     if job is None:
         click.echo(f"jobq: no job {job_id}", err=True)
         return 4
     if as_json:
-        render.print_json(render.job_json(job))
+        render.print_json({**render.job_json(job), **({"waiting_for": waits} if waits else {})})
     else:
-        render.show_job(job)
+        render.show_job(job, waits)
     return 0
 
 
@@ -123,13 +127,14 @@ async def result(
 @hub_option
 @timeout_option
 @token_option
-@click.argument("job_ids", type=int, nargs=-1, required=True)
+@click.argument("job_ids", type=int, nargs=-1)
+@bulk_options("cancel")  # --all and its filters: bulk_command.py
 @json_option
 @run_async
 async def cancel(
     hub: str, connect_timeout: float, token: str | None, job_ids: tuple[int, ...], as_json: bool
 ) -> int:
-    """Cancel jobs (a running job's worker is told to stop)."""
+    """Cancel jobs (a running job's worker is told to stop); with --all, those the filters select."""
     async with _client(hub, connect_timeout, token) as client:
         for job_id in job_ids:
             job = await client.cancel(job_id)
@@ -144,14 +149,22 @@ async def cancel(
 @hub_option
 @timeout_option
 @token_option
-@click.argument("job_ids", type=int, nargs=-1, required=True)
+@click.argument("job_ids", type=int, nargs=-1)
+@bulk_options("retry")  # --all and its filters: bulk_command.py
+@json_option
 @run_async
-async def retry(hub: str, connect_timeout: float, token: str | None, job_ids: tuple[int, ...]) -> int:
-    """Queue failed, quarantined or cancelled jobs again with fresh budgets."""
+async def retry(
+    hub: str, connect_timeout: float, token: str | None, job_ids: tuple[int, ...], as_json: bool
+) -> int:
+    """Queue failed, quarantined or cancelled jobs again with fresh budgets; with --all, those the
+    filters select."""
     async with _client(hub, connect_timeout, token) as client:
         for job_id in job_ids:
             job = await client.retry(job_id)
-            click.echo(f"job {job.id} {job.state.value}")
+            if as_json:
+                render.print_json({"id": job.id, "state": job.state.value})
+            else:
+                click.echo(f"job {job.id} {job.state.value}")
     return 0
 
 
@@ -176,6 +189,13 @@ async def retry(hub: str, connect_timeout: float, token: str | None, job_ids: tu
 )
 @option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
 @click.option("--offset", type=int, default=0, show_default=True, help="Skip this many (newest first).")
+@click.option(
+    "--before",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only jobs with a smaller id: the next page after the one that ended at ID.",
+)
+@click.option("--group", type=int, default=None, help="Only the members (and finalize job) of this group.")
 @json_option
 @run_async
 async def jobs(
@@ -189,6 +209,8 @@ async def jobs(
     blocked: bool,
     limit: int,
     offset: int,
+    before: int | None,
+    group: int | None,
     as_json: bool,
 ) -> int:
     """List jobs, newest first, with a preview of each payload (--json: the payload)."""
@@ -202,11 +224,15 @@ async def jobs(
             offset=offset,
             blocked=blocked,
             payload=True,
+            before=before,
+            group=group,
         )
         more = len(found) > limit
         found = found[:limit]
         total = (
-            await _total(client, states, service) if more and not (customer or worker_id or blocked) else None
+            await _total(client, states, service)
+            if more and not (customer or worker_id or blocked or group)
+            else None
         )
     if as_json:
         for job in found:
@@ -214,7 +240,8 @@ async def jobs(
     else:
         render.show_jobs(found)
         if more:
-            render.footer(len(found), offset, total)
+            cursor = found[-1].id if found else None  # the next page: --before it
+            render.footer(len(found), offset, total, cursor, paged=before is not None)
     return 0
 
 
@@ -253,34 +280,6 @@ async def explain(hub: str, connect_timeout: float, token: str | None, job_id: i
 @hub_option
 @timeout_option
 @token_option
-@option("--describe", default=None, help="Show one service with its payload schema.")
-@json_option
-@run_async
-async def services(
-    hub: str, connect_timeout: float, token: str | None, describe: str | None, as_json: bool
-) -> int:
-    """Services: workers, slots, queued and running jobs."""
-    async with _client(hub, connect_timeout, token) as client:
-        found = await client.services()
-    if describe is not None:
-        match = [s for s in found if s.name == describe]
-        if not match:
-            click.echo(f"jobq: no service {describe}", err=True)
-            return 4
-        render.print_json(msgspec.to_builtins(match[0]))
-        return 0
-    if as_json:
-        for s in found:
-            render.print_json(msgspec.to_builtins(s))
-    else:
-        render.show_services(found)
-    return 0
-
-
-@click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
 @json_option
 @run_async
 async def stats(hub: str, connect_timeout: float, token: str | None, as_json: bool) -> int:
@@ -300,5 +299,6 @@ async def stats(hub: str, connect_timeout: float, token: str | None, as_json: bo
 
 
 def install(group: click.Group) -> None:
-    for command in (submit, status, wait, result, cancel, retry, jobs, explain, services, stats):
+    # ``jobq services`` is a group of its own: service_commands.py
+    for command in (submit, status, wait, result, cancel, retry, jobs, explain, stats):
         group.add_command(command)

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import click
 
-from jobq.cli import client_commands, hub_command, line_tools, token_commands, worker_commands, worker_process
+from jobq.cli import (
+    client_commands,
+    group_commands,
+    hub_command,
+    line_tools,
+    schedule_commands,
+    service_commands,
+    token_commands,
+    worker_commands,
+    worker_process,
+)
 from jobq.cli.options import CONTEXT
 from jobq.config import DEFAULT_HUB
 
@@ -24,6 +34,9 @@ client_commands.install(cli)
 line_tools.install(cli)
 token_commands.install(cli)
 worker_commands.install(cli)
+service_commands.install(cli)
+schedule_commands.install(cli)
+group_commands.install(cli)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from jobq.core.model import Job, WorkerInfo
+from jobq.core.model import Job, Mark, WorkerInfo
 from jobq.core.states import COMPLETED
 from jobq.protocol.native import ExplainInfo, ServiceInfo
 
@@ -79,6 +79,16 @@ def _progress(job: Job) -> str | None:
     return f"stopped at {text}" if job.state.terminal else text
 
 
+def _mark_line(mark: Mark) -> str:
+    """One mark of a job's timeline: ``12:00:01.250 retrying #1 on w1 (until 12:00:03.000): boom``."""
+    text = f"{_when(mark.at)} {mark.kind}"
+    text += f" #{mark.attempt}" if mark.attempt else ""
+    text += f" on {mark.worker}" if mark.worker else ""
+    if mark.value is not None:
+        text += f" {mark.value:g}%" if mark.kind == "progress" else f" (until {_when(mark.value)})"
+    return text + (f": {_one_line(mark.detail)}" if mark.detail else "")
+
+
 def _one_line(text: str | None, limit: int = 80) -> str:
     if not text:
         return ""
@@ -86,13 +96,16 @@ def _one_line(text: str | None, limit: int = 80) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def footer(shown: int, offset: int, total: int | None) -> None:
-    """Under a listing cut by ``--limit``: how many of how many, and how to see the rest."""
+def footer(
+    shown: int, offset: int, total: int | None, next_before: int | None = None, paged: bool = False
+) -> None:
+    """Under a listing cut by ``--limit``: how many of how many, and how to see the rest
+    (``next_before``: the next page's ``--before``; ``paged``: this page was asked with one)."""
     first, last = offset + 1, offset + shown
     of = f" of {total}" if total is not None else ""
-    console.print(
-        Text(f"{first}-{last}{of} shown, newest first (more: --offset {last}, or a larger --limit)")
-    )
+    more = f"next: --before {next_before}" if next_before is not None else f"more: --offset {last}"
+    shown_text = f"{shown}{of}" if paged else f"{first}-{last}{of}"
+    console.print(Text(f"{shown_text} shown, newest first ({more}, or a larger --limit)"))
 
 
 def job_json(job: Job, *, result: bool = True) -> dict[str, Any]:
@@ -100,6 +113,7 @@ def job_json(job: Job, *, result: bool = True) -> dict[str, Any]:
     # Every field, defaults included (the wire format leaves defaults out).
     data: dict[str, Any] = msgspec.to_builtins(msgspec.structs.asdict(job))
     data["traceback"] = job.traceback  # the last failed attempt's; each one's in attempt_errors
+    data["timeline"] = [msgspec.structs.asdict(mark) for mark in job.timeline]  # the long names
     for name in ("payload", "result"):
         frames = getattr(job, name)
         if name == "result" and not result:
@@ -121,7 +135,8 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, default=str) + "\n")
 
 
-def show_job(job: Job) -> None:
+def show_job(job: Job, waits: str | None = None) -> None:
+    """``waits``: what a waiting job waits for (``explain``'s summary)."""
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -144,6 +159,11 @@ def show_job(job: Job) -> None:
         rows.append(("customer", f"{job.customer_id} ({job.isolation})"))
     if job.requires:
         rows.append(("requires", json.dumps(job.requires)))
+    if job.after:  # its prerequisites (docs/workflows.md, "Dependencies")
+        always = " (after_policy always)" if job.after_policy == "always" else ""
+        rows.append(("after", ", ".join(map(str, job.after)) + always))
+    if waits:
+        rows.append(("waiting", waits))
     progress = _progress(job)
     if progress is not None:
         rows.append(("progress", progress))
@@ -155,6 +175,8 @@ def show_job(job: Job) -> None:
         rows.append(("", textwrap.indent(job.traceback.rstrip("\n"), "  ")))
     if job.result is not None:
         rows.append(("result", preview(job.result)))
+    if job.timeline:
+        rows.append(("timeline", "\n".join(_mark_line(mark) for mark in job.timeline)))
     for key, value in rows:
         table.add_row(key, Text(value))
     console.print(table)
@@ -206,10 +228,11 @@ def show_workers(workers: Iterable[WorkerInfo]) -> None:
 
 def show_services(services: Iterable[ServiceInfo]) -> None:
     table = Table()
-    for column in ("service", "workers", "slots", "queued", "running"):
+    for column in ("service", "workers", "slots", "queued", "running", "paused"):
         table.add_column(column)
     for s in services:
-        table.add_row(s.name, str(s.workers), str(s.slots), str(s.queued), str(s.running))
+        paused = "paused" if s.paused else ""  # jobq services pause (hub/queue_control.py)
+        table.add_row(s.name, str(s.workers), str(s.slots), str(s.queued), str(s.running), paused)
     console.print(table)
 
 

@@ -19,6 +19,7 @@ import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jobq.cli import render
+from jobq.cli.group_commands import submit_group
 from jobq.cli.options import (
     CONTEXT,
     EXIT_JOB_FAILED,
@@ -72,6 +73,17 @@ def run_at_time(text: str | None) -> float | None:
     return when.timestamp()  # a naive time is taken as local time
 
 
+def after_ids(values: tuple[str, ...]) -> list[int]:
+    """``--after 12,15 --after 17`` → [12, 15, 17]; anything but job ids is bad input."""
+    ids = []
+    for value in values:
+        for item in value.split(","):
+            if not item.strip().isdigit():
+                raise InvalidRequest(f"--after takes job ids (12 or 12,15), not {item.strip()[:40]!r}")
+            ids.append(int(item))
+    return ids
+
+
 def say_blocked(job_id: int, reason: str) -> None:
     render.errors.print(
         f"job {job_id} cannot run yet: {reason} (still waiting)", markup=False, highlight=False
@@ -119,6 +131,24 @@ def say_blocked(job_id: int, reason: str) -> None:
 @option("--content-type", default=None, help="Content type of the payload (e.g. application/json).")
 @option("--result-ttl", type=float, default=None, help="Seconds the result is kept.")
 @option("--wait-timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
+@option(
+    "--expand",
+    multiple=True,
+    help="KEY=ITEMS (repeatable): submit one group, a member per combination (1..9, A01..H12, a,b).",
+)
+@option("--finalize", default=None, help="With --expand: the service of the group's finalize job.")
+@option("--finalize-args", default=None, help="With --finalize: its JSON args (its payload).")
+@option(
+    "--policy", type=click.Choice(["all_completed", "all_ended"]), default="all_completed", show_default=True
+)
+@option("--after", multiple=True, help="ID[,ID...]: wait for these jobs to complete (repeatable).")
+@option(
+    "--after-policy",
+    type=click.Choice(["completed", "always"]),
+    default="completed",
+    show_default=True,
+    help="always: run once they ended, whatever the outcome.",
+)
 @run_async
 async def submit(
     hub: str,
@@ -143,8 +173,15 @@ async def submit(
     content_type: str | None,
     result_ttl: float | None,
     wait_timeout: float | None,
+    expand: tuple[str, ...],
+    finalize: str | None,
+    finalize_args: str | None,
+    policy: str,
+    after: tuple[str, ...],
+    after_policy: str,
 ) -> int:
-    """Submit jobs for SERVICE; PAYLOAD is text, @FILE or - for stdin. Prints each job's id."""
+    """Submit jobs for SERVICE; PAYLOAD is text, @FILE or - for stdin. Prints each job's id
+    (with --expand: the group's id first, then its members')."""
     if count < 1:
         raise InvalidRequest("--count must be at least 1")
     raw = payload_bytes(payload)
@@ -163,6 +200,17 @@ async def submit(
         "content_type": content_type,
         "result_ttl": result_ttl,
     }
+    if after or after_policy != "completed":  # dependencies (docs/workflows.md)
+        options.update(after=after_ids(after), after_policy=after_policy)
+    if expand or finalize:  # one group: cli/group_commands.py
+        if not expand or count > 1:
+            raise InvalidRequest("--finalize goes with --expand, and --expand not with --count")
+        async with Client(hub, timeout=connect_timeout, token=token) as client:
+            return await submit_group(
+                client, service, raw, options, expand=expand, finalize=finalize,
+                finalize_args=finalize_args, policy=policy, wait=wait, as_json=as_json,
+                wait_timeout=wait_timeout,
+            )  # fmt: skip
     specs = []
     for i in range(count):
         body = raw.replace(b"{i}", str(i).encode()) if count > 1 or b"{i}" in raw else raw

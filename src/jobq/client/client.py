@@ -17,8 +17,11 @@ from typing import Any, TypeVar
 import msgspec
 
 from jobq.client.batching import SUBMIT_BATCH, SubmitResult, TurnBatcher, outcomes_of
+from jobq.client.chains import ChainCalls
+from jobq.client.groups import GroupCalls
 from jobq.client.listing import list_by_worker, worker_ids
 from jobq.client.reach import BlockedCallback, first_answer, hub_endpoints, log_blocked, while_blocked
+from jobq.client.schedules import ScheduleCalls
 from jobq.client.specs import PayloadLike, final_event, make_spec, to_frames
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, WorkerInfo
@@ -39,7 +42,8 @@ CATCH_UP_EVERY = 30.0
 log = logging.getLogger("jobq.client")
 
 
-class Client:
+# schedules: client/schedules.py; pause_service, bulk: client/operations.py; groups: client/groups.py
+class Client(GroupCalls, ScheduleCalls, ChainCalls):  # chains: client/chains.py
     """A connection to a hub for submitting and following jobs.
 
     ``hub`` is an endpoint or a list of them (tried in order on failover). ``token`` (default:
@@ -355,9 +359,12 @@ class Client:
         offset: int = 0,
         blocked: bool = False,
         payload: bool = False,
+        before: int | None = None,
+        group: int | None = None,
     ) -> list[Job]:
         """Jobs, newest first. ``worker`` is a worker's id, or a connected worker's name or id
-        prefix (``jobq.client.listing``); ``payload`` fetches each job's payload too."""
+        prefix (``jobq.client.listing``); ``payload`` fetches each job's payload too; ``before``:
+        only jobs with a smaller id (cursor paging: the last id of the page before)."""
         states = [state] if isinstance(state, str) else list(state or [])
         query = JobFilter(
             states=[JobState(s) for s in states],
@@ -366,6 +373,8 @@ class Client:
             worker=worker,
             limit=limit,
             offset=offset,
+            before_id=before,
+            group=group,
         )
         ids = await worker_ids(worker, self.workers)
         found = await list_by_worker(

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from jobq.client.client import Client, PayloadLike
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import Job, JobEvent, JobSpec, WorkerInfo
+from jobq.core.operations import BulkResult, ServicePause
 from jobq.core.views import WorkerNotice
 
 T = TypeVar("T")
@@ -60,6 +61,9 @@ class SyncClient:
     def submit_many(self, specs: Iterable[JobSpec]) -> list[tuple[int, str, bool]]:
         return self._run(self._client.submit_many(specs))
 
+    def chain(self, specs: Iterable[JobSpec]) -> list[tuple[int, str, bool]]:
+        return self._run(self._client.chain(specs))
+
     def run(self, service: str, payload: PayloadLike = None, **options: Any) -> JobEvent:
         return self._run(self._client.run(service, payload, **options))
 
@@ -95,3 +99,12 @@ class SyncClient:
 
     def evict_worker(self, worker: str) -> WorkerNotice:
         return self._run(self._client.evict_worker(worker))
+
+    def pause_service(self, service: str) -> ServicePause:
+        return self._run(self._client.pause_service(service))
+
+    def resume_service(self, service: str) -> ServicePause:
+        return self._run(self._client.resume_service(service))
+
+    def bulk(self, action: str, **selection: Any) -> BulkResult:
+        return self._run(self._client.bulk(action, **selection))

@@ -23,7 +23,17 @@ from typing import Annotated, Any, get_args
 
 import msgspec
 
-from jobq.core.model import Assignment, Frames, Job, JobEvent, JobFilter, JobSpec, StoreStats, WorkerInfo
+from jobq.core.model import (
+    Assignment,
+    Frames,
+    GroupSpec,
+    Job,
+    JobEvent,
+    JobFilter,
+    JobSpec,
+    StoreStats,
+    WorkerInfo,
+)
 from jobq.core.views import ExplainInfo, ServiceInfo
 
 HEADER = b"JQ1"
@@ -126,6 +136,75 @@ class WorkerCommand(_Msg, tag="worker"):
     action: str
     worker: str
     reason: str | None = None
+    credential: str | None = None
+
+
+class ServiceCommand(_Msg, tag="service"):
+    """An operator's ``pause`` or ``resume`` of a service's queue (``core/operations.py``).
+    Admin only. Answered ``reply`` with ``{service, paused, changed}``."""
+
+    rid: int
+    action: str
+    service: str
+    credential: str | None = None
+
+
+class BulkJobs(_Msg, tag="bulk"):
+    """``cancel`` or ``retry`` the jobs ``query`` selects (``blocked``: only queued jobs no worker
+    can run), each checked as one cancel or retry. Answered ``reply`` with ``{action, matched,
+    done, skipped: [{id, reason}]}``."""
+
+    rid: int
+    action: str
+    query: JobFilter
+    blocked: bool = False
+    credential: str | None = None
+
+
+class ScheduleCommand(_Msg, tag="schedule"):
+    """Cron schedules (docs/workflows.md): ``action`` is ``add`` (``name``, ``cron``, ``spec``,
+    ``tz``, ``catch_up``, ``coalesce``), ``list``, ``get``, ``pause``, ``resume`` or ``remove``
+    (``name``). Answered ``reply`` with the schedule as a map (``list``: a list of them;
+    ``remove``: nil)."""
+
+    rid: int
+    action: str
+    name: str = ""
+    cron: str = ""
+    spec: JobSpec | None = None
+    tz: str = "UTC"
+    catch_up: float | None = None
+    coalesce: bool = True
+    credential: str | None = None
+
+
+class SubmitGroup(_Msg, tag="submit_group"):
+    """Submit one group: ``spec`` (a spec with ``expand``, expanded by the hub) or ``group``
+    (explicit members). Answered ``reply`` with ``{group: {...}, members: [ids], created}``."""
+
+    rid: int
+    spec: JobSpec | None = None
+    group: GroupSpec | None = None
+    credential: str | None = None
+
+
+class GroupGet(_Msg, tag="group"):
+    """A group's view (``id, state, total, counts, ended, progress, finalize, ...``); with
+    ``wait``, once it has ended (at most ``timeout`` seconds) and with its result. Answered
+    ``reply``."""
+
+    rid: int
+    id: Id
+    wait: bool = False
+    timeout: float | None = None
+    credential: str | None = None
+
+
+class GroupCancel(_Msg, tag="group_cancel"):
+    """Cancel a group that has not ended. Answered ``reply`` with the group's view."""
+
+    rid: int
+    id: Id
     credential: str | None = None
 
 
@@ -263,6 +342,13 @@ class CancelJobs(_Msg, tag="stop"):
     ids: list[int]
 
 
+class Finished(_Msg, tag="finished"):
+    """Hub → worker: a group this worker ran members of has ended (after its finalize job):
+    drop what was kept for it. Sent once per group, to each worker that ran one of its members."""
+
+    group: int
+
+
 class Reconnect(_Msg, tag="reconnect"):
     """Hub → worker: the hub does not know this connection; send ``hello`` again."""
 
@@ -274,7 +360,13 @@ class Bye(_Msg, tag="bye"):
 
 
 ClientMessage = (
-    Submit | Get | Wait | Cancel | Retry | ListJobs | Subscribe | Unsubscribe | Info | Ping | WorkerCommand
+    (Submit | Get | Wait | Cancel | Retry | ListJobs | Subscribe | Unsubscribe | Info | Ping | WorkerCommand)
+    | ServiceCommand
+    | BulkJobs
+    | ScheduleCommand
+    | SubmitGroup
+    | GroupGet
+    | GroupCancel
 )
 WorkerMessage = Hello | Heartbeat | SetSlots | Done | Fail | Progress | Release | Bye
 Inbound = ClientMessage | WorkerMessage
@@ -282,7 +374,7 @@ Inbound = ClientMessage | WorkerMessage
 INBOUND_TAGS: tuple[str, ...] = tuple(str(kind.__struct_config__.tag) for kind in get_args(Inbound))
 Outbound = (
     Accepted | Jobs | Reply | Error | Events | Pong | Welcome | Heartbeat | Assign | CancelJobs | Reconnect
-)
+) | Finished
 
 _encoder = msgspec.msgpack.Encoder()
 _inbound: msgspec.msgpack.Decoder[Inbound] = msgspec.msgpack.Decoder(Inbound)
@@ -310,6 +402,7 @@ __all__ = [
     "HEADER",
     "Accepted",
     "Assign",
+    "BulkJobs",
     "Bye",
     "Cancel",
     "CancelJobs",
@@ -318,7 +411,10 @@ __all__ = [
     "Events",
     "ExplainInfo",
     "Fail",
+    "Finished",
     "Get",
+    "GroupCancel",
+    "GroupGet",
     "Heartbeat",
     "Hello",
     "Info",
@@ -331,10 +427,13 @@ __all__ = [
     "Release",
     "Reply",
     "Retry",
+    "ScheduleCommand",
+    "ServiceCommand",
     "ServiceInfo",
     "SetSlots",
     "StoreStats",
     "Submit",
+    "SubmitGroup",
     "Subscribe",
     "Unsubscribe",
     "Wait",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from jobq.core.model import Frames
 from jobq.errors import InvalidRequest
 from jobq.worker.context import HandlerError, HandlerFn, JobContext
+from jobq.worker.finalizers import FINALIZERS
 
 if TYPE_CHECKING:
     from jobq.worker.multicast import MulticastOptions
@@ -126,7 +127,7 @@ def shell(command: str) -> HandlerFn:
     return run_shell
 
 
-BUILTINS: dict[str, HandlerFn] = {"echo": echo, "sleep": sleep, "fail": fail}
+BUILTINS: dict[str, HandlerFn] = {"echo": echo, "sleep": sleep, "fail": fail, **FINALIZERS}
 
 
 def resolve(spec: str, *, command: str | None = None, multicast: MulticastOptions | None = None) -> Handler:

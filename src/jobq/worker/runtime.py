@@ -39,6 +39,7 @@ from jobq.worker.connectors.manager import ConnectorManager, HealthCallback
 from jobq.worker.connectors.steering import triage
 from jobq.worker.context import HandlerError, HandlerFn, JobCancelled, JobContext
 from jobq.worker.failures import failure
+from jobq.worker.group_hooks import GroupHooks
 from jobq.worker.handlers import Handler, to_result
 from jobq.worker.state import Hellos, Running, Unconfirmed, WorkerStats, admit, token_held
 from jobq.worker.transport import Credentials, Transport
@@ -49,7 +50,7 @@ log = logging.getLogger("jobq.worker")
 CANCEL_GRACE = 1.0
 
 
-class Worker:
+class Worker(GroupHooks):  # @worker.on_group_finished: worker/group_hooks.py
     def __init__(
         self,
         hub: str | Sequence[str] = DEFAULT_HUB,
@@ -349,6 +350,8 @@ class Worker:
             self._resend = True
         elif isinstance(message, jqp.Error) and message.code in ("unauthorized", "forbidden"):
             self._refused(message)
+        elif isinstance(message, jqp.Finished):
+            self._group_finished(message.group)
         elif isinstance(message, jqp.CancelJobs):
             for job_id in message.ids:
                 self._cancel_local(job_id)

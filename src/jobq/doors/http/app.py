@@ -24,16 +24,27 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.static_files import create_static_files_router
 
 from jobq.config import HubConfig
+from jobq.doors.http import history as http_history
 from jobq.doors.http import metrics as http_metrics
 from jobq.doors.http import models as m
-from jobq.doors.http import probes, rest, ws_client, ws_common, ws_monitor, ws_worker
+from jobq.doors.http import (
+    pages,
+    probes,
+    rest,
+    rest_groups,
+    rest_ops,
+    rest_schedules,
+    ws_client,
+    ws_common,
+    ws_monitor,
+    ws_worker,
+)
 from jobq.doors.http.gate import Gate
 from jobq.doors.http.limits import RETRY_AFTER
 from jobq.doors.http.protocols import drop_frames, protocols
@@ -45,7 +56,6 @@ log = logging.getLogger("jobq.doors.http.app")
 
 #: The address the issue fixes as the default; if it is taken the hub starts without HTTP.
 DEFAULT_HTTP = "127.0.0.1:8080"
-DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 
 _STATUS_CODES = {
     400: "invalid",
@@ -107,20 +117,6 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return Response(body, status_code=status, headers=headers)
 
 
-def _page(name: str) -> bytes:
-    return (DASHBOARD / name).read_bytes()
-
-
-@get("/", include_in_schema=False, media_type=MediaType.HTML)
-async def dashboard(request: Request[Any, Any, Any]) -> bytes:
-    return door_of(request).cached("index.html", lambda: _page("index.html"))
-
-
-@get("/docs", include_in_schema=False, media_type=MediaType.HTML)
-async def api_docs(request: Request[Any, Any, Any]) -> bytes:
-    return door_of(request).cached("api.html", lambda: _page("api.html"))
-
-
 @get("/openapi.json", include_in_schema=False, media_type="application/vnd.oai.openapi+json")
 async def openapi_document(request: Request[Any, Any, Any]) -> bytes:
     door = door_of(request)
@@ -143,12 +139,18 @@ def openapi(app: Litestar, *, secured: bool = False) -> bytes:
     needs a bearer token."""
     document: dict[str, Any] = app.openapi_schema.to_schema()
     document["openapi"] = "3.1.0"
-    extra = [m.JobRequest, m.BatchRequest, m.WorkerActionRequest, *MESSAGE_MODELS]
+    extra = [m.JobRequest, m.BatchRequest, m.WorkerActionRequest, rest_ops.BulkRequest, *MESSAGE_MODELS]
+    extra.append(rest_schedules.ScheduleRequest)
     _, components = msgspec.json.schema_components(extra, ref_template="#/components/schemas/{name}")
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in components.items():
         schemas.setdefault(name, schema)
-    for path, model in (("/api/jobs", "JobRequest"), ("/api/jobs/batch", "BatchRequest")):
+    for path, model in (
+        ("/api/jobs", "JobRequest"),
+        ("/api/jobs/batch", "BatchRequest"),
+        ("/api/jobs/bulk", "BulkRequest"),
+        ("/api/schedules", "ScheduleRequest"),
+    ):
         operation = document["paths"][path]["post"]
         operation["requestBody"] = {
             "required": True,
@@ -251,21 +253,20 @@ class HttpDoor:
     # ------------------------------------------------------------------ the app
 
     def _build_app(self) -> Litestar:
-        static = create_static_files_router(
-            path="/dashboard", directories=[DASHBOARD], include_in_schema=False, name="dashboard"
-        )
         app = Litestar(
             route_handlers=[
                 *rest.HANDLERS,
+                *rest_ops.HANDLERS,  # pause/resume a service, bulk cancel/retry
+                *rest_schedules.HANDLERS,  # cron schedules
+                *rest_groups.HANDLERS,  # groups: GET /api/groups/{id}, members, cancel
+                *http_history.HANDLERS,
                 *probes.HANDLERS,
                 *ws_client.HANDLERS,
                 *ws_worker.HANDLERS,
                 *ws_monitor.HANDLERS,
                 http_metrics.metrics,
-                dashboard,
-                api_docs,
+                *pages.handlers(),  # /, /docs, /dashboard/... (pages.py)
                 openapi_document,
-                static,
             ],
             exception_handlers={Exception: error_response},
             websocket_class=ws_common.DoorSocket,  # no reference cycle per connection

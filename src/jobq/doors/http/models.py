@@ -34,7 +34,9 @@ from jobq.doors.http.frames import (
 from jobq.errors import InvalidRequest, PayloadTooLarge
 
 Isolation = Literal["strict", "loose", "none"]
-State = Literal["queued", "scheduled", "running", "completed", "failed", "cancelled", "quarantined"]
+State = Literal[
+    "queued", "scheduled", "running", "completed", "failed", "cancelled", "quarantined", "waiting"
+]
 
 #: Largest job id the API accepts (the largest integer a JavaScript number holds exactly).
 MAX_ID = 2**53 - 1
@@ -115,6 +117,18 @@ class JobRequest(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknow
     result_ttl: Seconds | None = None
     #: First retry delay in seconds (doubles each attempt, with jitter).
     backoff: Seconds | None = None
+    #: Jobs to wait for (ids), or in a batch the ``ref`` of other specs; ``after_policy``
+    #: ``always``: run once they ended, whatever the outcome (docs/workflows.md).
+    after: list[int | str] | None = None
+    after_policy: Literal["completed", "always"] = "completed"
+    ref: Name | None = None
+    #: Makes the submit a group: one member per combination (``{"well": "A01..H12", "dose":
+    #: [1, 10]}``), the payload a JSON object each combination is merged into; answered with
+    #: the group (docs/workflows.md).
+    expand: dict[str, Any] | None = None
+    #: The group's finalize job (a job as this body), run once every member has ended.
+    finalize: JobRequest | None = None
+    group_policy: Literal["all_completed", "all_ended"] = "all_completed"
 
 
 class BatchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -181,12 +195,17 @@ class JobView(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: its error and traceback: in the single-job view only.
     traceback: str | None = None
     attempt_errors: list[AttemptError] = msgspec.field(default_factory=list)
+    #: The jobs it waits for (or waited for) and its ``after_policy``.
+    after: list[int] = msgspec.field(default_factory=list)
+    after_policy: Literal["completed", "always"] = "completed"
 
 
 class JobList(msgspec.Struct, kw_only=True):
     jobs: list[JobView]
     limit: int
     offset: int
+    #: The next page's ``before`` (the last job's id here); None when this page is the last.
+    next: int | None = None
 
 
 class ResultView(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -208,6 +227,8 @@ class EventView(msgspec.Struct, kw_only=True, omit_defaults=True):
     progress: float | None = None
     message: str | None = None
     error: str | None = None
+    #: When the job may run: a delayed submit's start, a retry's (after its backoff).
+    run_at: float | None = None
 
 
 class EventHistory(msgspec.Struct, kw_only=True):
@@ -447,4 +468,10 @@ def spec_of(request: JobRequest, max_payload: int) -> JobSpec:
         idempotency_key=request.idempotency_key,
         result_ttl=request.result_ttl,
         backoff=request.backoff,
+        after=list(request.after or ()),
+        after_policy=request.after_policy,
+        expand=request.expand,
+        finalize=None if request.finalize is None else spec_of(request.finalize, max_payload),
+        group_policy=request.group_policy,
+        ref=request.ref,
     )

@@ -22,6 +22,7 @@ from jobq.core.model import Job, JobFilter
 from jobq.core.states import COMPLETED, TERMINAL, JobState
 from jobq.doors.http import models as m
 from jobq.doors.http import views as v
+from jobq.doors.http.rest_groups import GroupCreated, submit_group
 from jobq.doors.http.state import DoorState, caller_of, door_of
 from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
 from jobq.hub.control import WorkerAction
@@ -77,9 +78,12 @@ def _created(door: DoorState, placed: Sequence[tuple[SubmitOutcome, int | None]]
     responses={200: ResponseSpec(data_container=m.JobCreated, description="An existing job (same key).")}
     | _errors(400, 413, 415, 503),
 )
-async def submit_job(request: Request[Any, Any, Any]) -> Response[m.JobCreated]:
+async def submit_job(request: Request[Any, Any, Any]) -> Response[m.JobCreated | GroupCreated]:
     door = door_of(request)
     spec = m.spec_of(m.decode_job_request(await request.body()), door.hub.config.max_payload)
+    if spec.expand is not None or spec.finalize is not None:  # a group: rest_groups.py
+        group = await submit_group(request, spec)
+        return Response(group, status_code=201 if group.created else 200)
     [created] = _created(door, await door.hub.submit_placed([spec], caller=caller_of(request)))
     return Response(created, status_code=201 if created.created else 200)
 
@@ -127,6 +131,13 @@ async def list_jobs(
     blocked: Annotated[bool, Parameter(description="Only queued jobs no connected worker can run.")] = False,
     limit: Annotated[int, Parameter(ge=0, le=m.MAX_LIST)] = 100,
     offset: Annotated[int, Parameter(ge=0, le=10**9)] = 0,
+    before: Annotated[
+        int | None,
+        Parameter(ge=1, le=m.MAX_ID, description="Only jobs with a smaller id: the previous page's `next`."),
+    ] = None,
+    q: Annotated[
+        str | None, Parameter(max_length=100, description="Search: a job id (`123` or `#123`).")
+    ] = None,
 ) -> m.JobList:
     states: list[JobState] = []
     for name in (status or "").split(","):
@@ -140,10 +151,22 @@ async def list_jobs(
                 f"unknown status {name[:40]!r}: use " + ", ".join(s.value for s in JobState), ["status"]
             ) from None
     query = JobFilter(
-        states=states, service=service, customer_id=customer_id, worker=worker, limit=limit, offset=offset
+        states=states,
+        service=service,
+        customer_id=customer_id,
+        worker=worker,
+        limit=limit + 1,  # one more: is there a next page?
+        offset=offset,
+        before_id=before,
     )
+    if q is not None and q.strip():  # a job id; other text finds nothing (docs/http.md)
+        wanted = q.strip().removeprefix("#")
+        if not (wanted.isascii() and wanted.isdigit()) or not 1 <= int(wanted) <= m.MAX_ID:
+            return m.JobList(jobs=[], limit=limit, offset=offset)
+        query = msgspec.structs.replace(query, ids=[int(wanted)])
     jobs = await door_of(request).hub.list_jobs(query, blocked=blocked, caller=caller_of(request))
-    return m.JobList(jobs=[v.job_view(job) for job in jobs], limit=limit, offset=offset)
+    cursor = jobs[limit - 1].id if len(jobs) > limit and limit > 0 else None
+    return m.JobList(jobs=[v.job_view(job) for job in jobs[:limit]], limit=limit, offset=offset, next=cursor)
 
 
 @get(
@@ -232,17 +255,18 @@ async def _wait(door: DoorState, job_id: int, seconds: float, caller: Caller) ->
 @get(
     "/api/jobs/{job_id:int}/events",
     summary="What happened to a job",
-    description="Events the hub recorded for the job (jobs submitted over HTTP, and every job while a "
-    "monitor is connected); otherwise rebuilt from the job's times (`recorded: false`).",
+    description="The job's timeline, kept with it on every store whether or not anybody watched: "
+    "its submit, each attempt started and ended (with its worker), retries, sampled progress, "
+    "cancel, lost workers, its end (at most 64 events: the first 8 and the latest). A job stored "
+    "by a jobq without timelines gets events rebuilt from its times (`recorded: false`).",
     tags=["jobs"],
     responses=_errors(400, 404),
 )
 async def get_events(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.EventHistory:
     door = door_of(request)
     job = await door.hub.get(job_id, caller=caller_of(request))
-    events = door.streams.log.events(job_id)
-    if events:
-        return m.EventHistory(job_id=job_id, events=[v.event_view(e) for e in events], recorded=True)
+    if job.timeline:
+        return m.EventHistory(job_id=job_id, events=v.timeline_events(job), recorded=True)
     return m.EventHistory(job_id=job_id, events=v.rebuilt_events(job), recorded=False)
 
 

@@ -6,7 +6,8 @@ Translations only: every figure (health, free slots, uptime, ...) is the hub's o
 
 from __future__ import annotations
 
-from jobq.core.model import Job, JobEvent
+from jobq.core import timeline
+from jobq.core.model import Job, JobEvent, Mark
 from jobq.core.views import ClusterStats, WorkerNotice, WorkerStatus
 from jobq.doors.http.frames import frames_to_wire
 from jobq.doors.http.models import EventView, JobView, StatsView, WorkerActionView, WorkerView
@@ -37,6 +38,8 @@ def job_view(job: Job, *, full: bool = False) -> JobView:
         progress_message=job.progress_message,
         error=job.error,
         content_type=job.content_type,
+        after=job.after,
+        after_policy=job.after_policy,
     )
     if full:
         view.payload, view.payload_encoding = frames_to_wire(job.payload, job.content_type)
@@ -59,8 +62,33 @@ def event_view(event: JobEvent) -> EventView:
     )
 
 
+#: Kinds of marks whose detail is an error (else it is a message: progress, why it was requeued).
+_ERRORS = frozenset({timeline.RETRYING, timeline.FAILED, timeline.QUARANTINED})
+
+
+def mark_view(mark: Mark) -> EventView:
+    """One mark of a job's timeline (``core/timeline.py``) as an event."""
+    error = mark.kind in _ERRORS
+    progress = mark.kind == timeline.PROGRESS
+    return EventView(
+        event=mark.kind,
+        status=timeline.state_after(mark).value,
+        at=mark.at,
+        attempt=mark.attempt,
+        worker_id=mark.worker,
+        progress=mark.value if progress else None,
+        message=None if error else mark.detail,
+        error=mark.detail if error else None,
+        run_at=None if progress else mark.value,
+    )
+
+
+def timeline_events(job: Job) -> list[EventView]:
+    return [mark_view(mark) for mark in job.timeline]
+
+
 def rebuilt_events(job: Job) -> list[EventView]:
-    """What can be told of a job's life from its times alone (when no events were kept)."""
+    """What can be told of a job's life from its times alone (a job stored without a timeline)."""
     out = [EventView(event="submitted", status="queued", at=job.submitted_at)]
     if job.started_at is not None:
         out.append(
@@ -132,4 +160,13 @@ def stats_view(stats: ClusterStats) -> StatsView:
     )
 
 
-__all__ = ["event_view", "job_view", "rebuilt_events", "stats_view", "worker_action_view", "worker_view"]
+__all__ = [
+    "event_view",
+    "job_view",
+    "mark_view",
+    "rebuilt_events",
+    "stats_view",
+    "timeline_events",
+    "worker_action_view",
+    "worker_view",
+]

@@ -2,7 +2,8 @@
 
 MMI: ``mmi.service`` [name] → ``200`` when a worker (on any door) serves ``name``, ``404``
 otherwise; ``mmi.workers`` [service?], ``mmi.services`` and ``mmi.stats`` → ``200`` and a JSON
-document; any other ``mmi.*`` → ``501``.
+document; ``mmi.status``, ``mmi.cancel``, ``mmi.list`` and ``mmi.health`` (PhenoLink's management
+services) answer JSON too (``mmi_manage.py``); any other ``mmi.*`` → ``501``.
 
 Titanic is "submit now, fetch later", and the hub is durable, so a Titanic request is simply a
 job: ``titanic.request`` [service, body…] → ``200`` and a 32-hex-digit id (the job's id and a
@@ -29,6 +30,7 @@ import msgspec
 from jobq.core.auth import Caller
 from jobq.core.model import Frames, Job, JobSpec
 from jobq.core.states import CANCELLED, COMPLETED, FAILED, QUARANTINED, TERMINAL
+from jobq.doors.zmq.mmi_manage import MANAGEMENT, Management
 from jobq.errors import Forbidden, InvalidRequest, JobqError
 from jobq.hub.hub import Hub
 
@@ -51,6 +53,7 @@ class HubServices:
     def __init__(self, hub: Hub, door_stats: Callable[[], dict[str, int]]) -> None:
         self.hub = hub
         self.door_stats = door_stats
+        self.management = Management(hub)
 
     async def answer(self, service: str, body: Frames, caller: Caller) -> Frames:
         """The reply body to ``caller``'s request for one of the hub's own services."""
@@ -71,6 +74,8 @@ class HubServices:
             return [OK, _json(await self.hub.services(caller=caller))]
         if service == "mmi.stats":
             return [OK, _json(await self.stats(caller))]
+        if service in MANAGEMENT:  # mmi.status, mmi.cancel, mmi.list, mmi.health: mmi_manage.py
+            return await self.management.answer(service, body, caller)
         if service == "titanic.request":
             return await self.titanic_request(body, caller)
         if service == "titanic.reply":
@@ -81,7 +86,7 @@ class HubServices:
 
     async def served(self, name: bytes) -> bool:
         text = name.decode(errors="replace")
-        return text in TITANIC or await self.hub.serves(text)
+        return text in TITANIC or text in MANAGEMENT or await self.hub.serves(text)
 
     async def stats(self, caller: Caller) -> dict[str, Any]:
         stats = await self.hub.stats(caller=caller)

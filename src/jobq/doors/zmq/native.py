@@ -29,7 +29,9 @@ from jobq.core.auth import Caller
 from jobq.core.model import Completion, Job, JobEvent, Submitted
 from jobq.core.views import WorkerHello
 from jobq.doors.zmq.identity import Callers
+from jobq.doors.zmq.native_groups import group_handlers
 from jobq.doors.zmq.native_links import Departures, Link
+from jobq.doors.zmq.native_schedules import schedule_handler
 from jobq.doors.zmq.router import Peer, Sender
 from jobq.errors import Forbidden, InvalidRequest, JobqError
 from jobq.hub.hub import Hub, SubmitOutcome
@@ -99,6 +101,10 @@ class NativeDoor:
             native.Info: self._info,
             native.Ping: self._ping,
             native.WorkerCommand: self._worker_command,
+            native.ServiceCommand: self._service_command,  # pause, resume: hub/queue_control.py
+            native.BulkJobs: self._bulk,
+            native.ScheduleCommand: schedule_handler(hub, self.send),  # zmq/native_schedules.py
+            **group_handlers(hub, self.send),  # submit_group, group, group_cancel: zmq/native_groups.py
             native.Heartbeat: self._heartbeat,
             native.SetSlots: self._set_slots,
             native.Fail: self._fail,
@@ -376,6 +382,14 @@ class NativeDoor:
     async def _worker_command(self, identity: bytes, msg: native.WorkerCommand, caller: Caller) -> None:
         notice = await self.hub.control_worker(msg.action, msg.worker, reason=msg.reason, caller=caller)
         self.send(identity, native.Reply(rid=msg.rid, value=msgspec.to_builtins(notice)))
+
+    async def _service_command(self, identity: bytes, msg: native.ServiceCommand, caller: Caller) -> None:
+        done = await self.hub.control_service(msg.action, msg.service, caller=caller)
+        self.send(identity, native.Reply(rid=msg.rid, value=msgspec.to_builtins(done)))
+
+    async def _bulk(self, identity: bytes, msg: native.BulkJobs, caller: Caller) -> None:
+        done = await self.hub.bulk(msg.action, msg.query, blocked=msg.blocked, caller=caller)
+        self.send(identity, native.Reply(rid=msg.rid, value=msgspec.to_builtins(done)))
 
     # ------------------------------------------------------------------ workers
 

@@ -84,6 +84,11 @@ class Link:
     def stop(self, job_ids: Sequence[int]) -> None:
         self.door.send(self.identity, native.CancelJobs(ids=list(job_ids)))
 
+    def group_finished(self, group_id: int) -> None:
+        """FINISHED: a group this worker ran members of has ended (``hub/groups.py``)."""
+        if not self.gone:
+            self.door.send(self.identity, native.Finished(group=group_id))
+
     def disconnect(self, reason: str) -> None:
         self.door.forget_worker(self.identity)
         self.door.send(self.identity, native.Reconnect(reason=reason))
