@@ -3,10 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+VENDORED := src/jobq/dashboard/vendor/.versions.json
 
 .PHONY: install run test lint typecheck bench chaos fuzz clean
 
-install: $(STAMP) /usr/bin/chromium
+install: $(STAMP) /usr/bin/chromium $(VENDORED)
+
+# The dashboard's uPlot and Swagger UI, pinned with their integrity (tools/vendor_assets.py).
+$(VENDORED): src/jobq/dashboard/vendor.json tools/vendor_assets.py
+	@$(PYTHON) tools/vendor_assets.py
 
 # The dashboard test drives Debian's chromium (Playwright never downloads a browser here).
 /usr/bin/chromium:
@@ -35,7 +40,7 @@ typecheck: install
 	$(BIN)/mypy
 
 ## Long benchmarks; each prints JSON (bench/README.md says what each measures).
-BENCHES := throughput claim mdp line http redis connectors auth
+BENCHES := throughput claim mdp line http redis connectors auth workflows
 bench: install
 	@for b in $(BENCHES); do echo "== bench.$$b" >&2; $(BIN)/python -m bench.$$b || exit 1; done
 

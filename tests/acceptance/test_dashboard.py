@@ -177,8 +177,10 @@ def test_a_failed_jobs_detail_shows_its_traceback(tmp_path: Path, page: Page) ->
         traceback = page.locator("#d-traceback")
         expect(traceback).to_contain_text("in missing_key", timeout=10_000)
         expect(traceback).to_contain_text("KeyError: 'missing'")
-        expect(page.locator("#d-attempts li")).to_have_count(1)
-        expect(page.locator("#d-attempts")).to_contain_text("attempt 1")
+        attempt = page.locator('#d-timeline .attempt-group[data-attempt="1"]')
+        expect(attempt).to_have_count(1)
+        expect(attempt.locator(".attempt-head")).to_contain_text("Attempt 1")
+        expect(attempt.locator(".attempt-error")).to_contain_text("KeyError")
         page.screenshot(path=str(tmp_path / "traceback.png"))
     finally:
         worker.close()

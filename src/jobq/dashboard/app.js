@@ -1,25 +1,27 @@
-// jobq dashboard: one page, live over /ws/monitor (event batches), details and actions over REST.
+// jobq dashboard, the core: state, the token, the live stream (/ws/monitor, event batches),
+// the figures, queues and services (pause/resume), workers. charts.js (history), jobs.js (the
+// list: paging, search, bulk actions), detail.js (a job's panel, groups, schedules) and main.js
+// (wiring, start) share these globals: classic scripts, loaded in that order.
 // A hub started with --auth answers 401 until the page has a token: it asks for one (a small
 // form), keeps it in sessionStorage for this tab, sends it as "Authorization: Bearer" on REST
 // and as the first message of the WebSocket. No inline script or style (the hub's CSP).
 "use strict";
 
 const ENDED = ["completed", "failed", "cancelled", "quarantined"];
-const STATES = ["queued", "scheduled", "running", "completed", "failed", "cancelled", "quarantined"];
+const STATES = ["queued", "scheduled", "waiting", "running", "completed", "failed", "cancelled", "quarantined"];
 const COLORS = {
-  queued: "#3b82f6", scheduled: "#8b5cf6", running: "#f59e0b",
+  queued: "#3b82f6", scheduled: "#8b5cf6", waiting: "#0ea5e9", running: "#f59e0b",
   completed: "#10b981", failed: "#ef4444", cancelled: "#9ca3af", quarantined: "#7c3aed",
 };
-const KEEP_JOBS = 500;     // jobs kept in the page (newest first)
-const SHOWN_JOBS = 150;    // rows rendered
-const WINDOW = 120;        // chart points (one per system_stats, i.e. per second)
+const KEEP_JOBS = 500;     // live jobs kept in the page (newest first)
 
 const state = {
-  hub: "", heartbeat: 1,
-  jobs: new Map(),          // job_id → job view (as the REST API shows it)
+  hub: "", heartbeat: 1, live: false, started: false,
+  jobs: new Map(),          // job_id → job view (as the REST API shows it), the live page
   workers: new Map(),       // worker_id → worker view
+  services: new Map(),      // name → GET /api/services item (paused, workers, queued, ...)
   stats: null,
-  series: { submitted: [], completed: [], failed: [], qwait50: [], qwait95: [], run50: [], run95: [] },
+  routes: null,             // the hub's REST paths (from /openapi.json): which features it has
   selected: null,
   detail: null,
   detailEvents: [],
@@ -29,6 +31,10 @@ const $ = (sel) => document.querySelector(sel);
 const esc = (value) => String(value ?? "").replace(/[&<>"']/g,
   (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const fmt = (n) => (n == null ? "–" : n >= 10000 ? (n / 1000).toFixed(1) + "k" : String(n));
+// A number as short as it is exact: 0.25 stays 0.25 (never "0.3"), 1234.5 → 1235.
+const num = (v) => (v == null || !isFinite(v) ? "–"
+  : Math.abs(v) >= 100 ? String(Math.round(v)) : String(+v.toPrecision(3)));
+const millis = (ms) => (ms == null ? "–" : ms < 1000 ? num(ms) + " ms" : num(ms / 1000) + " s");
 
 function age(seconds) {
   if (seconds == null || !isFinite(seconds)) return "";
@@ -39,7 +45,10 @@ function age(seconds) {
   return Math.floor(s / 86400) + "d";
 }
 const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString() : "–");
-const seconds = (v) => (v == null ? "–" : v < 1 ? (v * 1000).toFixed(1) + " ms" : v.toFixed(2) + " s");
+const has = (path) => state.routes == null || state.routes.has(path);
+// A route with path parameters, whatever they are named: hasRoute("/api/services/{}/pause").
+const hasRoute = (pattern) => state.routes == null
+  || [...state.routes].some((p) => p.replace(/\{[^}]*\}/g, "{}") === pattern);
 
 // ------------------------------------------------------------------ the token
 
@@ -62,15 +71,6 @@ function askToken(reason) {
   $("#login-token").focus();
 }
 
-$("#login-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  token = $("#login-token").value.trim();
-  if (!token) return;
-  sessionStorage.setItem(TOKEN_KEY, token);
-  $("#login").hidden = true;
-  start();
-});
-
 // Ask the hub whether this tab may look (REST, with the token if there is one), then go live.
 async function start() {
   let res;
@@ -85,7 +85,38 @@ async function start() {
     askToken(token || res.status === 403 ? body.message || res.statusText : "");
     return;
   }
+  state.started = true;
+  await loadRoutes();
   connect();
+  startHistory();       // charts.js
+  loadServices();
+  startExtras();        // detail.js: groups and schedules, when the hub has them
+}
+
+// Which features this hub has: the paths of its OpenAPI document (open, no data in it).
+async function loadRoutes() {
+  if (state.routes) return;
+  try {
+    const doc = await (await fetch("/openapi.json")).json();
+    state.routes = new Set(Object.keys(doc.paths || {}));
+  } catch (err) { state.routes = null; } // unknown: try everything, hide what answers 404
+}
+
+// ------------------------------------------------------------------ REST
+
+class HttpError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(path, options = {}) {
+  const method = (options.method || "GET").toUpperCase();
+  // State-changing requests say they are JSON: the hub refuses any other type (CSRF).
+  const headers = authHeaders(method === "GET" ? {} : { "Content-Type": "application/json" });
+  const res = await fetch(path, { ...options, headers });
+  const body = await res.json().catch(() => ({}));
+  if (res.status === 401) askToken(body.message || res.statusText);
+  if (!res.ok && res.status !== 202) throw new HttpError(res.status, body.message || res.statusText);
+  return body;
 }
 
 // ------------------------------------------------------------------ live stream
@@ -113,10 +144,14 @@ function connect() {
   };
 }
 
+// Disconnected: the figures and workers are as last seen, and shown so (greyed out).
 function setConn(live) {
+  state.live = live;
   const el = $("#conn");
   el.textContent = live ? "live" : "reconnecting…";
   el.className = "pill " + (live ? "pill-live" : "pill-wait");
+  document.body.classList.toggle("offline", !live);
+  renderWorkers();
 }
 
 function handle(msg) {
@@ -152,14 +187,7 @@ function snapshot(msg) {
   schedule();
 }
 
-function jobEvent(e) {
-  let job = state.jobs.get(e.job_id);
-  if (!job) {
-    job = { job_id: e.job_id, service: e.service, customer_id: e.customer_id, priority: 0,
-      attempts: 0, created_at: e.at };
-    state.jobs.set(e.job_id, job);
-    trim();
-  }
+function applyEvent(job, e) {
   job.status = e.status;
   if (e.worker_id) job.worker_id = e.worker_id;
   if (e.attempt) job.attempts = e.attempt;
@@ -168,6 +196,19 @@ function jobEvent(e) {
   if (e.error) job.error = e.error;
   if (e.event === "started") job.started_at = e.at;
   if (ENDED.includes(e.status)) job.finished_at = e.at;
+}
+
+function jobEvent(e) {
+  let job = state.jobs.get(e.job_id);
+  if (!job) {
+    job = { job_id: e.job_id, service: e.service, customer_id: e.customer_id, priority: 0,
+      attempts: 0, created_at: e.at };
+    state.jobs.set(e.job_id, job);
+    trim();
+  }
+  applyEvent(job, e);
+  const paged = pageJob(e.job_id); // jobs.js: a job on an older page shown now
+  if (paged && paged !== job) applyEvent(paged, e);
   if (state.selected === e.job_id) {
     state.detailEvents.push({ event: e.event, status: e.status, at: e.at, attempt: e.attempt,
       worker_id: e.worker_id, progress: e.progress, message: e.message, error: e.error });
@@ -187,12 +228,7 @@ function systemStats(s, push = true) {
     const w = state.workers.get(id);
     if (w && seen > w.last_seen) w.last_seen = seen;
   }
-  if (push) {
-    const add = (key, v) => { const arr = state.series[key]; arr.push(v); if (arr.length > WINDOW) arr.shift(); };
-    add("submitted", s.rates.submitted); add("completed", s.rates.completed); add("failed", s.rates.failed);
-    add("qwait50", s.latency.queue_wait.p50); add("qwait95", s.latency.queue_wait.p95);
-    add("run50", s.latency.run_time.p50); add("run95", s.latency.run_time.p95);
-  }
+  if (push) liveSample(s); // charts.js: the live series, when the hub keeps no history
   schedule();
 }
 
@@ -219,14 +255,13 @@ function render() {
   renderQueues();
   renderWorkers();
   renderJobs();
-  drawCharts();
 }
 
 function renderKpis() {
   const s = state.stats;
   if (!s) return;
   const by = s.jobs.by_state;
-  $("#kpi-queued").textContent = fmt((by.queued || 0) + (by.scheduled || 0));
+  $("#kpi-queued").textContent = fmt((by.queued || 0) + (by.scheduled || 0) + (by.waiting || 0));
   $("#kpi-running").textContent = fmt(by.running || 0);
   $("#kpi-completed").textContent = fmt(by.completed || 0);
   $("#kpi-failed").textContent = fmt(by.failed || 0);
@@ -235,18 +270,30 @@ function renderKpis() {
   $("#uptime").textContent = "up " + age(Date.now() / 1000 - s.uptime);
 }
 
+// The services (chips with pause/resume) and the queued jobs by priority. Both come from the
+// same system_stats message, but the breakdown is sampled every few seconds: a service whose
+// chip says nothing waits shows no priority rows.
 function renderQueues() {
   const s = state.stats;
   if (!s) return;
-  const services = Object.entries(s.jobs.by_service).sort(([a], [b]) => a.localeCompare(b));
-  $("#services").innerHTML = services.map(([name, counts]) => `
-    <div class="service"><b>${esc(name)}</b><div class="counts">${["queued", "running", "completed", "failed"]
-      .map((st) => `<span><i class="dot" data-bg="${COLORS[st]}"></i>${fmt(counts[st] || 0)}</span>`)
-      .join("")}</div></div>`).join("");
+  const names = new Set([...Object.keys(s.jobs.by_service), ...state.services.keys()]);
+  const services = [...names].sort((a, b) => a.localeCompare(b));
+  const admin = hasRoute("/api/services/{}/pause");
+  $("#services").innerHTML = services.map((name) => {
+    const counts = s.jobs.by_service[name] || {};
+    const info = state.services.get(name) || {};
+    return `<div class="service${info.paused ? " paused" : ""}" data-service="${esc(name)}">
+      <div class="service-head"><b>${esc(name)}</b>${info.paused ? '<span class="badge drained">paused</span>' : ""}
+      ${admin ? `<button class="btn small ${info.paused ? "" : "ghost"}" type="button" data-svc-act="${info.paused ? "resume" : "pause"}">${info.paused ? "Resume" : "Pause"}</button>` : ""}</div>
+      <div class="counts">${["queued", "running", "completed", "failed"]
+      .map((st) => `<span title="${st}"><i class="dot" data-bg="${COLORS[st]}"></i>${fmt(counts[st] || 0)}</span>`)
+      .join("")}</div></div>`;
+  }).join("");
   const select = $("#f-service");
   const known = new Set([...select.options].map((o) => o.value));
-  for (const [name] of services) if (!known.has(name)) select.add(new Option(name, name));
-  const rows = s.queues || [];
+  for (const name of services) if (!known.has(name)) select.add(new Option(name, name));
+  const waiting = (name) => (s.jobs.by_service[name] || {}).queued || 0;
+  const rows = (s.queues || []).filter((r) => waiting(r.service) > 0);
   const max = Math.max(1, ...rows.map((r) => r.queued));
   $("#queues tbody").innerHTML = rows.map((r) => `<tr><td>${esc(r.service)}</td><td>${r.priority}</td>
     <td class="num">${fmt(r.queued)}</td><td><div class="bar"><i data-w="${(100 * r.queued) / max}"></i></div></td></tr>`)
@@ -257,6 +304,24 @@ function renderQueues() {
   $("#queues-note").textContent = s.queues_sampled ? "by service and priority (newest 5000 queued)" : "by service and priority";
 }
 
+async function loadServices() {
+  if (!has("/api/services")) return;
+  try {
+    const list = await api("/api/services");
+    state.services = new Map(list.map((item) => [item.name, item]));
+    schedule();
+  } catch (err) { /* the chips keep the stats' counts */ }
+}
+
+// Pause or resume a service's queue (admin only: the hub answers 403 to any other token).
+async function serviceAct(name, kind) {
+  try {
+    await api(`/api/services/${encodeURIComponent(name)}/${kind}`, { method: "POST" });
+    toast(`Service ${name} ${kind === "pause" ? "paused" : "resumed"}.`);
+  } catch (err) { toast(`Could not ${kind} ${name}: ${err.message}`); }
+  await loadServices();
+}
+
 function flatten(obj, prefix = "", out = []) {
   for (const [k, v] of Object.entries(obj || {})) {
     if (v && typeof v === "object" && !Array.isArray(v)) flatten(v, prefix + k + ".", out);
@@ -265,18 +330,29 @@ function flatten(obj, prefix = "", out = []) {
   return out;
 }
 
+// A card's title is the worker's name; when several share it (the default name is the host's,
+// "vm" for every worker of a machine), its id, which adds the process and a tag to the name.
+function workerTitle(w, workers) {
+  if (!w.name) return w.worker_id;
+  return workers.filter((o) => o.name === w.name).length > 1 ? w.worker_id : w.name;
+}
+
 function renderWorkers() {
   const workers = [...state.workers.values()].sort((a, b) => a.worker_id.localeCompare(b.worker_id));
   $("#workers-empty").hidden = workers.length > 0;
-  $("#workers-note").textContent = workers.length ? `${workers.length} connected` : "";
+  $("#workers-note").textContent = !workers.length ? ""
+    : state.live ? `${workers.length} connected` : `${workers.length} as last seen (not live)`;
+  $("#workers").classList.toggle("stale", !state.live);
   $("#workers").innerHTML = workers.map((w) => {
     const caps = flatten(w.capabilities).slice(0, 8);
     const m = w.metrics || {};
     const load = [m.cpu_percent != null ? `cpu ${m.cpu_percent.toFixed(0)}%` : "",
       m.memory_percent != null ? `mem ${m.memory_percent.toFixed(0)}%` : ""].filter(Boolean).join(" · ");
+    const health = state.live ? w.health : "unknown";
+    const title = workerTitle(w, workers);
     return `<div class="worker" data-worker-id="${esc(w.worker_id)}">
-      <div><div class="name"><i class="dot health-${esc(w.health)}" title="${esc(w.health)}"></i>${esc(w.name || w.worker_id)}</div>
-        <div class="meta">${esc(w.worker_id)} · ${esc(w.door)} · seen ${age(w.last_seen)} ago${load ? " · " + load : ""}</div></div>
+      <div><div class="name"><i class="dot health-${esc(health)}" title="${esc(health)}"></i>${esc(title)}</div>
+        <div class="meta">${title !== w.worker_id ? esc(w.worker_id) + " · " : ""}${esc(w.door)} · seen ${age(w.last_seen)} ago${load ? " · " + load : ""}</div></div>
       <div><div class="meta">${w.running}/${w.slots} slots busy</div>
         <div class="bar"><i data-w="${w.slots ? (100 * w.running) / w.slots : 0}" data-bg="${COLORS.running}"></i></div></div>
       <div class="worker-actions">${w.drained
@@ -294,218 +370,9 @@ function renderWorkers() {
   paint($("#workers"));
 }
 
-function filters() {
-  return { status: $("#f-status").value, service: $("#f-service").value, customer: $("#f-customer").value.trim() };
-}
-const filtersActive = () => Object.values(filters()).some(Boolean);
-
-function matches(job, f) {
-  return (!f.status || job.status === f.status) && (!f.service || job.service === f.service)
-    && (!f.customer || job.customer_id === f.customer);
-}
-
-function renderJobs() {
-  const f = filters();
-  const jobs = [...state.jobs.values()].filter((j) => matches(j, f)).sort((a, b) => b.job_id - a.job_id)
-    .slice(0, SHOWN_JOBS);
-  $("#jobs-empty").hidden = jobs.length > 0;
-  $("#jobs tbody").innerHTML = jobs.map((j) => {
-    const pct = j.status === "completed" ? 100 : j.progress != null ? Math.max(0, Math.min(100, j.progress)) : 0;
-    return `<tr data-job-id="${j.job_id}" class="${j.job_id === state.selected ? "selected" : ""}">
-      <td>${j.job_id}</td><td>${esc(j.service)}</td>
-      <td class="status"><span class="badge ${esc(j.status)}">${esc(j.status)}</span></td>
-      <td class="num">${j.priority ?? 0}</td><td>${esc(j.customer_id || "")}</td><td>${esc(j.worker_id || "")}</td>
-      <td class="num">${j.attempts || 0}${j.max_attempts ? "/" + j.max_attempts : ""}</td>
-      <td><div class="bar progress"><i data-w="${pct}" data-bg="${COLORS[j.status] || COLORS.queued}"></i></div></td>
-      <td class="num">${age(j.created_at)}</td></tr>`;
-  }).join("");
-  paint($("#jobs tbody"));
-}
-
-// ------------------------------------------------------------------ charts (plain canvas)
-
-function drawChart(canvas, lines, unit) {
-  const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth, h = canvas.clientHeight || 170;
-  if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, w, h);
-  const pad = { l: 44, r: 10, t: 22, b: 18 };
-  const values = lines.flatMap((l) => l.data.filter((v) => v != null));
-  const max = niceMax(Math.max(unit === "s" ? 0.001 : 1, ...values));
-  const x = (i) => pad.l + ((w - pad.l - pad.r) * i) / (WINDOW - 1);
-  const y = (v) => h - pad.b - ((h - pad.t - pad.b) * v) / max;
-  ctx.font = "11px system-ui, sans-serif";
-  ctx.strokeStyle = "#e5e8f0"; ctx.fillStyle = "#6b7285"; ctx.lineWidth = 1;
-  for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4, yy = Math.round(y(v)) + 0.5;
-    ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(w - pad.r, yy); ctx.stroke();
-    ctx.fillText(unit === "s" ? seconds(v) : v.toFixed(v < 10 ? 1 : 0), 2, yy + 4);
-  }
-  let lx = pad.l;
-  for (const line of lines) {
-    const offset = WINDOW - line.data.length;
-    ctx.strokeStyle = line.color; ctx.lineWidth = line.dash ? 1.5 : 2; ctx.setLineDash(line.dash ? [5, 4] : []);
-    ctx.beginPath();
-    let open = false;
-    line.data.forEach((v, i) => {
-      if (v == null) { open = false; return; }
-      if (open) ctx.lineTo(x(i + offset), y(v)); else { ctx.moveTo(x(i + offset), y(v)); open = true; }
-    });
-    ctx.stroke(); ctx.setLineDash([]);
-    ctx.fillStyle = line.color; ctx.fillRect(lx, 6, 10, 3);
-    ctx.fillStyle = "#3a4054"; ctx.fillText(line.label, lx + 14, 11);
-    lx += ctx.measureText(line.label).width + 30;
-  }
-}
-
-function niceMax(v) {
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 4, 6, 8, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
-}
-
-function drawCharts() {
-  const s = state.series;
-  drawChart($("#chart-throughput"), [
-    { label: "submitted", color: COLORS.queued, data: s.submitted },
-    { label: "completed", color: COLORS.completed, data: s.completed },
-    { label: "failed", color: COLORS.failed, data: s.failed },
-  ], "/s");
-  drawChart($("#chart-latency"), [
-    { label: "queue wait p50", color: COLORS.scheduled, data: s.qwait50 },
-    { label: "p95", color: COLORS.scheduled, data: s.qwait95, dash: true },
-    { label: "run time p50", color: COLORS.running, data: s.run50 },
-    { label: "p95", color: COLORS.running, data: s.run95, dash: true },
-  ], "s");
-}
-
-// ------------------------------------------------------------------ REST: lists, details, actions
-
-async function api(path, options = {}) {
-  const method = (options.method || "GET").toUpperCase();
-  // State-changing requests say they are JSON: the hub refuses any other type (CSRF).
-  const headers = authHeaders(method === "GET" ? {} : { "Content-Type": "application/json" });
-  const res = await fetch(path, { ...options, headers });
-  const body = await res.json().catch(() => ({}));
-  if (res.status === 401) askToken(body.message || res.statusText);
-  if (!res.ok && res.status !== 202) throw new Error(body.message || res.statusText);
-  return body;
-}
-
-async function loadJobs() {
-  const f = filters();
-  const q = new URLSearchParams({ limit: "200" });
-  if (f.status) q.set("status", f.status);
-  if (f.service) q.set("service", f.service);
-  if (f.customer) q.set("customer_id", f.customer);
-  try {
-    const body = await api("/api/jobs?" + q);
-    for (const j of body.jobs) state.jobs.set(j.job_id, { ...state.jobs.get(j.job_id), ...j });
-    trim();
-    schedule();
-  } catch (err) { toast("Could not load jobs: " + err.message); }
-}
-
-async function openDetail(id) {
-  state.selected = id;
-  state.detail = null;
-  state.detailEvents = [];
-  $("#detail").hidden = false;
-  $("#d-message").hidden = true;
-  renderJobs();
-  await refreshDetail(true);
-}
-
-async function refreshDetail(full = false) {
-  const id = state.selected;
-  if (id == null) return;
-  try {
-    const [job, explain, events] = await Promise.all([
-      api(`/api/jobs/${id}`), api(`/api/jobs/${id}/explain`),
-      full ? api(`/api/jobs/${id}/events`) : Promise.resolve(null),
-    ]);
-    if (id !== state.selected) return;
-    state.detail = job;
-    state.jobs.set(id, { ...state.jobs.get(id), ...job, payload: undefined, result: undefined });
-    if (events) state.detailEvents = events.events;
-    renderDetail(job, explain);
-  } catch (err) {
-    $("#d-message").hidden = false;
-    $("#d-message").textContent = err.message;
-  }
-}
-
-function show(value, encoding) {
-  if (value == null || (Array.isArray(value) && value.length === 0)) return "—"; // none, or not shown to a monitor
-  if (encoding === "json") return JSON.stringify(value, null, 2);
-  if (encoding === "base64") return "(base64) " + (Array.isArray(value) ? value.join("\n") : value);
-  return String(value);
-}
-
-function renderDetail(job, explain) {
-  $("#d-title").textContent = `Job ${job.job_id} · ${job.service}`;
-  const badge = $("#d-status");
-  badge.textContent = job.status;
-  badge.className = "badge " + job.status;
-  $("#btn-cancel").disabled = ENDED.includes(job.status);
-  $("#btn-retry").disabled = !["failed", "cancelled", "quarantined"].includes(job.status);
-  const rows = [
-    ["priority", job.priority ?? 0], ["customer", job.customer_id], ["isolation", job.isolation],
-    ["attempts", `${job.attempts ?? 0} of ${job.max_attempts ?? 3}`], ["worker", job.worker_id],
-    ["submitted", clock(job.created_at)], ["runs at", job.run_at ? clock(job.run_at) : null],
-    ["started", job.started_at ? clock(job.started_at) : null],
-    ["finished", job.finished_at ? clock(job.finished_at) : null],
-    ["progress", job.progress != null ? `${job.progress}${job.progress_message ? " · " + job.progress_message : ""}` : null],
-    ["timeout", job.timeout ? job.timeout + " s" : null], ["error", job.error],
-    ["requires", Object.keys(job.requires || {}).length ? flatten(job.requires).map(([k, v]) => `${k}=${v}`).join(", ") : null],
-    ["idempotency key", job.idempotency_key], ["content type", job.content_type],
-  ].filter(([, v]) => v != null && v !== "");
-  $("#d-overview").innerHTML = rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("");
-  const inel = Object.entries(explain.ineligible || {});
-  $("#d-explain").innerHTML = `<b>${esc(explain.summary)}</b>`
-    + (explain.position ? `<div class="muted">place in line: ${explain.position}`
-      + (explain.estimated_start ? ` · expected to start ${clock(explain.estimated_start)}` : "") + "</div>" : "")
-    + (explain.eligible && explain.eligible.length
-      ? `<div class="muted">can run it: ${explain.eligible.map(esc).join(", ")}</div>` : "")
-    + (inel.length ? `<ul>${inel.map(([w, why]) => `<li><b>${esc(w)}</b>: ${esc(why)}</li>`).join("")}</ul>` : "");
-  $("#d-events").innerHTML = state.detailEvents.map((e) => `<li data-c="${COLORS[e.status] || "#4f46e5"}">
-    <b>${esc(e.event)}</b>${e.attempt ? ` · attempt ${e.attempt}` : ""}${e.worker_id ? ` · ${esc(e.worker_id)}` : ""}
-    ${e.progress != null && e.event === "progress" ? ` · ${esc(e.progress)}` : ""}${e.error && e.error !== e.event ? ` · ${esc(e.error)}` : ""}
-    <span class="when">${clock(e.at)}</span></li>`).join("") || "<li>—</li>";
-  paint($("#d-events"));
-  $("#d-result").textContent = job.status === "completed" ? show(job.result, job.result_encoding) : (job.error || "—");
-  $("#d-payload").textContent = show(job.payload, job.payload_encoding);
-  // The last failed attempt's traceback, and each kept failed attempt (text only: escaped).
-  const failures = job.attempt_errors || [];
-  $("#d-failures").hidden = !failures.length;
-  $("#d-traceback").textContent = job.traceback || "— (none: a timeout, or a failure raised on purpose)";
-  $("#d-attempts").innerHTML = failures.map((f) => `<li><b>attempt ${esc(f.attempt)}</b>`
-    + `${f.worker ? ` · ${esc(f.worker)}` : ""} · ${esc(f.error)} <span class="when">${clock(f.at)}</span>`
-    + (f.traceback ? `<details><summary>traceback</summary><pre class="code">${esc(f.traceback)}</pre></details>` : "")
-    + "</li>").join("");
-}
-
-async function act(kind) {
-  const id = state.selected;
-  try {
-    const job = kind === "cancel"
-      ? await api(`/api/jobs/${id}`, { method: "DELETE" })
-      : await api(`/api/jobs/${id}/retry`, { method: "POST" });
-    state.jobs.set(id, { ...state.jobs.get(id), ...job });
-    toast(`Job ${id} ${kind === "cancel" ? "cancelled" : "queued again"}.`);
-    schedule();
-    await refreshDetail(true);
-  } catch (err) {
-    $("#d-message").hidden = false;
-    $("#d-message").textContent = err.message;
-  }
-}
-
 // Drain, resume or evict a worker (admin only: the hub answers 403 to any other token).
 async function workerAct(workerId, kind) {
-  if (kind === "evict" && !confirm(`Evict ${workerId}? Its running jobs go back to the queue.`)) return;
+  if (kind === "evict" && !(await ask(`Evict ${workerId}? Its running jobs go back to the queue.`, "Evict"))) return;
   try {
     const done = await api(`/api/workers/${encodeURIComponent(workerId)}/${kind}`, { method: "POST" });
     workerNotice({ type: "worker_" + done.action, worker_id: done.worker_id, drained: done.drained });
@@ -527,35 +394,16 @@ function toast(text) {
   el.textContent = text;
   el.hidden = false;
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { el.hidden = true; }, 3000);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 4000);
 }
 
-// ------------------------------------------------------------------ wiring
-
-$("#jobs tbody").addEventListener("click", (e) => {
-  const row = e.target.closest("tr[data-job-id]");
-  if (row) openDetail(Number(row.dataset.jobId));
-});
-$("#workers").addEventListener("click", (e) => {
-  const button = e.target.closest("button[data-act]");
-  const card = button && button.closest("[data-worker-id]");
-  if (card) workerAct(card.dataset.workerId, button.dataset.act);
-});
-$("#btn-close").addEventListener("click", () => {
-  $("#detail").hidden = true;
-  state.selected = null;
-  renderJobs();
-});
-$("#btn-cancel").addEventListener("click", () => act("cancel"));
-$("#btn-retry").addEventListener("click", () => act("retry"));
-for (const id of ["#f-status", "#f-service"]) $(id).addEventListener("change", () => { renderJobs(); loadJobs(); });
-let typing = null;
-$("#f-customer").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => { renderJobs(); loadJobs(); }, 300); });
-$("#f-clear").addEventListener("click", () => {
-  $("#f-status").value = ""; $("#f-service").value = ""; $("#f-customer").value = "";
-  renderJobs();
-});
-document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("#btn-close").click(); });
-window.addEventListener("resize", drawCharts);
-setInterval(() => { renderJobs(); renderWorkers(); }, 5000); // ages move on
-start();
+// A confirm dialog of the page's own (a <dialog>): resolves true when the action is confirmed.
+function ask(text, action = "OK") {
+  const dialog = $("#confirm");
+  $("#confirm-text").textContent = text;
+  $("#confirm-ok").textContent = action;
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}

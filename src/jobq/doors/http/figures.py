@@ -24,6 +24,8 @@ from jobq.hub.metrics import Histogram
 #: from at most QUEUE_SAMPLE queued jobs (``queues_sampled`` says when the sample was full).
 QUEUE_EVERY = 5
 QUEUE_SAMPLE = 5000
+#: Up to this many queued jobs, the breakdown is refreshed at once when a service's count changes.
+QUEUE_FRESH = 1000
 
 
 def now_ms() -> int:
@@ -41,6 +43,7 @@ class Figures:
         self._last_hist: dict[str, dict[str, list[int]]] = {}
         self._queues: list[dict[str, Any]] = []
         self._queues_sampled = False
+        self._queued: dict[str, int] = {}
         self._ticks = 0
 
     async def system_stats(self, statuses: Sequence[WorkerStatus], monitors: int) -> dict[str, Any]:
@@ -58,7 +61,12 @@ class Figures:
             for name in ("submitted", "completed", "failed", "retried", "cancelled")
         }
         self._last_at, self._last_counters = now, counters
-        if self._ticks % QUEUE_EVERY == 0:
+        queued = {service: counts.get("queued", 0) for service, counts in stats.jobs.by_service.items()}
+        # Every QUEUE_EVERY ticks; and at once when a short queue changed, so the breakdown by
+        # priority never lags the per-service counts shown beside it.
+        changed = queued != self._queued and sum(queued.values()) <= QUEUE_FRESH
+        if self._ticks % QUEUE_EVERY == 0 or changed:
+            self._queued = queued
             await self._refresh_queues()
         self._ticks += 1
         seen = {status.info.id: status.last_seen for status in statuses if status.local}
