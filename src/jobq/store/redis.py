@@ -53,6 +53,7 @@ from jobq.errors import InvalidRequest, JobqError, Unavailable
 from jobq.store.history_redis import RedisHistory
 from jobq.store.redis_bus import BLOCK_MS, Bus
 from jobq.store.redis_client import RedisClient
+from jobq.store.redis_codec import num
 from jobq.store.redis_groups import RedisGroups
 from jobq.store.redis_jobs import JobOps
 from jobq.store.redis_queries import Queries
@@ -172,6 +173,9 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
             await self.scripts.load()
             await self.client.cmd("SET", self.key("layout"), LAYOUT, "NX")
             layout = await self.client.cmd("GET", self.key("layout"))
+            # Alive from now on (tick.lua keeps it so): the other hubs' scripts write the bus
+            # entries this hub reads only while they see another hub alive (prelude.lua heard).
+            await self.client.cmd("ZADD", self.key("inst"), num(now), self.instance)
         except JobqError as exc:
             await self.client.close()
             raise Unavailable(f"cannot use redis at {self.where}: {exc.message}") from None
@@ -293,6 +297,7 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
             return result
         bus = self._bus
         if bus is not None:
+            bus.alone = self._jobs.hubs_alive <= 1
             for job, worker in result.expired:
                 if worker is not None and worker not in self._workers.mine:
                     bus.stop(worker, [job.id])

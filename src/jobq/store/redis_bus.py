@@ -96,6 +96,10 @@ class Bus:
         self._flushing = False
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
+        #: No other hub was alive at the last tick: events this hub makes have no reader (the
+        #: scripts skip theirs likewise, prelude.lua ``heard``). A hub that joins is seen at
+        #: the next tick; until then, its watchers miss this hub's progress and start events.
+        self.alone = False
 
     # ------------------------------------------------------------------ reading
 
@@ -184,6 +188,8 @@ class Bus:
         if event.state.terminal:
             # The script that ended the job put its end on the bus already, atomically.
             self._ended.add(event.id)
+            return
+        if self.alone:
             return
         self._events.append(event)
         self._schedule()

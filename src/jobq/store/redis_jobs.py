@@ -78,6 +78,8 @@ class JobOps:
         self.result_ttl = result_ttl
         self.reserve_after = reserve_after
         self.hub_ttl = hub_ttl
+        #: Hubs alive on the namespace at the last tick (until then: assume others).
+        self.hubs_alive = 2
         self.lease_pause = lease_pause
 
     # ------------------------------------------------------------------ jobs
@@ -374,6 +376,7 @@ class JobOps:
             "tick", self.instance, num(now), num(self.hub_ttl), TICK_LIMIT, num(self.lease_pause)
         )
         result.promoted, result.purged = int(reply[0]), int(reply[1])
+        self.hubs_alive = int(reply[4])
         overrun = reply[2]
         for worker, flat in reply[3]:
             result.expired.append((job_of_flat(flat), worker.decode() or None))

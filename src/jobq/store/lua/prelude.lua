@@ -145,9 +145,18 @@ local function move(id, jk, svc, from, to)
   redis.call('HSET', jk, 'state', to)
 end
 
+-- Whether a bus entry from hub `inst` has a reader: the bus is for the other hubs (`inst`, the
+-- hubs alive, holds each from its open on), except an entry with no origin, which is for every
+-- hub (the one running the script too). A hub alone on the namespace writes no bus entries.
+local function heard(inst)
+  return inst == '' or redis.call('ZCARD', K .. 'inst') > 1
+end
+
 -- Tell the other hubs (they read the bus stream): kind "r" = jobs may be runnable.
 local function notify(inst, kind)
-  redis.call('XADD', K .. 'bus', 'MAXLEN', '~', BUS_LENGTH, '*', 'o', inst, 'k', kind)
+  if heard(inst) then
+    redis.call('XADD', K .. 'bus', 'MAXLEN', '~', BUS_LENGTH, '*', 'o', inst, 'k', kind)
+  end
 end
 
 -- A job ended: its event goes on the bus in the same atomic step as the change, so a hub that
@@ -156,6 +165,9 @@ end
 local BIG_RESULT = 1024
 -- `f` is {state, svc, att, w, pg, pm, err, cust, result} when the caller has them at hand.
 local function announce(inst, id, jk, kind, now, f)
+  if not heard(inst) then
+    return
+  end
   if not f then
     f = redis.call('HMGET', jk, 'state', 'svc', 'att', 'w', 'pg', 'pm', 'err', 'cust')
     f[9] = kind == 'completed' and redis.call('GET', resultkey(id))

@@ -2,7 +2,8 @@
 -- atomic, so two hubs ticking at once never apply the same change twice).
 -- ARGV: inst, now, hub_ttl, limit, pause_after
 -- Returns {promoted, purged, {id, token, ...} of attempts over their timeout (the caller
--- fails them through core/retry.py), {{worker, fields}, ...} of jobs whose lease expired}.
+-- fails them through core/retry.py), {{worker, fields}, ...} of jobs whose lease expired,
+-- the number of hubs alive (this one included)}.
 local inst, now, hub_ttl, limit, pause_after =
   ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now_n = tonumber(now)
@@ -108,4 +109,4 @@ end
 if ready then
   notify(inst, 'r')
 end
-return { promoted, purged, overrun, expired }
+return { promoted, purged, overrun, expired, redis.call('ZCARD', K .. 'inst') }
