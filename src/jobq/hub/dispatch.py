@@ -68,6 +68,8 @@ class Dispatcher:
                             continue
                         if not self._store.has_queued():
                             break
+                        if not self._store.may_claim(session.worker_id):
+                            continue  # a claim of this round found its queues empty
                         jobs = await self._claim(session, DISPATCH_CHUNK)
                         if jobs:
                             handed.setdefault(session.worker_id, []).extend(jobs)

@@ -76,6 +76,10 @@ class Store(Protocol):
     def has_queued(self) -> bool:
         """A hint for the dispatcher: False only when no job can be queued right now."""
 
+    def may_claim(self, worker_id: str) -> bool:
+        """A hint for the dispatcher: False only when a claim for this worker would surely find
+        nothing (a store whose claims cost a round trip says so; the others answer True)."""
+
     async def set_customer_weight(self, customer: str, weight: float) -> None:
         """Fair-share weight of a customer between jobs of equal priority (default 1)."""
 

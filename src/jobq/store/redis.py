@@ -36,6 +36,7 @@ URL options (``?prefix=...&timeout=...``): ``prefix`` (key namespace, default ``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -139,6 +140,8 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
         self._history = RedisHistory(self.client)  # store/history_redis.py
         self._bus: Bus | None = None
         self._listener: StoreListener | None = None
+        #: The profile whose queues a claim of the current step found empty (see may_claim).
+        self._emptied_profile: str | None = None
 
     @classmethod
     def from_url(
@@ -253,6 +256,9 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
 
     async def claim(self, worker_id: str, limit: int, now: float, lease_ttl: float) -> list[Job]:
         jobs = await self._jobs.claim(worker_id, limit, now, lease_ttl)
+        if self._jobs.emptied:
+            self._emptied_profile = self._workers.profiles.get(worker_id)
+            asyncio.get_running_loop().call_soon(self._forget_emptied)
         await self._note_group_workers(worker_id, jobs)  # FINISHED goes to it: redis_groups.py
         return jobs
 
@@ -344,6 +350,16 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
     def has_queued(self) -> bool:
         """Other hubs queue jobs too: always worth asking Redis."""
         return True
+
+    def may_claim(self, worker_id: str) -> bool:
+        """False when a claim made in this very step (no await since) found every queue of
+        this worker's profile empty: asking again would cost a round trip for nothing. Anything
+        queued meanwhile kicks the dispatcher again (a submit here, a bus note from elsewhere)."""
+        emptied = self._emptied_profile
+        return emptied is None or self._workers.profiles.get(worker_id) != emptied
+
+    def _forget_emptied(self) -> None:
+        self._emptied_profile = None
 
     def listen(self, listener: StoreListener) -> None:
         self._listener = listener

@@ -80,6 +80,8 @@ class JobOps:
         self.hub_ttl = hub_ttl
         #: Hubs alive on the namespace at the last tick (until then: assume others).
         self.hubs_alive = 2
+        #: The last claim found every queue of the worker's profile empty (claim.lua).
+        self.emptied = False
         self.lease_pause = lease_pause
 
     # ------------------------------------------------------------------ jobs
@@ -252,7 +254,8 @@ class JobOps:
             num(self.reserve_after),
             "1",
         )
-        return [job_of_flat(flat) for flat in reply]
+        self.emptied = bool(reply) and reply[-1] == b"empty"
+        return [job_of_flat(flat) for flat in (reply[:-1] if self.emptied else reply)]
 
     async def adopt(
         self, worker_id: str, held: Sequence[tuple[int, int]], now: float, lease_ttl: float

@@ -34,6 +34,8 @@ class WorkerRegistry:
         self.instance = instance
         #: Workers attached through this instance (registered again if another hub swept them).
         self.mine: dict[str, WorkerInfo] = {}
+        #: The profile id of each of them (which shape queues its claims look at).
+        self.profiles: dict[str, str] = {}
 
     async def attach(self, info: WorkerInfo, now: float) -> None:
         profile = Profile.build(info.serving(), info.capabilities)
@@ -52,9 +54,11 @@ class WorkerRegistry:
             info.principal or "",
         )
         self.mine[info.id] = info
+        self.profiles[info.id] = pid
 
     async def detach(self, worker_id: str, now: float, unreached_after: float | None = None) -> list[Job]:
         self.mine.pop(worker_id, None)
+        self.profiles.pop(worker_id, None)
         reply = await self.scripts.call("detach", self.instance, worker_id, num(now), num(unreached_after))
         return [job_of_flat(flat) for flat in reply]
 

@@ -2,7 +2,9 @@
 -- new fencing token (`tok`: one more than the job's last; the script is atomic and a claim
 -- durable as Redis is, so no epoch is needed as in the embedded stores, core/lease.py).
 -- ARGV: inst, worker, limit, now, lease deadline, reserve_after (seconds), with payload (1|0)
--- Returns a list of job field lists (see fields()).
+-- Returns a list of job field lists (see fields()), and 'empty' after them when the claim took
+-- fewer than `limit` because every queue the worker's profile looks at is empty: a worker of the
+-- same profile would find nothing either (the dispatcher skips it, hub/dispatch.py).
 --
 -- The worker looks only at the heads of the shape queues its profile satisfies (elig:<profile>):
 -- highest priority first, then the customer with the lowest fair-share pass, then the oldest.
@@ -25,7 +27,7 @@ if limit <= 0 then
 end
 local shapes = redis.call('SMEMBERS', K .. 'elig:' .. info[1])
 if #shapes == 0 then
-  return {}
+  return { 'empty' }
 end
 local now_n = tonumber(now)
 local gpu_cap = tonumber(info[3]) or 0
@@ -165,6 +167,18 @@ while #out < limit do
     end
   else
     heads[best] = head(best)
+  end
+end
+if #out < limit then
+  local empty = true
+  for _, shape in ipairs(shapes) do
+    if redis.call('ZCARD', K .. 'q:' .. shape) > 0 then
+      empty = false
+      break
+    end
+  end
+  if empty then
+    out[#out + 1] = 'empty'
   end
 end
 return out

@@ -1,0 +1,91 @@
+"""What the Redis store spares a hub: bus entries while it is alone on its namespace, and claims
+it knows would find nothing (issue 16; bench/wire.py counts both per job)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from jobq.core.model import JobEvent, JobSpec, WorkerInfo
+from jobq.core.states import JobState
+from jobq.store.base import open_store
+from jobq.store.redis import RedisStore
+from tests.redis_helpers import REDIS_URL, Namespace, require_redis
+
+T0 = 1_000_000.0
+TTL = 30.0
+
+
+@pytest.fixture
+def namespace() -> Iterator[Namespace]:
+    require_redis()
+    ns = Namespace()
+    yield ns
+    ns.cleanup()
+
+
+async def opened(url: str) -> RedisStore:
+    store = open_store(url)
+    assert isinstance(store, RedisStore)
+    await store.open(T0)
+    return store
+
+
+def bus_length(ns: Namespace) -> int:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(client.xlen("{" + ns.prefix + "}:bus"))
+    finally:
+        client.close()
+
+
+async def test_a_hub_alone_writes_no_bus_entries_and_starts_when_another_hub_opens(
+    namespace: Namespace,
+) -> None:
+    a = await opened(namespace.url)
+    try:
+        await a.tick(T0)  # it learns that it is alone
+        await a.attach_worker(WorkerInfo(id="w", services=["echo"], slots=4), T0)
+        (done,) = await a.submit([JobSpec(service="echo", payload=[b"x"])], T0)
+        (job,) = await a.claim("w", 4, T0, TTL)
+        a.broadcast(JobEvent(id=job.id, kind="started", state=JobState.RUNNING, at=T0, worker="w"))
+        await asyncio.sleep(0.05)
+        await a.cancel(done.job.id, T0 + 1)
+        assert bus_length(namespace) == 0  # no 'r', no event, no end: nobody would read them
+        b = await opened(namespace.url)  # alive from its open on
+        try:
+            await a.submit([JobSpec(service="echo", payload=[b"y"])], T0 + 2)
+            assert bus_length(namespace) == 1  # 'r' for b, at once (the scripts see it)
+            await a.tick(T0 + 2)  # and a's own events at its next tick
+            a.broadcast(JobEvent(id=job.id, kind="progress", state=JobState.RUNNING, at=T0, worker="w"))
+            await asyncio.sleep(0.05)
+            assert bus_length(namespace) == 2
+        finally:
+            await b.close()
+    finally:
+        await a.close()
+
+
+async def test_a_claim_that_empties_a_profile_spares_the_next_claim_of_that_step(
+    namespace: Namespace,
+) -> None:
+    store = await opened(namespace.url)
+    try:
+        for worker in ("a", "b"):
+            await store.attach_worker(WorkerInfo(id=worker, services=["echo"], slots=4), T0)
+        await store.attach_worker(WorkerInfo(id="other", services=["echo", "resize"], slots=4), T0)
+        await store.submit([JobSpec(service="echo", payload=[b"x"])], T0)
+        (job,) = await store.claim("a", 4, T0, TTL)
+        # The same step: b (same profile) would find nothing; another profile may still.
+        assert not store.may_claim("b") and store.may_claim("other")
+        await asyncio.sleep(0)  # the next step: anything may have been queued meanwhile
+        assert store.may_claim("b")
+        await store.submit([JobSpec(service="echo", payload=[b"y"])] * 2, T0)
+        assert len(await store.claim("a", 1, T0, TTL)) == 1  # took its limit: not emptied
+        assert store.may_claim("b")
+        assert len(await store.claim("b", 4, T0, TTL)) == 1
+    finally:
+        await store.close()
