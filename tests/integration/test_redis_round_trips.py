@@ -9,11 +9,15 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from jobq.config import HubConfig
 from jobq.core.model import JobEvent, JobSpec, WorkerInfo
 from jobq.core.states import JobState
+from jobq.core.views import WorkerHello
+from jobq.hub.hub import Hub
 from jobq.store.base import open_store
 from jobq.store.redis import RedisStore
 from tests.redis_helpers import REDIS_URL, Namespace, require_redis
+from tests.unit.test_hub import FakeClock, FakeLink, until
 
 T0 = 1_000_000.0
 TTL = 30.0
@@ -69,23 +73,38 @@ async def test_a_hub_alone_writes_no_bus_entries_and_starts_when_another_hub_ope
         await a.close()
 
 
-async def test_a_claim_that_empties_a_profile_spares_the_next_claim_of_that_step(
-    namespace: Namespace,
-) -> None:
+async def test_a_claim_that_empties_a_profile_says_so_for_its_worker_only(namespace: Namespace) -> None:
     store = await opened(namespace.url)
     try:
         for worker in ("a", "b"):
             await store.attach_worker(WorkerInfo(id=worker, services=["echo"], slots=4), T0)
         await store.attach_worker(WorkerInfo(id="other", services=["echo", "resize"], slots=4), T0)
+        assert store.claim_scope("a") == store.claim_scope("b") != store.claim_scope("other")
         await store.submit([JobSpec(service="echo", payload=[b"x"])], T0)
-        (job,) = await store.claim("a", 4, T0, TTL)
-        # The same step: b (same profile) would find nothing; another profile may still.
-        assert not store.may_claim("b") and store.may_claim("other")
-        await asyncio.sleep(0)  # the next step: anything may have been queued meanwhile
-        assert store.may_claim("b")
+        assert len(await store.claim("a", 4, T0, TTL)) == 1
+        assert store.claimed_empty("a") and not store.claimed_empty("b")
         await store.submit([JobSpec(service="echo", payload=[b"y"])] * 2, T0)
         assert len(await store.claim("a", 1, T0, TTL)) == 1  # took its limit: not emptied
-        assert store.may_claim("b")
-        assert len(await store.claim("b", 4, T0, TTL)) == 1
+        assert not store.claimed_empty("a")
+        assert len(await store.claim("b", 4, T0, TTL)) == 1 and store.claimed_empty("b")
     finally:
         await store.close()
+
+
+async def test_a_job_queued_while_a_claim_runs_is_not_left_behind(namespace: Namespace) -> None:
+    """The dispatcher spares the claims of a round whose scope a claim found empty; a job queued
+    meanwhile kicks another round, which asks again (a hub on Redis, two idle workers)."""
+
+    hub = Hub(open_store(namespace.url), HubConfig(store=namespace.url, tick=3600.0), clock=FakeClock())
+    await hub.start()
+    try:
+        links = [FakeLink(), FakeLink()]
+        for i, link in enumerate(links):
+            await hub.attach(WorkerHello(id=f"w{i}", services=["echo"], slots=100), link)
+        for n in range(1, 41):  # one at a time, and in bursts submitted while claims run
+            await hub.submit([JobSpec(service="echo", payload=[b"x"])] * (1 + n % 3))
+            await asyncio.sleep(0)
+        total = sum(1 + n % 3 for n in range(1, 41))
+        await until(lambda: sum(len(link.ids) for link in links) == total)
+    finally:
+        await hub.stop(grace=0)

@@ -59,6 +59,9 @@ class Dispatcher:
                     shift = int(self._rand() * len(sessions))
                     sessions = sessions[shift:] + sessions[:shift]
                 handed: dict[str, list[Job]] = {}
+                # Scopes whose queues a claim of this round found empty (a store whose claims
+                # cost a round trip says so): anything queued since kicks another round.
+                emptied: set[str] = set()
                 more = True
                 while more:
                     # Round-robin in chunks, so a burst is shared between the workers.
@@ -68,9 +71,12 @@ class Dispatcher:
                             continue
                         if not self._store.has_queued():
                             break
-                        if not self._store.may_claim(session.worker_id):
-                            continue  # a claim of this round found its queues empty
+                        scope = self._store.claim_scope(session.worker_id)
+                        if scope is not None and scope in emptied:
+                            continue  # a claim of this round found that scope's queues empty
                         jobs = await self._claim(session, DISPATCH_CHUNK)
+                        if scope is not None and self._store.claimed_empty(session.worker_id):
+                            emptied.add(scope)
                         if jobs:
                             handed.setdefault(session.worker_id, []).extend(jobs)
                             more = more or len(jobs) == DISPATCH_CHUNK

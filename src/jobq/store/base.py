@@ -76,9 +76,14 @@ class Store(Protocol):
     def has_queued(self) -> bool:
         """A hint for the dispatcher: False only when no job can be queued right now."""
 
-    def may_claim(self, worker_id: str) -> bool:
-        """A hint for the dispatcher: False only when a claim for this worker would surely find
-        nothing (a store whose claims cost a round trip says so; the others answer True)."""
+    def claim_scope(self, worker_id: str) -> str | None:
+        """For the dispatcher, from a store whose claims cost a round trip: which queues a claim
+        for this worker looks at (workers of one scope are offered the same jobs); None when
+        the store does not say."""
+
+    def claimed_empty(self, worker_id: str) -> bool:
+        """Whether the last claim, if it was this worker's, found every queue of its scope empty
+        (then a claim for another worker of that scope in the same dispatch round is spared)."""
 
     async def set_customer_weight(self, customer: str, weight: float) -> None:
         """Fair-share weight of a customer between jobs of equal priority (default 1)."""

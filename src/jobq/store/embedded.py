@@ -253,8 +253,11 @@ class EmbeddedStore(EmbeddedDependencies):
             raise InvalidRequest(f"the weight of customer {customer} must be positive")
         self.index.set_weight(customer, weight)
 
-    def may_claim(self, worker_id: str) -> bool:
-        return True  # a claim here costs no round trip: asking is as cheap as this answer
+    def claim_scope(self, worker_id: str) -> str | None:
+        return None  # a claim here costs no round trip: asking is as cheap as knowing
+
+    def claimed_empty(self, worker_id: str) -> bool:
+        return False
 
     def has_queued(self) -> bool:
         return len(self.index) > 0

@@ -36,7 +36,6 @@ URL options (``?prefix=...&timeout=...``): ``prefix`` (key namespace, default ``
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -140,8 +139,8 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
         self._history = RedisHistory(self.client)  # store/history_redis.py
         self._bus: Bus | None = None
         self._listener: StoreListener | None = None
-        #: The profile whose queues a claim of the current step found empty (see may_claim).
-        self._emptied_profile: str | None = None
+        #: The worker of the last claim, if that claim found its profile's queues empty.
+        self._emptied_for: str | None = None
 
     @classmethod
     def from_url(
@@ -256,9 +255,7 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
 
     async def claim(self, worker_id: str, limit: int, now: float, lease_ttl: float) -> list[Job]:
         jobs = await self._jobs.claim(worker_id, limit, now, lease_ttl)
-        if self._jobs.emptied:
-            self._emptied_profile = self._workers.profiles.get(worker_id)
-            asyncio.get_running_loop().call_soon(self._forget_emptied)
+        self._emptied_for = worker_id if self._jobs.emptied else None
         await self._note_group_workers(worker_id, jobs)  # FINISHED goes to it: redis_groups.py
         return jobs
 
@@ -351,15 +348,12 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
         """Other hubs queue jobs too: always worth asking Redis."""
         return True
 
-    def may_claim(self, worker_id: str) -> bool:
-        """False when a claim made in this very step (no await since) found every queue of
-        this worker's profile empty: asking again would cost a round trip for nothing. Anything
-        queued meanwhile kicks the dispatcher again (a submit here, a bus note from elsewhere)."""
-        emptied = self._emptied_profile
-        return emptied is None or self._workers.profiles.get(worker_id) != emptied
+    def claim_scope(self, worker_id: str) -> str | None:
+        """The worker's profile id: workers of one profile look at the same shape queues."""
+        return self._workers.profiles.get(worker_id)
 
-    def _forget_emptied(self) -> None:
-        self._emptied_profile = None
+    def claimed_empty(self, worker_id: str) -> bool:
+        return self._emptied_for == worker_id
 
     def listen(self, listener: StoreListener) -> None:
         self._listener = listener
