@@ -15,7 +15,8 @@ from jobq.core.model import Completion, JobSpec
 from jobq.core.retention import DEFAULT_FAILED_TTL
 from jobq.core.schedule import new_schedule
 from jobq.core.states import JobState
-from jobq.core.workflow import Group, record_end
+from jobq.core.workflow import Group, GroupState, record_end, record_retry
+from jobq.errors import Conflict
 from jobq.store.base import Store
 from tests.contract.support import T0, TTL, Backend, attach, spec, submit_one
 
@@ -312,3 +313,59 @@ async def test_a_group_records_each_member_end_as_record_end_does(store: Store) 
         expected.state, expected.ended, expected.reason, expected.ended_at,
     )  # fmt: skip
     assert got.reason == "3 of 4 members did not complete (1 cancelled, 1 failed, 1 quarantined)"
+
+
+# ---------------------------------------------------------------- groups.lua: record_retry
+
+
+async def test_retrying_a_member_or_the_finalize_job_follows_record_retry(store: Store) -> None:
+    """groups.lua group_retry (called by retry.lua) ↔ workflow.record_retry (EmbeddedGroups.retry):
+    a failed group takes a failed member back and runs again; once finalized, members are
+    refused and the finalize job is retried; a cancelled group's jobs are refused."""
+    await attach(store, "w1", slots=10)
+    await attach(store, "f", services=("merge",), slots=1)
+    base = Group(id=0, service="echo", total=2, created_at=T0, finalize=JobSpec(service="merge"))
+    group, jobs, _ = await store.submit_group(base, [spec(), spec()], T0)
+    claimed = {job.id: job for job in await store.claim("w1", 2, T0, TTL)}
+    first, second = (claimed[j.id] for j in jobs)
+    await store.complete([Completion(first.id, first.token, [b"ok"])], T0)
+    await store.fail(second.id, second.token, "boom", T0, retryable=False)
+    expected = record_end(record_end(base, 0, JobState.COMPLETED, T0).group, 1, JobState.FAILED, T0).group
+    expected = record_retry(expected, 1, JobState.FAILED)
+    retried = await store.retry(second.id, T0 + 1)
+    assert retried.state is JobState.QUEUED
+    found = await store.group_records([group.id])
+    got = found[0]
+    assert (got.state, got.ended, got.reason, got.ended_at) == (
+        expected.state, expected.ended, expected.reason, expected.ended_at,
+    )  # fmt: skip
+    assert got.state is GroupState.RUNNING and got.ended == {"completed": 1}
+    (again,) = await store.claim("w1", 1, T0 + 2, TTL)
+    await store.complete([Completion(again.id, again.token, [b"ok"])], T0 + 2)
+    await store.finished_groups([group.id])  # on Redis: the finalize job is made here
+    (finalizing,) = await store.group_records([group.id])
+    assert finalizing.state is GroupState.FINALIZING and finalizing.finalize_id is not None
+    (final,) = await store.claim("f", 1, T0 + 3, TTL)
+    await store.fail(final.id, final.token, "merge broke", T0 + 3, retryable=False)
+    (failed,) = await store.group_records([group.id])
+    assert failed.state is GroupState.FAILED and failed.reason == "finalize job failed: merge broke"
+    assert (await store.retry(final.id, T0 + 4)).state is JobState.QUEUED
+    (again_finalizing,) = await store.group_records([group.id])
+    assert again_finalizing.state is GroupState.FINALIZING and again_finalizing.reason is None
+    # under all_ended a failed member's outcome went to the finalize job: it is not retried
+    lenient = Group(
+        id=0, service="echo", total=1, created_at=T0, policy="all_ended", finalize=JobSpec(service="merge")
+    )
+    handed, (member,), _ = await store.submit_group(lenient, [spec()], T0 + 5)
+    (running,) = await store.claim("w1", 1, T0 + 5, TTL)
+    await store.fail(running.id, running.token, "boom", T0 + 5, retryable=False)
+    await store.finished_groups([handed.id])
+    with pytest.raises(Conflict, match="has finalized; its members cannot be retried"):
+        await store.retry(member.id, T0 + 6)
+    # a cancelled group's jobs are not retried
+    other, members, _ = await store.submit_group(
+        Group(id=0, service="echo", total=1, created_at=T0), [spec(service="nobody")], T0 + 5
+    )
+    await store.cancel_group(other.id, T0 + 5)
+    with pytest.raises(Conflict, match="was cancelled; its jobs cannot be retried"):
+        await store.retry(members[0].id, T0 + 6)

@@ -216,6 +216,11 @@ class Heard:
         self.paused = getattr(self, "paused", 0) + 1
         self.changed.set()
 
+    def on_group_finished(self, group_id: int, workers: list[str]) -> int:
+        self.finished = [*getattr(self, "finished", []), (group_id, workers)]
+        self.changed.set()
+        return 0
+
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout

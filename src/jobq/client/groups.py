@@ -1,18 +1,20 @@
 """The client SDK's group calls (``docs/workflows.md``, "Groups"): submit a group (a spec with
 ``expand``, expanded by the hub, or explicit members), read it, wait for it (and its finalize
-job), cancel it. A base of :class:`~jobq.client.client.Client`, over the native protocol's
-``submit_group``, ``group`` and ``group_cancel`` messages."""
+job), follow its events, cancel it. A base of :class:`~jobq.client.client.Client`, over the
+native protocol's ``submit_group``, ``group``, ``group_watch`` and ``group_cancel`` messages."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from jobq.client.operations import QueueCalls
 from jobq.client.specs import PayloadLike, make_spec
-from jobq.core.model import GroupSpec, JobSpec
+from jobq.core.model import GroupSpec, JobEvent, JobSpec
 from jobq.core.workflow import GroupSubmitted, GroupView
 from jobq.errors import InvalidRequest
 from jobq.protocol import native
@@ -26,6 +28,14 @@ def finalize_spec(finalize: str | JobSpec | None, args: Mapping[str, Any] | None
 
 
 class GroupCalls(QueueCalls):
+    # Client's: the queues its pushed events go to, whether it is open, and its pinger (which
+    # keeps the hub's subscription of this connection alive).
+    _streams: list[asyncio.Queue[JobEvent]]
+    _opened: bool
+
+    def _ensure_pinger(self) -> None:
+        raise NotImplementedError
+
     async def submit_group(
         self,
         service: str | None = None,
@@ -89,6 +99,30 @@ class GroupCalls(QueueCalls):
         reply = await self._request(message, reply_timeout)
         assert isinstance(reply, native.Reply)
         return msgspec.convert(reply.value, GroupView)
+
+    async def watch_group(self, group_id: int) -> AsyncIterator[JobEvent]:
+        """The group's own events as they happen, until (and with) its ``group_ended``:
+        ``group_progress`` (at most one per turn of the hub: ``progress`` percent, ``counts``
+        of ended members per state, ``total``), ``group_finalizing`` and ``group_ended``
+        (``state`` completed, failed or cancelled, ``error`` why). Each event's ``id`` and
+        ``group`` are the group's. A group that has ended yields its ``group_ended`` at once."""
+        await self.connect()
+        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        self._streams.append(queue)
+        self._ensure_pinger()
+        ended = False
+        try:
+            await self._reply(native.GroupWatch(rid=self.conn.next_rid(), id=group_id))
+            while not ended:
+                event = await queue.get()
+                if event.id == group_id and event.group == group_id:
+                    ended = event.kind == "group_ended"
+                    yield event
+        finally:
+            self._streams.remove(queue)
+            if not ended and self._opened:
+                with contextlib.suppress(Exception):
+                    await self.conn.request(native.Unsubscribe(rid=self.conn.next_rid(), ids=[group_id]), 1.0)
 
     async def cancel_group(self, group_id: int) -> GroupView:
         """Cancel a group that has not ended: its members not yet ended and its finalize job;

@@ -7,14 +7,16 @@ no thread hop per call. Not for use inside a running event loop (use ``Client`` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from jobq.client.client import Client, PayloadLike
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import Job, JobEvent, JobSpec, WorkerInfo
 from jobq.core.operations import BulkResult, ServicePause
+from jobq.core.schedule_info import ScheduleInfo
 from jobq.core.views import WorkerNotice
+from jobq.core.workflow import GroupSubmitted, GroupView
 
 T = TypeVar("T")
 
@@ -108,3 +110,71 @@ class SyncClient:
 
     def bulk(self, action: str, **selection: Any) -> BulkResult:
         return self._run(self._client.bulk(action, **selection))
+
+    # groups (client/groups.py)
+
+    def submit_group(
+        self,
+        service: str | None = None,
+        payload: PayloadLike = None,
+        *,
+        expand: Mapping[str, Any] | None = None,
+        members: Sequence[JobSpec] | None = None,
+        finalize: str | JobSpec | None = None,
+        finalize_args: Mapping[str, Any] | None = None,
+        policy: str = "all_completed",
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> GroupSubmitted:
+        """As :meth:`Client.submit_group`: a service with ``expand``, or ``members``."""
+        return self._run(
+            self._client.submit_group(
+                service, payload, expand=expand, members=members, finalize=finalize,
+                finalize_args=finalize_args, policy=policy, idempotency_key=idempotency_key, **options,
+            )
+        )  # fmt: skip
+
+    def group(self, group_id: int) -> GroupView:
+        return self._run(self._client.group(group_id))
+
+    def wait_group(self, group_id: int, timeout: float | None = None) -> GroupView:
+        return self._run(self._client.wait_group(group_id, timeout))
+
+    def cancel_group(self, group_id: int) -> GroupView:
+        return self._run(self._client.cancel_group(group_id))
+
+    # cron schedules (client/schedules.py)
+
+    def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        service: str,
+        payload: PayloadLike = None,
+        *,
+        tz: str = "UTC",
+        catch_up: float | None = None,
+        coalesce: bool = True,
+        **options: Any,
+    ) -> ScheduleInfo:
+        """As :meth:`Client.add_schedule`."""
+        return self._run(
+            self._client.add_schedule(
+                name, cron, service, payload, tz=tz, catch_up=catch_up, coalesce=coalesce, **options
+            )
+        )
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        return self._run(self._client.list_schedules())
+
+    def schedule(self, name: str) -> ScheduleInfo:
+        return self._run(self._client.schedule(name))
+
+    def pause_schedule(self, name: str) -> ScheduleInfo:
+        return self._run(self._client.pause_schedule(name))
+
+    def resume_schedule(self, name: str) -> ScheduleInfo:
+        return self._run(self._client.resume_schedule(name))
+
+    def remove_schedule(self, name: str) -> None:
+        self._run(self._client.remove_schedule(name))

@@ -375,6 +375,11 @@ EventKind = Literal[
     "failed",
     "cancelled",
     "quarantined",
+    # A group's own events (docs/workflows.md, "Group events"): ``id`` and ``group`` are its id.
+    "group_submitted",
+    "group_progress",
+    "group_finalizing",
+    "group_ended",
 ]
 
 
@@ -397,6 +402,12 @@ class JobEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     partial: Frames | None = None
     #: Who submitted the job (set when authentication is on): scopes who hears of it.
     owner: str | None = None
+    #: The job's group (a member, or its finalize job). A group event has its group's id here
+    #: and as ``id``, the group's state as ``state`` (``running`` while finalizing), members
+    #: ended in percent as ``progress``, ended members per state as ``counts``, and ``total``.
+    group: int | None = None
+    counts: dict[str, int] | None = None
+    total: int | None = None
 
 
 class WorkerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -38,6 +38,7 @@ def event_of(
         customer_id=job.customer_id,
         partial=partial,
         owner=job.owner,
+        group=job.group,
     )
 
 
@@ -52,6 +53,10 @@ class EventBus:
         self._pending: dict[Subscriber, list[JobEvent]] = {}
         self._flush_scheduled = False
         self.published = 0
+        #: Subscribers of one group's events (``group_*`` kinds, ``id`` the group's), and of
+        #: every group's (monitors): a job's subscribers hear none of them.
+        self._groups: dict[int, set[Subscriber]] = {}
+        self._group_all: set[Subscriber] = set()
 
     # ------------------------------------------------------------------ subscribing
 
@@ -77,8 +82,15 @@ class EventBus:
                     subs.discard(subscriber)
                     if not subs:
                         del table[job_id]
+        for group_id in list(self._groups) if ids is None else list(ids):  # ids: jobs' or groups'
+            subs = self._groups.get(group_id)
+            if subs is not None:
+                subs.discard(subscriber)
+                if not subs:
+                    del self._groups[group_id]
         if ids is None:
             self._all.discard(subscriber)
+            self._group_all.discard(subscriber)
             self._pending.pop(subscriber, None)
 
     def wants(self, job_id: int, final: bool = True) -> bool:
@@ -86,6 +98,18 @@ class EventBus:
         if self._all or job_id in self._by_job:
             return True
         return final and (job_id in self._ends or job_id in self._waiters)
+
+    def watch_group(self, subscriber: Subscriber, group_id: int) -> None:
+        """The events of this group until it ends (not its members' own events)."""
+        self._groups.setdefault(group_id, set()).add(subscriber)
+
+    def subscribe_groups(self, subscriber: Subscriber) -> None:
+        """The events of every group."""
+        self._group_all.add(subscriber)
+
+    def wants_group(self, group_id: int) -> bool:
+        """Whether anyone listens for this group's events (or waits for its end)."""
+        return bool(self._group_all) or group_id in self._groups or group_id in self._waiters
 
     # ------------------------------------------------------------------ waiting
 
@@ -126,6 +150,25 @@ class EventBus:
                 self._pending[sub] = [event]
             else:
                 pending.append(event)
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def publish_group(self, event: JobEvent) -> None:
+        """A group's event (``event.id`` is the group's): to its watchers and those of every
+        group; its end (``group_ended``) ends its watches and wakes who waits for it."""
+        self.published += 1
+        group_id = event.id
+        if event.kind == "group_ended":
+            subs = self._groups.pop(group_id, None)
+            for future in self._waiters.pop(group_id, ()):
+                if not future.done():
+                    future.set_result(None)
+        else:
+            subs = self._groups.get(group_id)
+        targets = self._group_all if subs is None else subs | self._group_all
+        for sub in targets:
+            self._pending.setdefault(sub, []).append(event)
         if self._pending and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)

@@ -1,11 +1,13 @@
-"""Groups in the hub: submit (parameter expansion here, in the hub), read, wait, cancel, and the
-FINISHED notice to the workers that ran a group's members once it has ended.
+"""Groups in the hub: submit (parameter expansion here, in the hub), read, wait, watch, cancel,
+the group's own events (``hub/group_events.py``), and the FINISHED notice to the workers that
+ran a group's members once it has ended.
 
 Part of :class:`~jobq.hub.hub.Hub`. The rules are the core's (``core/expand.py``,
 ``core/workflow.py``); the store applies them atomically (a member's end, the group's counts
 and the finalize job in one step). The hub learns that a group may have ended from the ends of
 its jobs (every end is announced: :meth:`_announce`), asks the store once per turn which of
-those groups ended and were not told yet, and tells their workers.
+those groups ended and were not told yet, and tells their workers (on Redis, every hub tells
+its own: the store's bus note, :meth:`on_group_finished`) and the group's watchers.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import msgspec
 from jobq.core.auth import LOCAL_CALLER, Action, Caller, scoped_spec
 from jobq.core.expand import parse_expand
 from jobq.core.matching import shape_of
-from jobq.core.model import Frames, GroupSpec, Job, JobFilter, JobSpec
+from jobq.core.model import Frames, GroupSpec, Job, JobEvent, JobFilter, JobSpec
 from jobq.core.states import QUEUED, TERMINAL
 from jobq.core.validate import validate_finalize, validate_spec
 from jobq.core.workflow import (
@@ -34,24 +36,28 @@ from jobq.core.workflow import (
     view_of,
 )
 from jobq.errors import InvalidRequest, JobqError, NotFound, Timeout, Unavailable
-from jobq.hub.access import without_data
+from jobq.hub.access import scoped, without_data
+from jobq.hub.events import Subscriber
+from jobq.hub.group_events import GroupNews, group_event, is_group_event
 from jobq.hub.workers import WorkerSide
 
 log = logging.getLogger("jobq.hub")
 
 #: Members listed at most per call (``group_members``).
 MAX_MEMBERS_LISTED = 10_000
-#: Seconds between re-reads of a group a caller waits for (its end may come through another hub).
+#: Seconds between re-reads of a group a caller waits for, on a store several hubs share: its
+#: end is an event too, but one another hub sends after the change and may die before it does.
 WAIT_POLL = 1.0
 
 
 @dataclass
 class _Tracking:
-    """Groups whose jobs ended in this turn (to ask the store about once), and who waits."""
+    """Groups whose jobs ended in this turn (to ask the store about once), and what this hub
+    told of each."""
 
     touched: set[int] = field(default_factory=set)
     scheduled: bool = False
-    waiters: dict[int, set[asyncio.Future[None]]] = field(default_factory=dict)
+    news: GroupNews = field(default_factory=GroupNews)
 
 
 class GroupSide(WorkerSide):
@@ -138,6 +144,8 @@ class GroupSide(WorkerSide):
             for job in jobs:
                 self._announce(job, "submitted", now)
             self.kick()
+            if self._shared or self._events.wants_group(stored.id):
+                self._publish_group(group_event(stored, "group_submitted", now))
         else:
             self._access.readable(caller, _stand_in(stored))
         live = {QUEUED.value: len(jobs)} if created else None
@@ -209,15 +217,14 @@ class GroupSide(WorkerSide):
         self, group_id: int, timeout: float | None, *, caller: Caller = LOCAL_CALLER
     ) -> GroupView:
         """The group once it has ended (after its finalize job), with its result; raises
-        Timeout after ``timeout`` seconds."""
+        Timeout after ``timeout`` seconds. Woken by the group's ``group_ended`` event (from
+        another hub too, on Redis, where the group is also read again every second)."""
         if timeout is not None and not 0 <= timeout < math.inf:
             raise InvalidRequest("timeout must be a non-negative number of seconds")
         timeout = self.config.max_wait if timeout is None else min(timeout, self.config.max_wait)
         deadline = time.monotonic() + timeout
-        waiters = self._tracking().waiters
         while True:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiters.setdefault(group_id, set()).add(waiter)
+            waiter = self._events.waiter(group_id)  # before the read: an end after it wakes us
             try:
                 view = await self.group(group_id, with_result=True, caller=caller)
                 if view.state.ended:
@@ -225,16 +232,35 @@ class GroupSide(WorkerSide):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Timeout(f"group {group_id} did not end within {timeout:g}s")
+                wait = min(left, WAIT_POLL) if self._shared else left
                 try:
-                    await asyncio.wait_for(asyncio.shield(waiter), min(left, WAIT_POLL))
+                    await asyncio.wait_for(asyncio.shield(waiter), wait)
                 except TimeoutError:
                     pass
             finally:
-                held = waiters.get(group_id)
-                if held is not None:
-                    held.discard(waiter)
-                    if not held:
-                        del waiters[group_id]
+                self._events.drop_waiter(group_id, waiter)
+
+    async def watch_group(
+        self, subscriber: Subscriber, group_id: int, *, caller: Caller = LOCAL_CALLER
+    ) -> GroupView:
+        """The group's events (``group_progress``, ``group_finalizing``, ``group_ended``) to
+        ``subscriber`` until it ends, and its view now; a group that has ended already has its
+        ``group_ended`` pushed at once."""
+        found, live = await self._group(group_id, caller)
+        subscriber = scoped(subscriber, caller)
+        self._events.watch_group(subscriber, group_id)
+        latest = await self._store.group_records([group_id])  # it may have ended meanwhile
+        group = latest[0] if latest else found
+        if group.state.ended:
+            self._events.unsubscribe(subscriber, [group_id])
+            subscriber.push([group_event(group, "group_ended", self.clock())])
+        return view_of(group, None if group.state.ended else live)
+
+    def watch_groups(self, subscriber: Subscriber, *, caller: Caller = LOCAL_CALLER) -> None:
+        """Every group's events (a monitor's stream): those of the groups the caller may see."""
+        if not caller.unrestricted:
+            self._access.require(caller, Action.READ, "events")
+        self._events.subscribe_groups(scoped(subscriber, caller))
 
     async def cancel_group(self, group_id: int, *, caller: Caller = LOCAL_CALLER) -> GroupView:
         """Cancel a group that has not ended: its live members and its finalize job, and no
@@ -286,21 +312,47 @@ class GroupSide(WorkerSide):
 
     async def _after_group_ends(self, group_ids: Sequence[int]) -> None:
         """A job of each of these groups ended: a finalize job may have been created (dispatch),
-        and groups that ended have their workers told FINISHED, once."""
+        the groups' watchers hear what changed, and groups that ended have their workers told
+        FINISHED, once."""
         finished = await self._store.finished_groups(group_ids)  # on Redis, may make finalize jobs
         self.kick()
+        ended = {group_id for group_id, _ in finished}
+        wanted = [g for g in group_ids if self._shared or self._events.wants_group(g)]
+        if wanted:
+            now, news = self.clock(), self._tracking().news
+            for group in await self._store.group_records(wanted):
+                for event in news.events(group, group.id in ended, now):
+                    self._publish_group(event)
         for group_id, workers in finished:
-            for worker in workers:
-                session = self._sessions.get(worker)
-                notify = getattr(session.link, "group_finished", None) if session is not None else None
-                if notify is not None:
-                    notify(group_id)
-            log.info("group %d ended; %d worker(s) told", group_id, len(workers))
-        waiters = self._tracking().waiters
-        for group_id, _ in finished:  # only ended groups: a waiter reads its group again
-            for waiter in waiters.get(group_id, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
+            told = self.on_group_finished(group_id, workers)
+            if self._shared:
+                self._store.notify_finished(group_id, workers)  # the other hubs tell theirs
+            log.info("group %d ended; %d of its %d worker(s) told here", group_id, told, len(workers))
+
+    def on_group_finished(self, group_id: int, workers: Sequence[str]) -> int:
+        """Tell those of ``workers`` attached here that group ``group_id`` has ended (FINISHED;
+        on Redis, the store calls this for a group whose end another hub saw). Returns how many
+        were told: a door without the message (Majordomo, line) tells nothing."""
+        told = 0
+        for worker in workers:
+            session = self._sessions.get(worker)
+            notify = getattr(session.link, "group_finished", None) if session is not None else None
+            if notify is not None:
+                notify(group_id)
+                told += 1
+        return told
+
+    def _publish_group(self, event: JobEvent) -> None:
+        self._events.publish_group(event)
+        if self._shared:
+            self._store.broadcast(event)
+
+    def on_event(self, event: JobEvent) -> None:
+        """An event that happened at another hub: a group's goes to the group's watchers."""
+        if event.group is not None and is_group_event(event):
+            self._events.publish_group(event)
+        else:
+            super().on_event(event)
 
 
 def _stand_in(group: Group) -> Job:

@@ -228,6 +228,10 @@ class Store(Protocol):
         """Of these groups, those that have ended and whose workers were not told (FINISHED):
         each with the workers that ran one of its members. Marks them told, atomically."""
 
+    async def group_records(self, group_ids: Sequence[int]) -> list[Group]:
+        """These groups as kept (ended counts, state, finalize job), without counting their
+        live members (cheap: the hub's group events); unknown ids are left out."""
+
     # ---- several hubs (no-ops for a store only one hub uses)
     def listen(self, listener: StoreListener) -> None:
         """Deliver notifications from other hubs to ``listener``."""
@@ -237,6 +241,10 @@ class Store(Protocol):
 
     def notify_stop(self, worker_id: str, job_ids: list[int]) -> None:
         """Ask the hub that has ``worker_id`` to tell it to stop these attempts."""
+
+    def notify_finished(self, group_id: int, workers: list[str]) -> None:
+        """Ask every other hub to tell those of ``workers`` attached to it that the group has
+        ended (``StoreListener.on_group_finished``)."""
 
 
 def open_store(

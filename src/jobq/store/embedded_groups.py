@@ -7,6 +7,11 @@ creates the finalize job in that same step. Everything happens in one event-loop
 SQLite the member's end, the group's row and the finalize job's row share one commit: a hub
 killed before it loses all three (the member runs again and triggers finalize then), after it
 finds ``finalize_id`` set. Groups are kept in memory (SQLite reads them back at start).
+
+Retention: a member of a group that has not ended is not forgotten (the tick that reaches its
+``expires_at`` puts it off, by its ttl again), and once the group has ended it is kept its ttl
+from the group's end (:meth:`_kept_until`, called by the stores' ``_purge``). A group that has
+ended is forgotten its ttl after its end (``result_ttl``; ``failed_ttl`` for a failed one).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from jobq.core.model import Job, JobSpec, new_job
 from jobq.core.states import CANCELLED, FAILED, QUARANTINED, QUEUED, RUNNING, JobState
 from jobq.core.workflow import (
     Group,
+    GroupState,
     MemberOutcome,
     cancel_group,
     finalize_input,
@@ -33,7 +39,11 @@ from jobq.core.workflow import (
 )
 from jobq.errors import NotFound
 from jobq.store.embedded import EmbeddedStore
+from jobq.store.reports import TickResult
 from jobq.store.shapes import shape_for
+
+#: Seconds at least between two looks at a member of a running group whose retention is due.
+RECHECK = 60.0
 
 
 class GroupRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -53,6 +63,8 @@ class EmbeddedGroups(EmbeddedStore):
         super().__init__(**options)
         self._groups: dict[int, GroupRecord] = {}
         self._group_keys: dict[str, int] = {}
+        #: (when it may be forgotten, group id) of ended groups; checked again when due.
+        self._group_expiry: list[tuple[float, int]] = []
 
     # ------------------------------------------------------------------ hooks
 
@@ -68,9 +80,13 @@ class EmbeddedGroups(EmbeddedStore):
                 out[job_id] = job
         return out
 
+    def _drop_group(self, group_id: int) -> None:
+        """A group was forgotten (its retention ended): persist that."""
+
     def _adopt_group(self, record: GroupRecord) -> None:
         """Take a group read back at start-up."""
         self._groups[record.group.id] = record
+        self._group_ended(record.group)
         if record.key is not None:
             self._group_keys[record.key] = record.group.id
         finalize = record.group.finalize_id or 0
@@ -149,6 +165,7 @@ class EmbeddedGroups(EmbeddedStore):
             self._finish(job, CANCELLED, now, self._ttl(job))
             stopped.append((job, worker))
         self._save_group(record)
+        self._group_ended(record.group)
         await self._durable()
         return record.group, stopped
 
@@ -164,6 +181,51 @@ class EmbeddedGroups(EmbeddedStore):
             self._save_group(record)
             out.append((group_id, list(record.workers)))
         return out
+
+    async def group_records(self, group_ids: Sequence[int]) -> list[Group]:
+        return [record.group for g in group_ids if (record := self._groups.get(g)) is not None]
+
+    def notify_finished(self, group_id: int, workers: list[str]) -> None:
+        """One hub only: it told its workers itself."""
+
+    # ------------------------------------------------------------------ retention
+
+    def _group_ended(self, group: Group) -> None:
+        """The group has ended (or was read back ended): it is forgotten after its ttl."""
+        if group.state.ended and group.ended_at is not None:
+            ttl = self.failed_ttl if group.state is GroupState.FAILED else self.result_ttl
+            heapq.heappush(self._group_expiry, (group.ended_at + ttl, group.id))
+
+    def _kept_until(self, job: Job, now: float) -> float | None:
+        """A finished member (or finalize job) whose retention is due: when to look at it again
+        (its group has not ended, or ended less than its ttl ago), or None to forget it now."""
+        record = self._groups.get(job.group or 0)
+        if record is None:
+            return None
+        group = record.group
+        ttl = self.failed_ttl if job.state in (FAILED, QUARANTINED) else self._ttl(job)
+        if not group.state.ended or group.ended_at is None:
+            return now + max(ttl, RECHECK)
+        later = group.ended_at + ttl
+        return later if later > now else None
+
+    async def tick(self, now: float) -> TickResult:
+        result = await super().tick(now)
+        expiry = self._group_expiry
+        while expiry and expiry[0][0] <= now:
+            _, group_id = heapq.heappop(expiry)
+            record = self._groups.get(group_id)
+            if record is None or not record.group.state.ended:
+                continue  # forgotten already, or running again (an operator's retry)
+            group = record.group
+            ttl = self.failed_ttl if group.state is GroupState.FAILED else self.result_ttl
+            if group.ended_at is None or group.ended_at + ttl > now:
+                continue  # ended again later: a later entry stands for that end
+            del self._groups[group_id]
+            if record.key is not None and self._group_keys.get(record.key) == group_id:
+                del self._group_keys[record.key]
+            self._drop_group(group_id)
+        return result
 
     # ------------------------------------------------------------------ the hooks into jobs
 
@@ -186,6 +248,8 @@ class EmbeddedGroups(EmbeddedStore):
             group = self._submit_finalize(group, now)
         record.group = group
         self._save_group(record)
+        if step.ended:
+            self._group_ended(group)
 
     def _submit_finalize(self, group: Group, now: float) -> Group:
         assert group.finalize is not None
@@ -223,5 +287,6 @@ class EmbeddedGroups(EmbeddedStore):
             group = record.group
             index = job.id - group.id - 1 if is_member(group, job.id) else None
             record.group = record_retry(group, index, job.state)  # refuses what may not be retried
+            record.notified = False  # it runs again: its next end is told (FINISHED, group_ended)
             self._save_group(record)  # in the same commit as the job's retry
         return await super().retry(job_id, now)

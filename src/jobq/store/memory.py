@@ -48,6 +48,10 @@ class MemoryStore(MemoryHistory, PausedServices, EmbeddedGroups, EmbeddedTimelin
             at, job_id = heapq.heappop(self._expiry)
             job = self._finished.get(job_id)
             if job is not None and job.expires_at == at:
+                if job.group is not None and (later := self._kept_until(job, now)) is not None:
+                    job.expires_at = later  # its group has not ended long enough ago
+                    heapq.heappush(self._expiry, (later, job_id))
+                    continue
                 del self._finished[job_id]
                 gone.append(job)
         return gone

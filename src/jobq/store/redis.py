@@ -122,7 +122,8 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
         self.where = self.client.where
         shown = f"{urlsplit(url).scheme}://{self.where}"
         self.url = shown + (f"?prefix={prefix}" if prefix != "jobq" else "")
-        self.scripts = Scripts(self.client, failed_ttl=failed_ttl)  # fail.lua, release: FAILED_TTL
+        # fail.lua, release: FAILED_TTL; groups.lua: a group is kept RESULT_TTL (FAILED_TTL) after its end
+        self.scripts = Scripts(self.client, failed_ttl=failed_ttl, result_ttl=result_ttl)
         self._shapes = ShapeRegistry(self.client, self.scripts)
         self._workers = WorkerRegistry(self.client, self.scripts, self._shapes, self.instance)
         self._jobs = JobOps(
@@ -224,8 +225,7 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
         return await self._jobs.cancel(job_id, now)
 
     async def retry(self, job_id: int, now: float) -> Job:
-        await self._refuse_member_retry(job_id)  # redis_groups.py
-        return await self._jobs.retry(job_id, now)
+        return await self._jobs.retry(job_id, now)  # a member's group: group_retry in retry.lua
 
     async def stats(self) -> StoreStats:
         return await self._queries.stats()
@@ -368,6 +368,10 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
     def notify_stop(self, worker_id: str, job_ids: list[int]) -> None:
         if self._bus is not None:
             self._bus.stop(worker_id, job_ids)
+
+    def notify_finished(self, group_id: int, workers: list[str]) -> None:
+        if self._bus is not None and workers:
+            self._bus.finished(group_id, workers)
 
 
 __all__ = ["RedisStore"]

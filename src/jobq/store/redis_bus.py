@@ -10,7 +10,10 @@ Entries are ``{o: origin instance, k: kind, b: body}``:
 - ``e``: the other job events of one event-loop turn of one hub (a msgpack list of
   ``JobEvent``), best effort: sent after the change, lost if the hub dies in between;
 - ``s``: stop attempts: ``[worker, [job ids]]`` for the hub that has that worker;
-- ``p``: the paused services changed (``RedisStore.set_paused``): every hub reads them again.
+- ``p``: the paused services changed (``RedisStore.set_paused``): every hub reads them again;
+- ``f``: a group ended, ``[group, [workers that ran a member]]``: every other hub tells those
+  attached to it (FINISHED), sent (with the turn's stops) by the hub the store let tell the
+  group's end (``Store.finished_groups``: once per group).
 
 A stream rather than pub/sub because a reader that lost its connection resumes from the last
 entry it read, so a short Redis or network blip loses no event; ``XREAD BLOCK`` wakes the
@@ -45,6 +48,7 @@ BLOCK_MS = 1000
 _encode = msgspec.msgpack.Encoder().encode
 _decode_events = msgspec.msgpack.Decoder(list[JobEvent]).decode
 _decode_stop = msgspec.msgpack.Decoder(tuple[str, list[int]]).decode
+_decode_finished = msgspec.msgpack.Decoder(tuple[int, list[str]]).decode
 _decode_frames = msgspec.msgpack.Decoder(list[bytes]).decode
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -90,7 +94,8 @@ class Bus:
         self._listener: StoreListener | None = None
         self._reader: asyncio.Task[None] | None = None
         self._events: list[JobEvent] = []
-        self._stops: list[tuple[str, list[int]]] = []
+        #: Stops ``(worker, [job ids])`` and groups' ends ``(group, [workers])`` of this turn.
+        self._stops: list[tuple[str, list[int]] | tuple[int, list[str]]] = []
         #: Jobs that ended this turn: their ends are on the bus already (see ``event``).
         self._ended: set[int] = set()
         self._flushing = False
@@ -175,6 +180,8 @@ class Bus:
                     listener.on_stop(worker, ids)
                 elif kind == b"p":
                     paused = True
+                elif kind == b"f":
+                    listener.on_group_finished(*_decode_finished(fields[b"b"]))
             except (KeyError, ValueError, msgspec.DecodeError, msgspec.ValidationError):
                 log.warning("dropped a malformed hub notification")
         if paused:
@@ -185,7 +192,7 @@ class Bus:
     # ------------------------------------------------------------------ writing
 
     def event(self, event: JobEvent) -> None:
-        if event.state.terminal:
+        if event.state.terminal and (event.group is None or event.group != event.id):
             # The script that ended the job put its end on the bus already, atomically.
             self._ended.add(event.id)
             return
@@ -197,6 +204,11 @@ class Bus:
     async def paused(self) -> None:
         """Tell the other hubs that the paused services changed (at once: a rare change)."""
         await self._add(b"p", b"")
+
+    def finished(self, group_id: int, workers: list[str]) -> None:
+        """Tell the other hubs that a group ended, for its workers attached to them."""
+        self._stops.append((group_id, workers))  # sent with this turn's stops, in order
+        self._schedule()
 
     def stop(self, worker_id: str, job_ids: list[int]) -> None:
         self._stops.append((worker_id, list(job_ids)))
@@ -222,7 +234,7 @@ class Bus:
     async def _send(
         self,
         events: list[JobEvent],
-        stops: list[tuple[str, list[int]]],
+        stops: list[tuple[str, list[int]] | tuple[int, list[str]]],
         previous: asyncio.Task[None] | None,
     ) -> None:
         if previous is not None:
@@ -233,7 +245,7 @@ class Bus:
             if events:
                 await self._add(b"e", _encode(events))
             for stop in stops:
-                await self._add(b"s", _encode(stop))
+                await self._add(b"f" if isinstance(stop[0], int) else b"s", _encode(stop))
         except Exception as exc:  # the store logs the outage; events of this turn are lost
             log.debug("could not pass notifications to the other hubs: %s", exc)
 

@@ -74,18 +74,13 @@ class RedisGroups:
         return msgspec.structs.replace(group, id=group_id, total=len(members)), jobs, True
 
     async def _group(self, group_id: int) -> Group | None:
-        fields = await self.client.cmd("HGETALL", self.client.key("g", group_id))
-        if not fields:
-            return None
-        group = _decode(fields[b"d"])
-        ended = {s: int(fields[f"e:{s}".encode()]) for s in _ENDS if f"e:{s}".encode() in fields}
-        end = fields.get(b"end")
-        return msgspec.structs.replace(
-            group, id=group_id, state=GroupState(fields[b"state"].decode()), ended=ended,
-            finalize_id=int(fields[b"fid"]) if b"fid" in fields else None,
-            ended_at=float(end) if end is not None else None,
-            reason=fields[b"why"].decode() if b"why" in fields else None,
-        )  # fmt: skip
+        return _parse(group_id, await self.client.cmd("HGETALL", self.client.key("g", group_id)))
+
+    async def group_records(self, group_ids: Sequence[int]) -> list[Group]:
+        key = self.client.key
+        replies = await self.client.pipeline([("HGETALL", key("g", g)) for g in group_ids])
+        found = (_parse(g, fields) for g, fields in zip(group_ids, replies, strict=True))
+        return [group for group in found if group is not None]
 
     async def get_group(self, group_id: int) -> tuple[Group, dict[str, int]] | None:
         group = await self._group(group_id)
@@ -190,13 +185,6 @@ class RedisGroups:
             ]
         )
 
-    async def _refuse_member_retry(self, job_id: int) -> None:
-        job = await self._jobs.get(job_id)
-        if job is not None and job.group is not None:
-            raise Conflict(
-                f"job {job_id} belongs to group {job.group}: retrying it is not supported on Redis"
-            )
-
     async def _group_query(self, query: JobFilter) -> JobFilter:
         """A listing of a group's jobs, by their ids (members, then its finalize job)."""
         if query.group is None or query.ids:
@@ -208,3 +196,18 @@ class RedisGroups:
         if group.finalize_id is not None:
             ids.append(group.finalize_id)
         return msgspec.structs.replace(query, ids=ids)
+
+
+def _parse(group_id: int, fields: dict[bytes, bytes]) -> Group | None:
+    """A group from its hash (``lua/groups.lua``), None when there is none."""
+    if not fields or b"d" not in fields:
+        return None
+    group = _decode(fields[b"d"])
+    ended = {s: int(fields[f"e:{s}".encode()]) for s in _ENDS if f"e:{s}".encode() in fields}
+    end = fields.get(b"end")
+    return msgspec.structs.replace(
+        group, id=group_id, state=GroupState(fields[b"state"].decode()), ended=ended,
+        finalize_id=int(fields[b"fid"]) if b"fid" in fields else None,
+        ended_at=float(end) if end is not None else None,
+        reason=fields[b"why"].decode() if b"why" in fields else None,
+    )  # fmt: skip

@@ -232,6 +232,8 @@ class JobOps:
             raise Conflict(
                 f"only failed, quarantined or cancelled jobs can be retried; job {job_id} is {state}"
             )
+        if reply[0] == b"refused":  # by its group (lua/groups.lua group_retry)
+            raise Conflict(reply[1].decode())
         return job_of_flat(reply[1])
 
     async def set_customer_weight(self, customer: str, weight: float) -> None:

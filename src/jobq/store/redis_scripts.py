@@ -18,7 +18,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from jobq.core.retention import DEFAULT_FAILED_TTL
+from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL
 from jobq.core.retry import DEFAULT_MAX_LOSSES, SUSPECT_LOSSES
 from jobq.core.timeline import FIRST_KEPT, MARKS_KEPT, PROGRESS_EVERY, PROGRESS_MARKS
 from jobq.store.redis_bus import BUS_AGE, BUS_LENGTH
@@ -52,11 +52,14 @@ SCRIPTS = (
 INCLUDES: dict[str, tuple[str, ...]] = {"fire": ("submit",), "group": ("submit",)}
 
 
-def constants(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
+def constants(
+    failed_ttl: float = DEFAULT_FAILED_TTL, result_ttl: float = DEFAULT_RESULT_TTL
+) -> dict[str, str]:
     """The ``@NAME@`` placeholders of the prelude and their values, as the scripts read them
-    (``failed_ttl``: the store's, the hub's ``--failed-ttl``)."""
+    (``failed_ttl``, ``result_ttl``: the store's, the hub's ``--failed-ttl``, ``--result-ttl``)."""
     return {
         "@FAILED_TTL@": num(failed_ttl),
+        "@RESULT_TTL@": num(result_ttl),
         "@BUS_LENGTH@": str(BUS_LENGTH),
         "@BUS_AGE@": num(BUS_AGE),
         "@MAX_LOSSES@": str(DEFAULT_MAX_LOSSES),
@@ -69,13 +72,15 @@ def constants(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
 
 
 @functools.cache
-def load_scripts(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
+def load_scripts(
+    failed_ttl: float = DEFAULT_FAILED_TTL, result_ttl: float = DEFAULT_RESULT_TTL
+) -> dict[str, str]:
     """Each script's source: the prelude (with our constants filled in) and its own body."""
     folder = resources.files("jobq.store") / "lua"
     prelude = folder.joinpath("prelude.lua").read_text()
     prelude += "\n" + folder.joinpath("deps.lua").read_text()  # dependencies (after): every script
     prelude += "\n" + folder.joinpath("groups.lua").read_text()  # groups (record_end): every script
-    for name, value in constants(failed_ttl).items():
+    for name, value in constants(failed_ttl, result_ttl).items():
         prelude = prelude.replace(name, value)
     included = {
         name: "".join(
@@ -94,9 +99,15 @@ def load_scripts(failed_ttl: float = DEFAULT_FAILED_TTL) -> dict[str, str]:
 class Scripts:
     """The scripts of one store, by name: ``sources`` and their ``shas`` (digests)."""
 
-    def __init__(self, client: RedisClient, *, failed_ttl: float = DEFAULT_FAILED_TTL) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        failed_ttl: float = DEFAULT_FAILED_TTL,
+        result_ttl: float = DEFAULT_RESULT_TTL,
+    ) -> None:
         self.client = client
-        self.sources = load_scripts(failed_ttl)
+        self.sources = load_scripts(failed_ttl, result_ttl)
         self.shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.sources.items()}
 
     async def load(self) -> None:

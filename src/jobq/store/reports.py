@@ -30,6 +30,10 @@ class StoreListener(Protocol):
     def on_paused(self) -> None:
         """Another hub paused or resumed a service (read ``paused_services`` again)."""
 
+    def on_group_finished(self, group_id: int, workers: list[str]) -> int:
+        """A group ended through another hub: tell those of ``workers`` attached here (FINISHED);
+        returns how many were."""
+
 
 class TickResult(msgspec.Struct, kw_only=True):
     #: Jobs that became runnable (the hub dispatches).

@@ -43,6 +43,11 @@ def saved(records: Iterable[GroupRecord]) -> list[tuple[str, tuple[object, ...]]
     return [(SAVE, (r.group.id, r.group.state.value, _encode(r))) for r in records]
 
 
+def dropped(group_id: int) -> tuple[str, tuple[object, ...]]:
+    """The statement that forgets a group (its retention ended)."""
+    return ("DELETE FROM groups WHERE id = ?", (group_id,))
+
+
 def load_range(conn: sqlite3.Connection, first: int, last: int) -> dict[int, Job]:
     """Jobs ``first`` to ``last`` (inclusive) as stored."""
     rows = conn.execute("SELECT body FROM jobs WHERE id BETWEEN ? AND ?", (first, last)).fetchall()

@@ -140,6 +140,8 @@ def inbound(message: dict[str, Any]) -> jqp.Outbound | None:
         return jqp.Heartbeat()
     if kind == "cancel_job":
         return jqp.CancelJobs(ids=[message["job_id"]])
+    if kind == "group_finished":
+        return jqp.Finished(group=int(message["group_id"]))
     if kind in ("register_required", "disconnect"):
         return jqp.Reconnect(reason=str(message.get("reason", "")))
     if kind == "error":

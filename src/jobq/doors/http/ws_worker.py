@@ -204,6 +204,11 @@ class WorkerConn:
             self.tokens.pop(job_id, None)
             self.outbox.put(reply("cancel_job", None, job_id=job_id, reason="stop this attempt"))
 
+    def group_finished(self, group_id: int) -> None:
+        """FINISHED: a group this worker ran members of has ended (``hub/groups.py``)."""
+        if not self.gone:
+            self.outbox.put(reply("group_finished", None, group_id=group_id))
+
     def disconnect(self, reason: str) -> None:
         self.gone = True
         self.outbox.put(reply("disconnect", None, reason=reason))

@@ -14,4 +14,5 @@ if state ~= 'running' and state ~= 'finalizing' then
 end
 redis.call('HSET', gk, 'state', 'cancelled', 'end', now, 'why', reason)
 redis.call('SREM', K .. 'gheld', gid)
+group_closed(gid, 'cancelled', now)
 return { 'ok', redis.call('HGET', gk, 'fid') or '' }

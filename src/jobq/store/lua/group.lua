@@ -20,5 +20,6 @@ end
 redis.call('HSET', K .. 'g:' .. gid, 'd', body, 'total', n, 'pol', policy, 'hf', hf, 'state', 'running')
 if key ~= '' then
   redis.call('SET', K .. 'gidem:' .. key, gid)
+  redis.call('HSET', K .. 'g:' .. gid, 'ik', key)
 end
 return out

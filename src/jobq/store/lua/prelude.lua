@@ -22,6 +22,8 @@
 
 local K = KEYS[1]
 local FAILED_TTL = tonumber('@FAILED_TTL@')
+-- How long an ended group is kept (a failed one FAILED_TTL): the store's result_ttl.
+local RESULT_TTL = tonumber('@RESULT_TTL@')
 local BUS_LENGTH = '@BUS_LENGTH@'
 local BUS_AGE = tonumber('@BUS_AGE@')
 -- Worker losses a job written without its own `maxl` survives (core/retry.DEFAULT_MAX_LOSSES).
@@ -347,8 +349,9 @@ end
 
 -- What a job's end does to the jobs waiting for it (store/lua/deps.lua defines it).
 local dependents_decide
--- What a job's end does to its group (store/lua/groups.lua defines it: record_end).
-local group_end
+-- What a job's end does to its group (store/lua/groups.lua defines it: record_end), an ended
+-- group's retention (group_closed) and an operator's retry of one of its jobs (record_retry).
+local group_end, group_closed, group_retry
 
 -- The job ends in `state`; it is kept `ttl` seconds more, then purged by a tick. Its waiting
 -- dependents are decided in the same step (deps.lua).

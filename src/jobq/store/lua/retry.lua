@@ -1,7 +1,8 @@
 -- retry: queue a failed, quarantined or cancelled job again with fresh budgets (its fencing
 -- token goes on growing).
 -- ARGV: inst, job id, now
--- Returns {'missing'}, {'conflict', state} or {'ok', fields}.
+-- Returns {'missing'}, {'conflict', state}, {'refused', reason} (its group's: record_retry,
+-- groups.lua group_retry) or {'ok', fields}.
 local inst, id, now = ARGV[1], ARGV[2], ARGV[3]
 local jk = jobkey(id)
 local f = redis.call('HMGET', jk, 'state', 'svc', 'shape', 'm', 'cust')
@@ -10,6 +11,10 @@ if not f[1] then
 end
 if f[1] ~= 'failed' and f[1] ~= 'cancelled' and f[1] ~= 'quarantined' then
   return { 'conflict', f[1] }
+end
+local refused = group_retry(id, jk, f[1])
+if refused then
+  return { 'refused', refused }
 end
 redis.call('HSET', jk, 'att', '0')
 redis.call('HDEL', jk, 'err', 'fin', 'exp', 'avoid', 'run', 'fl', 'ls')

@@ -89,13 +89,37 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K .. 'leases', '-inf', '(' .. no
   end
 end
 
+-- A finished job of a group (EmbeddedGroups._kept_until): when to look at it again (its group
+-- has not ended: its ttl on, at least RECHECK; it ended less than the job's ttl ago: that),
+-- or nil to forget it now. Its ttl is what finish() gave it (exp - fin), never changed.
+local RECHECK = 60
+local function kept_until(jk, gid)
+  local g = redis.call('HMGET', K .. 'g:' .. gid, 'state', 'end')
+  if not g[1] then
+    return nil
+  end
+  local t = redis.call('HMGET', jk, 'exp', 'fin')
+  local ttl = (tonumber(t[1]) or now_n) - (tonumber(t[2]) or now_n)
+  if g[1] == 'running' or g[1] == 'finalizing' or not g[2] then
+    return now_n + math.max(ttl, RECHECK)
+  end
+  local later = tonumber(g[2]) + ttl
+  if later > now_n then
+    return later
+  end
+  return nil
+end
+
 -- Retention: finished jobs whose time is up are forgotten, one by one.
 local purged = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K .. 'expiry', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', K .. 'expiry', id)
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, 'state', 'svc', 'ik')
-  if f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled' or f[1] == 'quarantined' then
+  local f = redis.call('HMGET', jk, 'state', 'svc', 'ik', 'grp')
+  local later = f[4] and kept_until(jk, f[4])
+  if later then
+    redis.call('ZADD', K .. 'expiry', fmt(later), id) -- its group keeps it longer
+  elseif f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled' or f[1] == 'quarantined' then
     redis.call('DEL', jk, K .. 'p:' .. id, resultkey(id), tlkey(id))
     redis.call('ZREM', K .. 'st:' .. f[1], id)
     count(f[2], f[1], -1)
@@ -103,6 +127,20 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K .. 'expiry', '-inf', now, 'LIM
       redis.call('DEL', K .. 'idem:' .. f[3])
     end
     purged = purged + 1
+  end
+end
+
+-- Ended groups whose retention is over are forgotten (EmbeddedGroups.tick): the hash, its
+-- workers, its idempotency key. One that runs again (an operator's retry) left gexp then.
+for _, gid in ipairs(redis.call('ZRANGEBYSCORE', K .. 'gexp', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', K .. 'gexp', gid)
+  local gk = K .. 'g:' .. gid
+  local g = redis.call('HMGET', gk, 'state', 'ik')
+  if g[1] == 'completed' or g[1] == 'failed' or g[1] == 'cancelled' then
+    if g[2] and redis.call('GET', K .. 'gidem:' .. g[2]) == gid then
+      redis.call('DEL', K .. 'gidem:' .. g[2])
+    end
+    redis.call('DEL', gk, K .. 'gw:' .. gid)
   end
 end
 
