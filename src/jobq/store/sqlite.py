@@ -320,8 +320,9 @@ class SqliteStore(SqliteHistory, PausedServices, EmbeddedGroups, EmbeddedTimelin
         self._commit_scheduled = False
         waiters, self._waiters = self._waiters, []
         new, changed, deletes = self._take_batch()
-        self._side.extend(sqlite_groups.saved(self._dirty_groups.values()))
-        self._dirty_groups = {}
+        if self._dirty_groups:
+            self._side.extend(sqlite_groups.saved(self._dirty_groups.values()))
+            self._dirty_groups = {}
         side, self._side = self._side, []
         executor = self._executor
         assert executor is not None
@@ -368,6 +369,11 @@ class SqliteStore(SqliteHistory, PausedServices, EmbeddedGroups, EmbeddedTimelin
         self._dirty_groups[record.group.id] = record
         if urgent:
             self._schedule()
+
+    def _drop_group(self, group_id: int) -> None:
+        self._dirty_groups.pop(group_id, None)
+        self._side.append(sqlite_groups.dropped(group_id))
+        self._schedule()
 
     def _load_members(self, ids: range) -> dict[int, Job]:
         with self._db_lock:
@@ -437,6 +443,11 @@ class SqliteStore(SqliteHistory, PausedServices, EmbeddedGroups, EmbeddedTimelin
         rows = self._read("SELECT body FROM jobs WHERE expires_at <= ? LIMIT 10000", (now,))
         gone = [_decode(b) for (b,) in rows]
         gone = [job for job in gone if self._pending.get(job.id, job) is not None]
+        for job in [j for j in gone if j.group is not None and j.id not in self._live]:  # kept longer?
+            if (later := self._kept_until(job, now)) is not None:
+                job.expires_at = later
+                self._pending[job.id] = job
+                gone.remove(job)
         for job in gone:
             if job.id not in self._live:
                 self._pending[job.id] = None
