@@ -3,6 +3,19 @@
 #   docker run --rm -p 127.0.0.1:5555:5555 jobq hub --zmq tcp://0.0.0.0:5555 --insecure ...
 #   docker run --rm -e JOBQ_HUB=tcp://HUB:5555 -e JOBQ_TOKEN=... jobq worker --service echo
 # Every flag has a JOBQ_* environment twin, and `--config FILE` reads them from a mounted TOML file.
+
+# The dashboard's third-party files (uPlot, Swagger UI) are git-ignored: this stage fetches them
+# with npm at the versions and sha512 integrity pinned in src/jobq/dashboard/vendor.json
+# (tools/vendor_assets.py, as `make install` does). Only the files it keeps reach the image.
+FROM node:20-bookworm-slim AS vendor
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+COPY tools/vendor_assets.py tools/
+COPY src/jobq/dashboard/vendor.json src/jobq/dashboard/
+RUN python3 tools/vendor_assets.py
+
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -12,6 +25,7 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /opt/jobq/src
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY --from=vendor /build/src/jobq/dashboard/vendor ./src/jobq/dashboard/vendor
 RUN pip install '.[redis]' \
     && useradd --system --create-home --home-dir /var/lib/jobq jobq \
     && rm -rf /opt/jobq/src

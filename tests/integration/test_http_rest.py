@@ -104,7 +104,9 @@ def test_rest_submit_runs_on_a_zeromq_worker(api: httpx.Client) -> None:
     answer = api.get(f"/api/jobs/{text['job_id']}/result", params={"wait": 20})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
+        "id": text["job_id"],
         "job_id": text["job_id"],
+        "state": "completed",
         "status": "completed",
         "result": "HELLO",
         "result_encoding": "text",

@@ -3,6 +3,7 @@ commands they are written for (`--print-config`), and compose runs a hub on Redi
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -63,3 +64,31 @@ def test_the_dockerfile_installs_jobq_with_redis_and_runs_the_jobq_command() -> 
     text = (REPO / "Dockerfile").read_text()
     assert "pip install '.[redis]'" in text
     assert 'ENTRYPOINT ["jobq"]' in text and "USER jobq" in text
+
+
+def test_the_dockerfile_fetches_the_dashboards_vendored_files_in_a_stage_of_its_own() -> None:
+    """A clean checkout has no ``src/jobq/dashboard/vendor/`` (git-ignored; ``make install``
+    fetches it): a build stage with npm fetches it as pinned, and only its files reach the image."""
+    text = (REPO / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+    assert len(stages) == 2
+    vendor, final = stages
+    assert re.match(r"node:\d+[\w.-]* AS vendor\n", vendor), vendor.splitlines()[0]
+    assert "COPY tools/vendor_assets.py tools/" in vendor
+    assert "COPY src/jobq/dashboard/vendor.json src/jobq/dashboard/" in vendor
+    assert "RUN python3 tools/vendor_assets.py" in vendor and "python3" in vendor.split("RUN", 2)[1]
+    assert final.startswith("python:3.11-slim\n") and "node" not in final and "npm" not in final
+    copied = "COPY --from=vendor /build/src/jobq/dashboard/vendor ./src/jobq/dashboard/vendor"
+    assert copied in final
+    # After the sources (which must not bring a stale copy) and before the install that packs them.
+    assert final.index("COPY src ./src") < final.index(copied) < final.index("pip install")
+    assert "src/jobq/dashboard/vendor" in (REPO / ".dockerignore").read_text().splitlines()
+    # What the stage fetches (vendor/NAME/FILE) is package data of the wheel the image installs.
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "dashboard/vendor/*/*" in package_data["jobq"]
+    spec = json.loads((REPO / "src" / "jobq" / "dashboard" / "vendor.json").read_text())["packages"]
+    assert spec and all(
+        entry["version"] and entry["integrity"].startswith("sha512-") for entry in spec.values()
+    )
+    container = (REPO / "docs" / "deploy.md").read_text().split("## In a container")[1].split("\n## ")[0]
+    assert "vendor_assets.py" in container and "vendor.json" in container

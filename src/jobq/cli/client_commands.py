@@ -236,7 +236,7 @@ async def jobs(
         )
     if as_json:
         for job in found:
-            render.print_json(render.job_json(job, result=False))
+            render.print_json(render.job_json(job, result=False, timeline=False))
     else:
         render.show_jobs(found)
         if more:

@@ -10,6 +10,7 @@ import click
 from jobq.cli import (
     client_commands,
     group_commands,
+    history_command,
     hub_command,
     line_tools,
     schedule_commands,
@@ -37,6 +38,7 @@ worker_commands.install(cli)
 service_commands.install(cli)
 schedule_commands.install(cli)
 group_commands.install(cli)
+history_command.install(cli)
 
 
 def main() -> None:

@@ -108,12 +108,15 @@ def footer(
     console.print(Text(f"{shown_text} shown, newest first ({more}, or a larger --limit)"))
 
 
-def job_json(job: Job, *, result: bool = True) -> dict[str, Any]:
-    """A job as one JSON object: every field, payload and result as text when they are UTF-8."""
+def job_json(job: Job, *, result: bool = True, timeline: bool = True) -> dict[str, Any]:
+    """A job as one JSON object: every field, payload and result as text when they are UTF-8
+    (``timeline=False``: without its timeline, as listings show jobs)."""
     # Every field, defaults included (the wire format leaves defaults out).
     data: dict[str, Any] = msgspec.to_builtins(msgspec.structs.asdict(job))
     data["traceback"] = job.traceback  # the last failed attempt's; each one's in attempt_errors
     data["timeline"] = [msgspec.structs.asdict(mark) for mark in job.timeline]  # the long names
+    if not timeline:
+        del data["timeline"]
     for name in ("payload", "result"):
         frames = getattr(job, name)
         if name == "result" and not result:

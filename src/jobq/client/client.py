@@ -19,7 +19,7 @@ import msgspec
 from jobq.client.batching import SUBMIT_BATCH, SubmitResult, TurnBatcher, outcomes_of
 from jobq.client.chains import ChainCalls
 from jobq.client.groups import GroupCalls
-from jobq.client.listing import list_by_worker, worker_ids
+from jobq.client.listing import light, list_by_worker, worker_ids
 from jobq.client.reach import BlockedCallback, first_answer, hub_endpoints, log_blocked, while_blocked
 from jobq.client.schedules import ScheduleCalls
 from jobq.client.specs import PayloadLike, final_event, make_spec, to_frames
@@ -386,7 +386,7 @@ class Client(GroupCalls, ScheduleCalls, ChainCalls):  # chains: client/chains.py
             full = await self._jobs(
                 native.Get(rid=self.conn.next_rid(), ids=[j.id for j in found], payload=True)
             )
-            found = [new or old for old, new in zip(found, full, strict=True)]
+            found = [light(new) if new else old for old, new in zip(found, full, strict=True)]
         return found
 
     async def _info(self, what: str, job_id: int = 0) -> Any:

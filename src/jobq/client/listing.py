@@ -32,6 +32,11 @@ async def worker_ids(
     return [wanted] if wanted in found or not found else list(found)
 
 
+def light(job: Job) -> Job:
+    """A listed job as listings carry it: without its timeline (``get`` has it)."""
+    return msgspec.structs.replace(job, timeline=[]) if job.timeline else job
+
+
 def merged(pages: Iterable[list[Job]], limit: int, offset: int) -> list[Job]:
     """Listings of several workers as one, newest first, ``offset``/``limit`` applied."""
     seen: dict[int, Job] = {}

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from jobq.core.history import History
 from jobq.core.model import JobFilter
 from jobq.core.operations import DEFAULT_BULK_LIMIT, BulkResult, ServicePause
 from jobq.core.states import JobState
@@ -74,6 +75,13 @@ class QueueCalls:
         )
         message = native.BulkJobs(rid=self.conn.next_rid(), action=action, query=query, blocked=blocked)
         return msgspec.convert(await self._reply(message), BulkResult)
+
+    async def history(self, minutes: int = 60, service: str | None = None) -> History:
+        """The hub's history of the last ``minutes`` (1..10080): per bucket (10 s up to a day,
+        1 min beyond) jobs submitted, completed and failed, queue depth, wait and run time
+        percentiles; summed over services unless ``service``. Admin and monitor tokens."""
+        message = native.HistoryQuery(rid=self.conn.next_rid(), minutes=minutes, service=service)
+        return msgspec.convert(await self._reply(message), History)
 
 
 __all__ = ["QueueCalls"]

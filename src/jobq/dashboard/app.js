@@ -17,8 +17,8 @@ const KEEP_JOBS = 500;     // live jobs kept in the page (newest first)
 
 const state = {
   hub: "", heartbeat: 1, live: false, started: false,
-  jobs: new Map(),          // job_id → job view (as the REST API shows it), the live page
-  workers: new Map(),       // worker_id → worker view
+  jobs: new Map(),          // id → job view (as the REST API shows it), the live page
+  workers: new Map(),       // id → worker view
   services: new Map(),      // name → GET /api/services item (paused, workers, queued, ...)
   stats: null,
   routes: null,             // the hub's REST paths (from /openapi.json): which features it has
@@ -160,8 +160,8 @@ function handle(msg) {
     case "event_batch": msg.events.forEach(jobEvent); return schedule();
     case "system_stats": return systemStats(msg);
     case "worker_connected":
-    case "worker_status_changed": state.workers.set(msg.worker.worker_id, msg.worker); return schedule();
-    case "worker_disconnected": state.workers.delete(msg.worker_id); return schedule();
+    case "worker_status_changed": state.workers.set(msg.worker.id, msg.worker); return schedule();
+    case "worker_disconnected": state.workers.delete(msg.worker); return schedule();
     case "worker_drained":
     case "worker_resumed":
     case "worker_evicted": return workerNotice(msg);
@@ -172,7 +172,7 @@ function handle(msg) {
       $("#who").textContent = token ? `${msg.principal} (${msg.role})` : "";
       return;
     default:
-      if (msg.job_id != null) { jobEvent(msg); schedule(); }
+      if (msg.id != null && msg.kind != null) { jobEvent(msg); schedule(); }
   }
 }
 
@@ -180,38 +180,48 @@ function snapshot(msg) {
   state.hub = msg.hub;
   state.heartbeat = msg.heartbeat || 1;
   $("#hub-name").textContent = msg.hub;
-  state.workers = new Map(msg.workers.map((w) => [w.worker_id, w]));
-  if (!filtersActive()) state.jobs = new Map(msg.jobs.map((j) => [j.job_id, j]));
+  state.workers = new Map(msg.workers.map((w) => [w.id, w]));
+  if (!filtersActive()) state.jobs = new Map(msg.jobs.map((j) => [j.id, j]));
   else loadJobs();
   systemStats(msg.stats, false);
   schedule();
 }
 
 function applyEvent(job, e) {
-  job.status = e.status;
-  if (e.worker_id) job.worker_id = e.worker_id;
+  job.state = e.state;
+  if (e.worker) job.worker = e.worker;
   if (e.attempt) job.attempts = e.attempt;
   if (e.progress != null) job.progress = e.progress;
   if (e.message != null) job.progress_message = e.message;
   if (e.error) job.error = e.error;
-  if (e.event === "started") job.started_at = e.at;
-  if (ENDED.includes(e.status)) job.finished_at = e.at;
+  if (e.kind === "started") job.started_at = e.at;
+  if (ENDED.includes(e.state)) job.finished_at = e.at;
+}
+
+// A group's own event (group_submitted, group_progress, group_finalizing, group_ended: it has
+// group_id, never job_id): the group shown in the Groups card is read again, at most once a second.
+let groupRefresh = null;
+function groupEvent(e) {
+  const shown = $("#group-id");
+  if (groupRefresh || !shown || $("#groups-card").hidden || shown.value.trim() !== String(e.group_id)) return;
+  groupRefresh = setTimeout(() => { groupRefresh = null; openGroup(shown.value); }, 1000);
 }
 
 function jobEvent(e) {
-  let job = state.jobs.get(e.job_id);
+  if (e.group_id != null) return groupEvent(e);
+  let job = state.jobs.get(e.id);
   if (!job) {
-    job = { job_id: e.job_id, service: e.service, customer_id: e.customer_id, priority: 0,
-      attempts: 0, created_at: e.at };
-    state.jobs.set(e.job_id, job);
+    job = { id: e.id, service: e.service, customer_id: e.customer_id, priority: 0,
+      attempts: 0, submitted_at: e.at };
+    state.jobs.set(e.id, job);
     trim();
   }
   applyEvent(job, e);
-  const paged = pageJob(e.job_id); // jobs.js: a job on an older page shown now
+  const paged = pageJob(e.id); // jobs.js: a job on an older page shown now
   if (paged && paged !== job) applyEvent(paged, e);
-  if (state.selected === e.job_id) {
-    state.detailEvents.push({ event: e.event, status: e.status, at: e.at, attempt: e.attempt,
-      worker_id: e.worker_id, progress: e.progress, message: e.message, error: e.error });
+  if (state.selected === e.id) {
+    state.detailEvents.push({ kind: e.kind, state: e.state, at: e.at, attempt: e.attempt,
+      worker: e.worker, progress: e.progress, message: e.message, error: e.error });
     refreshDetail();
   }
 }
@@ -333,12 +343,12 @@ function flatten(obj, prefix = "", out = []) {
 // A card's title is the worker's name; when several share it (the default name is the host's,
 // "vm" for every worker of a machine), its id, which adds the process and a tag to the name.
 function workerTitle(w, workers) {
-  if (!w.name) return w.worker_id;
-  return workers.filter((o) => o.name === w.name).length > 1 ? w.worker_id : w.name;
+  if (!w.name) return w.id;
+  return workers.filter((o) => o.name === w.name).length > 1 ? w.id : w.name;
 }
 
 function renderWorkers() {
-  const workers = [...state.workers.values()].sort((a, b) => a.worker_id.localeCompare(b.worker_id));
+  const workers = [...state.workers.values()].sort((a, b) => a.id.localeCompare(b.id));
   $("#workers-empty").hidden = workers.length > 0;
   $("#workers-note").textContent = !workers.length ? ""
     : state.live ? `${workers.length} connected` : `${workers.length} as last seen (not live)`;
@@ -350,9 +360,9 @@ function renderWorkers() {
       m.memory_percent != null ? `mem ${m.memory_percent.toFixed(0)}%` : ""].filter(Boolean).join(" · ");
     const health = state.live ? w.health : "unknown";
     const title = workerTitle(w, workers);
-    return `<div class="worker" data-worker-id="${esc(w.worker_id)}">
+    return `<div class="worker" data-worker-id="${esc(w.id)}">
       <div><div class="name"><i class="dot health-${esc(health)}" title="${esc(health)}"></i>${esc(title)}</div>
-        <div class="meta">${title !== w.worker_id ? esc(w.worker_id) + " · " : ""}${esc(w.door)} · seen ${age(w.last_seen)} ago${load ? " · " + load : ""}</div></div>
+        <div class="meta">${title !== w.id ? esc(w.id) + " · " : ""}${esc(w.door)} · seen ${age(w.last_seen)} ago${load ? " · " + load : ""}</div></div>
       <div><div class="meta">${w.running}/${w.slots} slots busy</div>
         <div class="bar"><i data-w="${w.slots ? (100 * w.running) / w.slots : 0}" data-bg="${COLORS.running}"></i></div></div>
       <div class="worker-actions">${w.drained
@@ -375,16 +385,16 @@ async function workerAct(workerId, kind) {
   if (kind === "evict" && !(await ask(`Evict ${workerId}? Its running jobs go back to the queue.`, "Evict"))) return;
   try {
     const done = await api(`/api/workers/${encodeURIComponent(workerId)}/${kind}`, { method: "POST" });
-    workerNotice({ type: "worker_" + done.action, worker_id: done.worker_id, drained: done.drained });
+    workerNotice({ type: "worker_" + done.action, worker: done.worker, drained: done.drained });
   } catch (err) { toast(`Could not ${kind} ${workerId}: ${err.message}`); }
 }
 
 // A worker drained (by an operator or automatically), resumed or evicted.
 function workerNotice(msg) {
-  const w = state.workers.get(msg.worker_id);
+  const w = state.workers.get(msg.worker);
   if (w) w.drained = msg.drained || undefined;
   const what = { worker_drained: "drained", worker_resumed: "resumed", worker_evicted: "evicted" }[msg.type];
-  toast(`Worker ${msg.worker_id} ${what}${msg.type === "worker_drained" && msg.drained ? ": " + msg.drained : ""}.`);
+  toast(`Worker ${msg.worker} ${what}${msg.type === "worker_drained" && msg.drained ? ": " + msg.drained : ""}.`);
   schedule();
 }
 

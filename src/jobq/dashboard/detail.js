@@ -44,27 +44,27 @@ function show(value, encoding) {
 
 // Progress as a person reads it: a finished job does not say "100.0 halfway".
 function progressText(job) {
-  if (job.progress == null || job.status === "completed") return null;
+  if (job.progress == null || job.state === "completed") return null;
   const text = num(job.progress) + "%" + (job.progress_message ? " · " + job.progress_message : "");
-  return ENDED.includes(job.status) ? "stopped at " + text : text;
+  return ENDED.includes(job.state) ? "stopped at " + text : text;
 }
 
 const jobLink = (id) => `<button class="link-btn" type="button" data-open-job="${esc(id)}">#${esc(id)}</button>`;
 
 function renderDetail(job, explain) {
-  $("#d-title").textContent = `Job ${job.job_id} · ${job.service}`;
+  $("#d-title").textContent = `Job ${job.id} · ${job.service}`;
   const badge = $("#d-status");
-  badge.textContent = job.status;
-  badge.className = "badge " + job.status;
-  $("#btn-cancel").disabled = ENDED.includes(job.status);
-  $("#btn-retry").disabled = !["failed", "cancelled", "quarantined"].includes(job.status);
+  badge.textContent = job.state;
+  badge.className = "badge " + job.state;
+  $("#btn-cancel").disabled = ENDED.includes(job.state);
+  $("#btn-retry").disabled = !["failed", "cancelled", "quarantined"].includes(job.state);
   const group = job.group ?? job.group_id;
   const rows = [
     ["priority", esc(job.priority ?? 0)], ["customer", esc(job.customer_id)], ["isolation", esc(job.isolation)],
-    ["attempts", esc(`${job.attempts ?? 0} of ${job.max_attempts ?? 3}`)], ["worker", esc(job.worker_id)],
+    ["attempts", esc(`${job.attempts ?? 0} of ${job.max_attempts ?? 3}`)], ["worker", esc(job.worker)],
     ["after", (job.after || []).length ? job.after.map(jobLink).join(" ") : null],
     ["group", group != null ? `<button class="link-btn" type="button" data-open-group="${esc(group)}">${esc(group)}</button>` : null],
-    ["submitted", clock(job.created_at)], ["runs at", job.run_at ? clock(job.run_at) : null],
+    ["submitted", clock(job.submitted_at)], ["runs at", job.run_at ? clock(job.run_at) : null],
     ["started", job.started_at ? clock(job.started_at) : null],
     ["finished", job.finished_at ? clock(job.finished_at) : null],
     ["progress", progressText(job) && esc(progressText(job))],
@@ -81,7 +81,7 @@ function renderDetail(job, explain) {
       ? `<div class="muted">can run it: ${explain.eligible.map(esc).join(", ")}</div>` : "")
     + (inel.length ? `<ul>${inel.map(([w, why]) => `<li><b>${esc(w)}</b>: ${esc(why)}</li>`).join("")}</ul>` : "");
   renderTimeline(job);
-  $("#d-result").textContent = job.status === "completed" ? show(job.result, job.result_encoding) : (job.error || "—");
+  $("#d-result").textContent = job.state === "completed" ? show(job.result, job.result_encoding) : (job.error || "—");
   $("#d-payload").textContent = show(job.payload, job.payload_encoding);
   const failures = job.attempt_errors || [];
   $("#d-failures").hidden = !failures.length;
@@ -106,7 +106,7 @@ function timelineGroups(job) {
       }
     }
     group.events.push(e);
-    group.worker = group.worker || e.worker_id || e.worker || null;
+    group.worker = group.worker || e.worker || null;
   }
   for (const f of job.attempt_errors || []) {
     let group = attempts.get(f.attempt);
@@ -122,9 +122,9 @@ function timelineGroups(job) {
 
 function outcomeOf(group, job) {
   if (group.failure) return "failed";
-  const ends = group.events.filter((e) => ENDED.includes(e.status) || e.event === "retry");
-  if (ends.length) return ends[ends.length - 1].status;
-  return group.attempt === job.attempts && !ENDED.includes(job.status) ? job.status : "";
+  const ends = group.events.filter((e) => ENDED.includes(e.state) || e.kind === "retry");
+  if (ends.length) return ends[ends.length - 1].state;
+  return group.attempt === job.attempts && !ENDED.includes(job.state) ? job.state : "";
 }
 
 function renderTimeline(job) {
@@ -134,8 +134,8 @@ function renderTimeline(job) {
     const head = g.attempt
       ? `<b>Attempt ${g.attempt}</b>${g.worker ? ` · ${esc(g.worker)}` : ""}${outcome ? ` <span class="badge ${esc(outcome)}">${esc(outcome)}</span>` : ""}`
       : "<b>Queue</b>";
-    const events = g.events.map((e) => `<li data-c="${COLORS[e.status] || "#4f46e5"}">
-      <b>${esc(e.event)}</b>${e.progress != null && e.event === "progress" ? ` · ${esc(num(e.progress))}%` : ""}${e.message && e.event === "progress" ? ` · ${esc(e.message)}` : ""}${e.error && e.error !== e.event ? ` · ${esc(e.error)}` : ""}
+    const events = g.events.map((e) => `<li data-c="${COLORS[e.state] || "#4f46e5"}">
+      <b>${esc(e.kind)}</b>${e.progress != null && e.kind === "progress" ? ` · ${esc(num(e.progress))}%` : ""}${e.message && e.kind === "progress" ? ` · ${esc(e.message)}` : ""}${e.error && e.error !== e.kind ? ` · ${esc(e.error)}` : ""}
       <span class="when">${clock(e.at)}</span></li>`).join("");
     const f = g.failure;
     const failure = f ? `<div class="attempt-error">${esc(f.error)} <span class="when">${clock(f.at)}</span></div>`
@@ -199,7 +199,7 @@ async function openGroup(text) {
 function renderGroup(g, members) {
   const counts = Object.entries(g.counts || {}).filter(([, n]) => n);
   const list = Array.isArray(members) ? members : (members && (members.members || members.jobs)) || [];
-  const jobs = list.map((m) => (typeof m === "object" ? m : { job_id: m }));
+  const jobs = list.map((m) => (typeof m === "object" ? m : { id: m }));
   const pct = g.progress != null ? Math.max(0, Math.min(100, g.progress)) : null; // percent of members ended
   // The finalize job's id once submitted (a link), else the policy.
   const finalize = typeof g.finalize === "number" ? `finalize ${jobLink(g.finalize)}`
@@ -209,9 +209,9 @@ function renderGroup(g, members) {
     ${pct != null ? `<div class="bar"><i data-w="${pct}" data-bg="${COLORS.completed}"></i></div>` : ""}
     <div class="counts">${counts.map(([st, n]) => `<span><i class="dot" data-bg="${COLORS[st] || COLORS.queued}"></i>${esc(st)} ${fmt(n)}</span>`).join("")}</div>
     ${jobs.length ? `<table class="table compact"><thead><tr><th>#</th><th>Status</th><th>Service</th><th>Worker</th></tr></thead><tbody>
-      ${jobs.map((j) => `<tr data-job-id="${esc(j.job_id ?? j.id)}"><td>${jobLink(j.job_id ?? j.id)}</td>
-        <td>${j.status ? `<span class="badge ${esc(j.status)}">${esc(j.status)}</span>` : ""}</td>
-        <td>${esc(j.service || "")}</td><td>${esc(j.worker_id || "")}</td></tr>`).join("")}</tbody></table>` : ""}`;
+      ${jobs.map((j) => `<tr data-job-id="${esc(j.id)}"><td>${jobLink(j.id)}</td>
+        <td>${j.state ? `<span class="badge ${esc(j.state)}">${esc(j.state)}</span>` : ""}</td>
+        <td>${esc(j.service || "")}</td><td>${esc(j.worker || "")}</td></tr>`).join("")}</tbody></table>` : ""}`;
 }
 
 async function loadSchedules() {

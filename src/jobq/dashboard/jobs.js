@@ -8,7 +8,7 @@ const PAGE = 50;
 const page = {
   index: 0,                // 0: the newest page
   cursors: [],             // the `before` of each older page shown (index - 1)
-  rows: new Map(),         // an older (or server-filtered) page: job_id → job view
+  rows: new Map(),         // an older (or server-filtered) page: id → job view
   next: null,              // the hub's cursor for the page after this one (null: no more)
   offsets: false,          // the hub answers no cursor: pages by offset instead
   timer: null,
@@ -27,14 +27,14 @@ const filtersActive = () => Object.values(filters()).some(Boolean);
 const serverPaged = () => page.index > 0 || filters().blocked;
 
 function matches(job, f) {
-  return (!f.status || job.status === f.status) && (!f.service || job.service === f.service)
+  return (!f.status || job.state === f.status) && (!f.service || job.service === f.service)
     && (!f.customer || job.customer_id === f.customer);
 }
 
 function query(extra = {}) {
   const f = filters();
   const q = new URLSearchParams({ limit: String(PAGE), ...extra });
-  if (f.status) q.set("status", f.status);
+  if (f.status) q.set("state", f.status);
   if (f.service) q.set("service", f.service);
   if (f.customer) q.set("customer_id", f.customer);
   if (f.blocked) q.set("blocked", "true");
@@ -46,7 +46,7 @@ async function loadJobs() {
   if (serverPaged()) return loadPage();
   try {
     const body = await api("/api/jobs?" + query());
-    for (const j of body.jobs) state.jobs.set(j.job_id, { ...state.jobs.get(j.job_id), ...j });
+    for (const j of body.jobs) state.jobs.set(j.id, { ...state.jobs.get(j.id), ...j });
     trim();
     schedule();
   } catch (err) { toast("Could not load jobs: " + err.message); }
@@ -59,16 +59,16 @@ async function loadPage() {
   try {
     const body = await api("/api/jobs?" + query(extra));
     page.offsets = page.offsets || !("next" in body);
-    page.rows = new Map(body.jobs.map((j) => [j.job_id, j]));
+    page.rows = new Map(body.jobs.map((j) => [j.id, j]));
     page.next = page.offsets ? (body.jobs.length === PAGE ? (page.index + 1) * PAGE : null) : body.next ?? null;
     renderJobs();
   } catch (err) { toast("Could not load jobs: " + err.message); }
 }
 
 function shownJobs() {
-  if (serverPaged()) return [...page.rows.values()].sort((a, b) => b.job_id - a.job_id);
+  if (serverPaged()) return [...page.rows.values()].sort((a, b) => b.id - a.id);
   const f = filters();
-  return [...state.jobs.values()].filter((j) => matches(j, f)).sort((a, b) => b.job_id - a.job_id).slice(0, PAGE);
+  return [...state.jobs.values()].filter((j) => matches(j, f)).sort((a, b) => b.id - a.id).slice(0, PAGE);
 }
 
 // How many jobs the filters match, when the hub's counts tell it (not for customer or blocked).
@@ -86,20 +86,20 @@ function matchingTotal() {
 
 // A finished job's bar is full (completed) or where it stopped; a running one shows its progress.
 function progressOf(j) {
-  if (j.status === "completed") return 100;
+  if (j.state === "completed") return 100;
   return j.progress != null ? Math.max(0, Math.min(100, j.progress)) : 0;
 }
 
 function renderJobs() {
   const jobs = shownJobs();
   $("#jobs-empty").hidden = jobs.length > 0;
-  $("#jobs tbody").innerHTML = jobs.map((j) => `<tr data-job-id="${j.job_id}" class="${j.job_id === state.selected ? "selected" : ""}">
-      <td>${j.job_id}</td><td>${esc(j.service)}</td>
-      <td class="status"><span class="badge ${esc(j.status)}">${esc(j.status)}</span></td>
-      <td class="num">${j.priority ?? 0}</td><td>${esc(j.customer_id || "")}</td><td>${esc(j.worker_id || "")}</td>
+  $("#jobs tbody").innerHTML = jobs.map((j) => `<tr data-job-id="${j.id}" class="${j.id === state.selected ? "selected" : ""}">
+      <td>${j.id}</td><td>${esc(j.service)}</td>
+      <td class="status"><span class="badge ${esc(j.state)}">${esc(j.state)}</span></td>
+      <td class="num">${j.priority ?? 0}</td><td>${esc(j.customer_id || "")}</td><td>${esc(j.worker || "")}</td>
       <td class="num">${j.attempts || 0}${j.max_attempts ? "/" + j.max_attempts : ""}</td>
-      <td><div class="bar progress"><i data-w="${progressOf(j)}" data-bg="${COLORS[j.status] || COLORS.queued}"></i></div></td>
-      <td class="num">${age(j.created_at)}</td></tr>`).join("");
+      <td><div class="bar progress"><i data-w="${progressOf(j)}" data-bg="${COLORS[j.state] || COLORS.queued}"></i></div></td>
+      <td class="num">${age(j.submitted_at)}</td></tr>`).join("");
   paint($("#jobs tbody"));
   const first = page.index * PAGE + 1;
   const total = matchingTotal();
@@ -113,7 +113,7 @@ function renderJobs() {
 function older() {
   const jobs = shownJobs();
   if (!jobs.length) return;
-  const cursor = serverPaged() ? page.next : jobs[jobs.length - 1].job_id;
+  const cursor = serverPaged() ? page.next : jobs[jobs.length - 1].id;
   if (cursor == null) return;
   page.cursors[page.index] = cursor;
   page.index += 1;
@@ -147,7 +147,7 @@ async function search(text) {
 function bulkScope() {
   const f = filters();
   const body = {};
-  if (f.status) body.status = f.status;
+  if (f.status) body.state = f.status;
   if (f.service) body.service = f.service;
   if (f.customer) body.customer_id = f.customer;
   if (f.blocked) body.blocked = true;
@@ -165,7 +165,8 @@ function renderBulk() {
 
 async function bulk(action) {
   const scope = bulkScope();
-  const words = Object.entries(scope).map(([k, v]) => (v === true ? k : `${k.replace("_id", "")} ${v}`)).join(", ");
+  const label = (k) => (k === "state" ? "status" : k.replace("_id", "")); // as the filters say it
+  const words = Object.entries(scope).map(([k, v]) => (v === true ? k : `${label(k)} ${v}`)).join(", ");
   const total = matchingTotal();
   const what = action === "retry" ? "Retry the failed, cancelled or quarantined jobs" : "Cancel the unfinished jobs";
   const text = `${what} of this selection (${words})?${total != null ? ` ${fmt(total)} jobs match it.` : ""}`;

@@ -200,11 +200,32 @@ class GroupGet(_Msg, tag="group"):
     credential: str | None = None
 
 
+class GroupWatch(_Msg, tag="group_watch"):
+    """Receive the group's own ``events`` (kinds ``group_progress``, ``group_finalizing``,
+    ``group_ended``; ``id`` the group's) until it ends; ``unsubscribe`` with its id stops them.
+    Answered ``reply`` with the group's view; one that has ended has its ``group_ended`` pushed
+    at once."""
+
+    rid: int
+    id: Id
+    credential: str | None = None
+
+
 class GroupCancel(_Msg, tag="group_cancel"):
     """Cancel a group that has not ended. Answered ``reply`` with the group's view."""
 
     rid: int
     id: Id
+    credential: str | None = None
+
+
+class HistoryQuery(_Msg, tag="history"):
+    """The hub's history (``core/history.py``, as ``GET /api/history``) of the last ``minutes``
+    (1..10080), of one ``service`` or summed. Admin and monitor tokens. Answered ``reply``."""
+
+    rid: int
+    minutes: int = 60
+    service: str | None = None
     credential: str | None = None
 
 
@@ -367,6 +388,8 @@ ClientMessage = (
     | SubmitGroup
     | GroupGet
     | GroupCancel
+    | HistoryQuery
+    | GroupWatch
 )
 WorkerMessage = Hello | Heartbeat | SetSlots | Done | Fail | Progress | Release | Bye
 Inbound = ClientMessage | WorkerMessage
@@ -415,8 +438,10 @@ __all__ = [
     "Get",
     "GroupCancel",
     "GroupGet",
+    "GroupWatch",
     "Heartbeat",
     "Hello",
+    "HistoryQuery",
     "Info",
     "Jobs",
     "ListJobs",

@@ -148,7 +148,8 @@ def worker_changes(
     out: list[dict[str, Any]] = []
     stamp = now_ms()
     for worker_id in before.keys() - views.keys():
-        out.append({"type": "worker_disconnected", "worker_id": worker_id, "timestamp": stamp})
+        gone = {"type": "worker_disconnected", "worker": worker_id, "worker_id": worker_id}
+        out.append({**gone, "timestamp": stamp})
     current: dict[str, tuple[Any, ...]] = {}
     for worker_id, view in views.items():
         key: tuple[Any, ...] = (view.slots, view.running, view.health, tuple(view.services))

@@ -148,7 +148,9 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class JobCreated(msgspec.Struct, kw_only=True):
+    id: int
     job_id: int
+    state: State
     status: State
     #: Its place in its service's queue when submitted: queued jobs ahead of it, plus one
     #: (``Hub.submit_placed``; ``/explain`` has the place now); null unless it is queued.
@@ -162,10 +164,13 @@ class BatchCreated(msgspec.Struct, kw_only=True):
 
 
 class JobView(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A job as the API shows it (payload and result only in the single-job view)."""
+    """A job as the API shows it (payload and result only in the single-job view); jobq's field
+    names and EmProps' aliases (``job_id``...) both: docs/http.md, *Field names*."""
 
+    id: int
     job_id: int
     service: str
+    state: State
     status: State
     priority: int = 0
     customer_id: str | None = None
@@ -174,7 +179,9 @@ class JobView(msgspec.Struct, kw_only=True, omit_defaults=True):
     must_not: dict[str, Any] = msgspec.field(default_factory=dict)
     attempts: int = 0
     max_attempts: int = 3
+    worker: str | None = None
     worker_id: str | None = None
+    submitted_at: float = 0.0
     created_at: float = 0.0
     run_at: float | None = None
     started_at: float | None = None
@@ -198,6 +205,8 @@ class JobView(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: The jobs it waits for (or waited for) and its ``after_policy``.
     after: list[int] = msgspec.field(default_factory=list)
     after_policy: Literal["completed", "always"] = "completed"
+    #: The group it is a member (or the finalize job) of.
+    group: int | None = None
 
 
 class JobList(msgspec.Struct, kw_only=True):
@@ -209,7 +218,9 @@ class JobList(msgspec.Struct, kw_only=True):
 
 
 class ResultView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: int
     job_id: int
+    state: State
     status: State
     result: Any = None
     result_encoding: Encoding | None = None
@@ -217,12 +228,15 @@ class ResultView(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class EventView(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One thing that happened to a job."""
+    """One thing that happened to a job (``event``, ``status``, ``worker_id``: EmProps' names)."""
 
+    kind: str
     event: str
+    state: State
     status: State
     at: float
     attempt: int = 0
+    worker: str | None = None
     worker_id: str | None = None
     progress: float | None = None
     message: str | None = None
@@ -232,6 +246,7 @@ class EventView(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class EventHistory(msgspec.Struct, kw_only=True):
+    id: int
     job_id: int
     events: list[EventView]
     #: False when the hub was not recording this job: the events are rebuilt from its times.
@@ -239,6 +254,7 @@ class EventHistory(msgspec.Struct, kw_only=True):
 
 
 class WorkerView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
     worker_id: str
     services: list[str]
     door: str
@@ -269,6 +285,7 @@ class WorkerActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
 class WorkerActionView(msgspec.Struct, kw_only=True):
     """What a drain, resume or evict did."""
 
+    worker: str
     worker_id: str
     #: ``drained``, ``resumed`` or ``evicted``.
     action: Literal["drained", "resumed", "evicted"]

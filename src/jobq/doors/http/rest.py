@@ -57,7 +57,9 @@ def _created(door: DoorState, placed: Sequence[tuple[SubmitOutcome, int | None]]
             raise outcome
         out.append(
             m.JobCreated(
+                id=outcome.job.id,
                 job_id=outcome.job.id,
+                state=outcome.job.state.value,
                 status=outcome.job.state.value,
                 queue_position=position,
                 created=outcome.created,
@@ -125,6 +127,10 @@ async def list_jobs(
             description="States, comma-separated: queued, scheduled, running, completed, failed, cancelled."
         ),
     ] = None,
+    state_names: Annotated[  # ``state`` is a name Litestar keeps for itself
+        str | None,
+        Parameter(query="state", max_length=200, description="The same as `status` (jobq's name)."),
+    ] = None,
     service: Annotated[str | None, Parameter(max_length=255)] = None,
     customer_id: Annotated[str | None, Parameter(max_length=255)] = None,
     worker: Annotated[str | None, Parameter(max_length=255)] = None,
@@ -140,16 +146,17 @@ async def list_jobs(
     ] = None,
 ) -> m.JobList:
     states: list[JobState] = []
-    for name in (status or "").split(","):
-        name = name.strip()
-        if not name:
-            continue
-        try:
-            states.append(JobState(name))
-        except ValueError:
-            raise m.FieldError(
-                f"unknown status {name[:40]!r}: use " + ", ".join(s.value for s in JobState), ["status"]
-            ) from None
+    for field, given in (("state", state_names), ("status", status)):
+        for name in (given or "").split(","):
+            name = name.strip()
+            if not name:
+                continue
+            try:
+                states.append(JobState(name))
+            except ValueError:
+                raise m.FieldError(
+                    f"unknown {field} {name[:40]!r}: use " + ", ".join(s.value for s in JobState), [field]
+                ) from None
     query = JobFilter(
         states=states,
         service=service,
@@ -224,7 +231,8 @@ async def get_result(
     if wait > 0 and job.state not in TERMINAL:
         job = await _wait(door, job_id, wait, caller) or await hub.get(job_id, caller=caller)
     if job.state not in TERMINAL:
-        return Response(m.ResultView(job_id=job.id, status=job.state.value), status_code=202)
+        state: m.State = job.state.value
+        return Response(m.ResultView(id=job.id, job_id=job.id, state=state, status=state), status_code=202)
     if job.state is not COMPLETED:
         raise JobFailed(f"job {job.id} ended {job.state}: {job.error or 'no result'}")
     if raw:
@@ -232,7 +240,9 @@ async def get_result(
         media = {"json": "application/json", "text": "text/plain; charset=utf-8"}.get(encoding)
         return Response(job.result_bytes, media_type=media or "application/octet-stream")
     result, encoding = m.frames_to_wire(job.result)
-    return Response(m.ResultView(job_id=job.id, status="completed", result=result, result_encoding=encoding))
+    done = m.ResultView(id=job.id, job_id=job.id, state="completed", status="completed", result=result)
+    done.result_encoding = encoding
+    return Response(done)
 
 
 async def _wait(door: DoorState, job_id: int, seconds: float, caller: Caller) -> Job | None:
@@ -266,8 +276,8 @@ async def get_events(request: Request[Any, Any, Any], job_id: JobIdParam) -> m.E
     door = door_of(request)
     job = await door.hub.get(job_id, caller=caller_of(request))
     if job.timeline:
-        return m.EventHistory(job_id=job_id, events=v.timeline_events(job), recorded=True)
-    return m.EventHistory(job_id=job_id, events=v.rebuilt_events(job), recorded=False)
+        return m.EventHistory(id=job_id, job_id=job_id, events=v.timeline_events(job), recorded=True)
+    return m.EventHistory(id=job_id, job_id=job_id, events=v.rebuilt_events(job), recorded=False)
 
 
 @get(

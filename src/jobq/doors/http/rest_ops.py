@@ -39,6 +39,8 @@ class BulkRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     action: Literal["cancel", "retry"]
     #: States, comma-separated (as ``GET /api/jobs?status=``).
     status: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    #: The same as ``status`` (jobq's name).
+    state: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     service: OptionalName = None
     customer_id: OptionalName = None
     #: A worker's id.
@@ -141,7 +143,7 @@ async def bulk_jobs(request: Request[Any, Any, Any]) -> BulkResult:
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     query = JobFilter(
-        states=states_of(req.status),
+        states=states_of(req.status) + states_of(req.state, "state"),
         service=req.service,
         customer_id=req.customer_id,
         worker=req.worker,

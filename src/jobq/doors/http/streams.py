@@ -29,6 +29,7 @@ from jobq.core.states import TERMINAL
 from jobq.core.views import WorkerNotice
 from jobq.doors.http.figures import Figures, now_ms, worker_changes
 from jobq.doors.http.frames import frames_to_wire
+from jobq.doors.http.group_stream import group_message, is_group_message
 from jobq.hub.hub import Hub
 
 log = logging.getLogger("jobq.doors.http.app")
@@ -55,16 +56,22 @@ _encode = msgspec.json.Encoder().encode
 
 
 class EventMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A job event as monitors and subscribed clients receive it (``type`` from the event)."""
+    """A job event as monitors and subscribed clients receive it (``type`` from the event):
+    ``id``, ``state``, ``kind``, ``worker`` (jobq's names) and ``job_id``, ``status``, ``event``,
+    ``worker_id`` (the same, EmProps')."""
 
     type: str
+    id: int
     job_id: int
+    state: str
     status: str
+    kind: str
     event: str
     service: str
     #: Milliseconds since the epoch (EmProps style); ``at`` has the same in seconds.
     timestamp: int
     at: float
+    worker: str | None = None
     worker_id: str | None = None
     attempt: int = 0
     progress: float | None = None
@@ -80,12 +87,16 @@ class EventMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
 def event_message(event: JobEvent) -> EventMessage:
     msg = EventMessage(
         type=MESSAGE_TYPES.get(event.kind, "job_status_changed"),
+        id=event.id,
         job_id=event.id,
+        state=event.state.value,
         status=event.state.value,
+        kind=event.kind,
         event=event.kind,
         service=event.service,
         timestamp=int(event.at * 1000),
         at=event.at,
+        worker=event.worker,
         worker_id=event.worker,
         attempt=event.attempt,
         progress=event.progress,
@@ -268,7 +279,7 @@ class MonitorGroup:
         self.figures = Figures(streams.hub, caller)
 
     def push(self, events: list[JobEvent]) -> None:
-        texts = [encode(event_message(e)) for e in events]
+        texts = [encode(group_message(e) if is_group_message(e) else event_message(e)) for e in events]
         batch: list[str] = []
         for monitor in list(self.monitors):
             if monitor.batch:
@@ -300,6 +311,7 @@ class Streams:
         if self.monitors:
             message = {
                 "type": f"worker_{notice.kind}",
+                "worker": notice.worker,
                 "worker_id": notice.worker,
                 "drained": notice.drained,
                 "by": notice.by,
@@ -317,6 +329,7 @@ class Streams:
         if group is None:
             group = MonitorGroup(self, caller)
             self.hub.watch_all(group, caller=caller)
+            self.hub.watch_groups(group, caller=caller)  # groups' own events: http/group_stream.py
             self.groups[caller.principal] = group
         if not self.monitors:
             self.log.record_all(True)

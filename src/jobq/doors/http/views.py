@@ -6,17 +6,21 @@ Translations only: every figure (health, free slots, uptime, ...) is the hub's o
 
 from __future__ import annotations
 
+from typing import Any
+
 from jobq.core import timeline
 from jobq.core.model import Job, JobEvent, Mark
 from jobq.core.views import ClusterStats, WorkerNotice, WorkerStatus
 from jobq.doors.http.frames import frames_to_wire
-from jobq.doors.http.models import EventView, JobView, StatsView, WorkerActionView, WorkerView
+from jobq.doors.http.models import EventView, JobView, State, StatsView, WorkerActionView, WorkerView
 
 
 def job_view(job: Job, *, full: bool = False) -> JobView:
     view = JobView(
+        id=job.id,
         job_id=job.id,
         service=job.service,
+        state=job.state.value,
         status=job.state.value,
         priority=job.priority,
         customer_id=job.customer_id,
@@ -25,7 +29,9 @@ def job_view(job: Job, *, full: bool = False) -> JobView:
         must_not=job.must_not,
         attempts=job.attempts,
         max_attempts=job.max_attempts,
+        worker=job.worker,
         worker_id=job.worker,
+        submitted_at=job.submitted_at,
         created_at=job.submitted_at,
         run_at=job.run_at,
         started_at=job.started_at,
@@ -40,6 +46,7 @@ def job_view(job: Job, *, full: bool = False) -> JobView:
         content_type=job.content_type,
         after=job.after,
         after_policy=job.after_policy,
+        group=job.group,
     )
     if full:
         view.payload, view.payload_encoding = frames_to_wire(job.payload, job.content_type)
@@ -49,13 +56,20 @@ def job_view(job: Job, *, full: bool = False) -> JobView:
     return view
 
 
-def event_view(event: JobEvent) -> EventView:
+def _event(kind: str, state: State, at: float, worker: str | None = None, **more: Any) -> EventView:
+    """An event under jobq's names (``kind``, ``state``, ``worker``) and EmProps' aliases."""
     return EventView(
-        event=event.kind,
-        status=event.state.value,
-        at=event.at,
+        kind=kind, event=kind, state=state, status=state, at=at, worker=worker, worker_id=worker, **more
+    )
+
+
+def event_view(event: JobEvent) -> EventView:
+    return _event(
+        event.kind,
+        event.state.value,
+        event.at,
+        event.worker,
         attempt=event.attempt,
-        worker_id=event.worker,
         progress=event.progress,
         message=event.message,
         error=event.error,
@@ -70,12 +84,12 @@ def mark_view(mark: Mark) -> EventView:
     """One mark of a job's timeline (``core/timeline.py``) as an event."""
     error = mark.kind in _ERRORS
     progress = mark.kind == timeline.PROGRESS
-    return EventView(
-        event=mark.kind,
-        status=timeline.state_after(mark).value,
-        at=mark.at,
+    return _event(
+        mark.kind,
+        timeline.state_after(mark).value,
+        mark.at,
+        mark.worker,
         attempt=mark.attempt,
-        worker_id=mark.worker,
         progress=mark.value if progress else None,
         message=None if error else mark.detail,
         error=mark.detail if error else None,
@@ -89,28 +103,12 @@ def timeline_events(job: Job) -> list[EventView]:
 
 def rebuilt_events(job: Job) -> list[EventView]:
     """What can be told of a job's life from its times alone (a job stored without a timeline)."""
-    out = [EventView(event="submitted", status="queued", at=job.submitted_at)]
+    out = [_event("submitted", "queued", job.submitted_at)]
     if job.started_at is not None:
-        out.append(
-            EventView(
-                event="started",
-                status="running",
-                at=job.started_at,
-                attempt=job.attempts,
-                worker_id=job.worker,
-            )
-        )
+        out.append(_event("started", "running", job.started_at, job.worker, attempt=job.attempts))
     if job.finished_at is not None:
-        out.append(
-            EventView(
-                event=job.state.value,
-                status=job.state.value,
-                at=job.finished_at,
-                attempt=job.attempts,
-                worker_id=job.worker,
-                error=job.error,
-            )
-        )
+        state: State = job.state.value
+        out.append(_event(state, state, job.finished_at, job.worker, attempt=job.attempts, error=job.error))
     return out
 
 
@@ -118,6 +116,7 @@ def worker_view(status: WorkerStatus) -> WorkerView:
     """A registered worker with the health the hub judged."""
     info = status.info
     return WorkerView(
+        id=info.id,
         worker_id=info.id,
         services=info.services,
         door=info.door,
@@ -138,6 +137,7 @@ def worker_view(status: WorkerStatus) -> WorkerView:
 
 def worker_action_view(notice: WorkerNotice) -> WorkerActionView:
     return WorkerActionView(
+        worker=notice.worker,
         worker_id=notice.worker,
         action=notice.kind,
         at=notice.at,

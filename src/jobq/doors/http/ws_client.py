@@ -97,6 +97,11 @@ def _status(job: Job, request: Incoming | None) -> str:
     return head[:-1] + "," + msgspec.json.encode(view).decode()[1:]
 
 
+def _names(job_id: int, state: str) -> dict[str, Any]:
+    """A job's id and state under jobq's names and EmProps' (docs/http.md, *Field names*)."""
+    return {"id": job_id, "job_id": job_id, "state": state, "status": state}
+
+
 def _inline_job(text: str | bytes) -> bytes:
     """``{"type": "submit_job", "job_type": "x", "payload": ...}`` → the job's own JSON object."""
     fields = _fields.decode(text)
@@ -181,8 +186,7 @@ class ClientConn:
                 reply(
                     "job_submitted",
                     msg,
-                    job_id=done.job.id,
-                    status=done.job.state.value,
+                    **_names(done.job.id, done.job.state.value),
                     queue_position=position,
                     created=done.created,
                 )
@@ -191,18 +195,18 @@ class ClientConn:
                 self.follow(done.job)
         elif isinstance(msg, SubscribeProgress):
             job = await hub.get(job_id_of(msg.job_id), caller=caller)
-            self.outbox.put(reply("subscription_confirmed", msg, job_id=job.id, status=job.state.value))
+            self.outbox.put(reply("subscription_confirmed", msg, **_names(job.id, job.state.value)))
             self.follow(job)
         elif isinstance(msg, UnsubscribeProgress):
             job_id = job_id_of(msg.job_id)
             self.watched.discard(job_id)
             hub.unwatch(self, [job_id])
-            self.outbox.put(reply("unsubscribed", msg, job_id=job_id))
+            self.outbox.put(reply("unsubscribed", msg, id=job_id, job_id=job_id))
         elif isinstance(msg, GetJobStatus | RequestJobStatus):
             self.outbox.put(_status(await hub.get(job_id_of(msg.job_id), caller=caller), msg))
         elif isinstance(msg, CancelJob):
             job = await hub.cancel(job_id_of(msg.job_id), caller=caller)
-            self.outbox.put(reply("job_cancelled", msg, job_id=job.id, status=job.state.value))
+            self.outbox.put(reply("job_cancelled", msg, **_names(job.id, job.state.value)))
         elif isinstance(msg, Auth):
             self.outbox.put(authenticated(caller, msg))
         else:

@@ -30,6 +30,7 @@ from jobq.core.model import Completion, Job, JobEvent, Submitted
 from jobq.core.views import WorkerHello
 from jobq.doors.zmq.identity import Callers
 from jobq.doors.zmq.native_groups import group_handlers
+from jobq.doors.zmq.native_history import history_handler
 from jobq.doors.zmq.native_links import Departures, Link
 from jobq.doors.zmq.native_schedules import schedule_handler
 from jobq.doors.zmq.router import Peer, Sender
@@ -65,10 +66,14 @@ class _Subscriber:
         self.door.send(self.identity, native.Events(events=events))
 
 
-def _strip(job: Job | None, payload: bool) -> Job | None:
-    if job is None or payload or not job.payload:
+def _strip(job: Job | None, payload: bool, timeline: bool = True) -> Job | None:
+    """The job without its payload (unless asked for) and, in listings, without its timeline
+    (up to 64 events a job: ``get`` and ``wait`` of the job have it)."""
+    if job is None or ((payload or not job.payload) and (timeline or not job.timeline)):
         return job
-    return msgspec.structs.replace(job, payload=[])
+    return msgspec.structs.replace(
+        job, payload=job.payload if payload else [], timeline=job.timeline if timeline else []
+    )
 
 
 class NativeDoor:
@@ -104,7 +109,8 @@ class NativeDoor:
             native.ServiceCommand: self._service_command,  # pause, resume: hub/queue_control.py
             native.BulkJobs: self._bulk,
             native.ScheduleCommand: schedule_handler(hub, self.send),  # zmq/native_schedules.py
-            **group_handlers(hub, self.send),  # submit_group, group, group_cancel: zmq/native_groups.py
+            native.HistoryQuery: history_handler(hub, self.send),  # zmq/native_history.py
+            **group_handlers(hub, self.send, self._subscriber),  # submit_group, group...: native_groups.py
             native.Heartbeat: self._heartbeat,
             native.SetSlots: self._set_slots,
             native.Fail: self._fail,
@@ -335,7 +341,7 @@ class NativeDoor:
         if not 0 <= query.offset <= native.MAX_INT or not all(0 <= i <= native.MAX_INT for i in query.ids):
             raise InvalidRequest(f"ids and offset must be between 0 and {native.MAX_INT}")
         jobs = await self.hub.list_jobs(query, blocked=msg.blocked, caller=caller)
-        self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, False) for j in jobs]))
+        self.send(identity, native.Jobs(rid=msg.rid, jobs=[_strip(j, False, timeline=False) for j in jobs]))
 
     async def _subscribe(self, identity: bytes, msg: native.Subscribe, caller: Caller) -> None:
         sub = self._subscriber(identity, caller)
