@@ -14,34 +14,21 @@ import msgspec
 
 from jobq.cli import render
 from jobq.cli.bulk_command import bulk_options
-from jobq.cli.options import (
-    CONTEXT,
-    EXIT_JOB_FAILED,
-    hub_option,
-    option,
-    run_async,
-    timeout_option,
-    token_option,
-)
+from jobq.cli.calls import connect
+from jobq.cli.options import CONTEXT, EXIT_JOB_FAILED, client_options, json_option, option, run_async
 from jobq.cli.submit_command import say_blocked, submit
 from jobq.client.client import Client
 from jobq.core.states import COMPLETED, WAITING, JobState
 
-json_option = option(
-    "--json", "as_json", is_flag=True, default=False, help="Print JSON (one object per line)."
-)
-
 
 def _client(hub: str, connect_timeout: float, token: str | None) -> Client:
-    client = Client(hub, timeout=connect_timeout, token=token)
-    client.on_blocked = say_blocked
+    client = connect(hub, connect_timeout, token)
+    client.on_blocked = say_blocked  # a wait for a job no worker can run says why
     return client
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("job_id", type=int)
 @json_option
 @run_async
@@ -62,9 +49,7 @@ async def status(hub: str, connect_timeout: float, token: str | None, job_id: in
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("job_id", type=int)
 @option(
     "--timeout",
@@ -92,9 +77,7 @@ async def wait(
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("job_id", type=int)
 @option(
     "--wait",
@@ -124,9 +107,7 @@ async def result(
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("job_ids", type=int, nargs=-1)
 @bulk_options("cancel")  # --all and its filters: bulk_command.py
 @json_option
@@ -146,9 +127,7 @@ async def cancel(
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("job_ids", type=int, nargs=-1)
 @bulk_options("retry")  # --all and its filters: bulk_command.py
 @json_option
@@ -169,9 +148,7 @@ async def retry(
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.option(
     "--state",
     "states",
@@ -259,9 +236,7 @@ async def _total(client: Client, states: tuple[str, ...], service: str | None) -
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("job_id", type=int)
 @json_option
 @run_async
@@ -277,9 +252,7 @@ async def explain(hub: str, connect_timeout: float, token: str | None, job_id: i
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @json_option
 @run_async
 async def stats(hub: str, connect_timeout: float, token: str | None, as_json: bool) -> int:

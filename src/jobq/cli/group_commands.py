@@ -22,15 +22,8 @@ import click
 import msgspec
 
 from jobq.cli import render
-from jobq.cli.options import (
-    CONTEXT,
-    EXIT_JOB_FAILED,
-    hub_option,
-    option,
-    run_async,
-    timeout_option,
-    token_option,
-)
+from jobq.cli.calls import connect
+from jobq.cli.options import CONTEXT, EXIT_JOB_FAILED, client_options, option, run_async
 from jobq.client.client import Client
 from jobq.client.specs import make_spec
 from jobq.core.expand import parse_cli_expand
@@ -114,9 +107,7 @@ async def submit_group(
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("group_id", type=int)
 @option("--json", "as_json", is_flag=True, default=False, help="Print JSON.")
 @option("--wait", is_flag=True, default=False, help="Wait for the group (and its finalize job) to end.")
@@ -134,7 +125,7 @@ async def group(
     cancel: bool,
 ) -> int:
     """Show a group: state, members per state, progress, finalize job."""
-    async with Client(hub, timeout=connect_timeout, token=token) as client:
+    async with connect(hub, connect_timeout, token) as client:
         if cancel:
             view = await client.cancel_group(group_id)
         elif wait:

@@ -117,6 +117,17 @@ def timeout_option(f: F) -> F:
     )(f)
 
 
+def client_options(f: F) -> F:
+    """``--hub``, ``--connect-timeout`` and ``--token``: how a client command reaches the hub."""
+    return hub_option(timeout_option(token_option(f)))
+
+
+#: ``--json`` of the client commands (one object per line).
+json_option = option(
+    "--json", "as_json", is_flag=True, default=False, help="Print JSON (one object per line)."
+)
+
+
 def parse_value(text: str) -> Any:
     """``16`` → 16, ``2.5`` → 2.5, ``true`` → True, ``a,b`` → ["a", "b"], else the string."""
     if "," in text:

@@ -10,33 +10,19 @@ manages only the schedules it added).
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 import click
 import msgspec
 
 from jobq.cli import render
-from jobq.cli.options import (
-    CONTEXT,
-    hub_option,
-    option,
-    parse_pairs,
-    run_async,
-    timeout_option,
-    token_option,
-)
-from jobq.cli.submit_command import payload_bytes
+from jobq.cli.calls import connect, name_command
+from jobq.cli.options import CONTEXT, client_options, json_option, option, run_async
+from jobq.cli.submit_command import payload_bytes, spec_options
 from jobq.client.client import Client
 from jobq.core.schedule import DEFAULT_CATCH_UP, zone
 from jobq.core.schedule_info import ScheduleInfo
-
-json_option = click.option(
-    "--json", "as_json", is_flag=True, default=False, help="Print JSON (one object per line)."
-)
-
-
-def _client(hub: str, connect_timeout: float, token: str | None) -> Client:
-    return Client(hub, timeout=connect_timeout, token=token)
 
 
 def _when(at: float | None, tz: str) -> str:
@@ -46,7 +32,7 @@ def _when(at: float | None, tz: str) -> str:
     return f"{datetime.fromtimestamp(at, zone(tz) if tz != 'UTC' else UTC):%Y-%m-%d %H:%M %Z}"
 
 
-def _show(info: ScheduleInfo, as_json: bool, verb: str) -> None:
+def _show(verb: str, info: ScheduleInfo, as_json: bool) -> None:
     if as_json:
         render.print_json(msgspec.to_builtins(info))
     elif info.paused:
@@ -61,9 +47,7 @@ def schedule() -> None:
 
 
 @schedule.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("name")
 @click.argument("cron")
 @click.argument("service")
@@ -119,19 +103,19 @@ async def add(
 ) -> int:
     """Add schedule NAME: submit PAYLOAD to SERVICE at each firing of CRON (five fields, e.g.
     '0 9 * * MON-FRI'). A schedule of that name is replaced."""
-    options = {
-        "priority": priority,
-        "requires": parse_pairs(requires, "--requires"),
-        "must_not": parse_pairs(must_not, "--must-not"),
-        "customer_id": customer,
-        "isolation": isolation,
-        "max_attempts": max_attempts,
-        "timeout": timeout,
-        "delay": delay,
-        "content_type": content_type,
-        "result_ttl": result_ttl,
-    }
-    async with _client(hub, connect_timeout, token) as client:
+    options = spec_options(
+        requires=requires,
+        must_not=must_not,
+        customer=customer,
+        priority=priority,
+        isolation=isolation,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        delay=delay,
+        content_type=content_type,
+        result_ttl=result_ttl,
+    )
+    async with connect(hub, connect_timeout, token) as client:
         info = await client.add_schedule(
             name,
             cron,
@@ -142,19 +126,17 @@ async def add(
             coalesce=not no_coalesce,
             **options,
         )
-    _show(info, as_json, "added")
+    _show("added", info, as_json)
     return 0
 
 
 @schedule.command(name="list", context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @json_option
 @run_async
 async def list_(hub: str, connect_timeout: float, token: str | None, as_json: bool) -> int:
     """Every schedule, with its next firing."""
-    async with _client(hub, connect_timeout, token) as client:
+    async with connect(hub, connect_timeout, token) as client:
         found = await client.list_schedules()
     if as_json:
         for info in found:
@@ -173,35 +155,37 @@ async def list_(hub: str, connect_timeout: float, token: str | None, as_json: bo
     return 0
 
 
-def _one(verb: str, doc: str) -> click.Command:
-    @click.command(name=verb, context_settings=CONTEXT, help=doc)
-    @hub_option
-    @timeout_option
-    @token_option
-    @click.argument("name")
-    @json_option
-    @run_async
-    async def command(hub: str, connect_timeout: float, token: str | None, name: str, as_json: bool) -> int:
-        async with _client(hub, connect_timeout, token) as client:
-            if verb == "remove":
-                await client.remove_schedule(name)
-                if as_json:
-                    render.print_json({"name": name, "removed": True})
-                else:
-                    click.echo(f"schedule {name} removed")
-                return 0
-            call = {"pause": client.pause_schedule, "resume": client.resume_schedule, "show": client.schedule}
-            info = await call[verb](name)
-        _show(info, as_json, {"pause": "paused", "resume": "resumed", "show": "is"}[verb])
-        return 0
-
-    return command
+async def _remove(client: Client, name: str) -> str:
+    await client.remove_schedule(name)
+    return name
 
 
-schedule.add_command(_one("pause", "Pause schedule NAME: nothing fires (nor is caught up after)."))
-schedule.add_command(_one("resume", "Resume schedule NAME: it fires again from now on."))
-schedule.add_command(_one("remove", "Remove schedule NAME (the jobs it submitted stay)."))
-schedule.add_command(_one("show", "Show schedule NAME with its next firing."))
+def _removed(name: str, as_json: bool) -> None:
+    if as_json:
+        render.print_json({"name": name, "removed": True})
+    else:
+        click.echo(f"schedule {name} removed")
+
+
+for verb, call, show, doc in (
+    (
+        "pause",
+        Client.pause_schedule,
+        functools.partial(_show, "paused"),
+        "Pause schedule NAME: nothing fires (nor is caught up after).",
+    ),
+    (
+        "resume",
+        Client.resume_schedule,
+        functools.partial(_show, "resumed"),
+        "Resume schedule NAME: it fires again from now on.",
+    ),
+    ("show", Client.schedule, functools.partial(_show, "is"), "Show schedule NAME with its next firing."),
+):
+    schedule.add_command(name_command(verb, doc, call, show))
+schedule.add_command(
+    name_command("remove", "Remove schedule NAME (the jobs it submitted stay).", _remove, _removed)
+)
 
 
 def install(group: click.Group) -> None:

@@ -13,32 +13,14 @@ import click
 import msgspec
 
 from jobq.cli import render
-from jobq.cli.options import (
-    CONTEXT,
-    EXIT_NOT_FOUND,
-    given_options,
-    hub_option,
-    option,
-    run_async,
-    timeout_option,
-    token_option,
-)
+from jobq.cli.calls import connect, name_command, pass_down
+from jobq.cli.options import CONTEXT, EXIT_NOT_FOUND, client_options, json_option, option, run_async
 from jobq.client.client import Client
 from jobq.core.operations import ServicePause
 
-json_option = option(
-    "--json", "as_json", is_flag=True, default=False, help="Print JSON (one object per line)."
-)
-
-
-def _client(hub: str, connect_timeout: float, token: str | None) -> Client:
-    return Client(hub, timeout=connect_timeout, token=token)
-
 
 @click.group(context_settings=CONTEXT, invoke_without_command=True)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @option("--describe", default=None, help="Show one service with its payload schema.")
 @json_option
 @click.pass_context
@@ -53,16 +35,14 @@ def services(
     """Services: workers, slots, queued and running jobs, paused or not; or pause or resume one."""
     if ctx.invoked_subcommand is None:
         _list(hub, connect_timeout, token, describe, as_json)
-    # `jobq services --hub X pause NAME` means what `jobq services pause --hub X NAME` does.
-    given = {name: ctx.params[name] for name in given_options(ctx) if name != "describe"}
-    ctx.default_map = dict.fromkeys(("pause", "resume"), given)
+    pass_down(ctx)  # `jobq services --hub X pause NAME` is `jobq services pause --hub X NAME`
 
 
 @run_async
 async def _list(
     hub: str, connect_timeout: float, token: str | None, describe: str | None, as_json: bool
 ) -> int:
-    async with _client(hub, connect_timeout, token) as client:
+    async with connect(hub, connect_timeout, token) as client:
         found = await client.services()
     if describe is not None:
         match = [s for s in found if s.name == describe]
@@ -90,32 +70,15 @@ def _show(done: ServicePause, as_json: bool) -> None:
         click.echo(f"service {done.service} resumed{was}: its jobs are handed out")
 
 
-@services.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
-@click.argument("name")
-@json_option
-@run_async
-async def pause(hub: str, connect_timeout: float, token: str | None, name: str, as_json: bool) -> int:
-    """Pause service NAME: its jobs are taken, none is handed out; running jobs finish."""
-    async with _client(hub, connect_timeout, token) as client:
-        _show(await client.pause_service(name), as_json)
-    return 0
-
-
-@services.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
-@click.argument("name")
-@json_option
-@run_async
-async def resume(hub: str, connect_timeout: float, token: str | None, name: str, as_json: bool) -> int:
-    """Resume service NAME: its jobs are handed out again."""
-    async with _client(hub, connect_timeout, token) as client:
-        _show(await client.resume_service(name), as_json)
-    return 0
+for verb, call, doc in (
+    (
+        "pause",
+        Client.pause_service,
+        "Pause service NAME: its jobs are taken, none is handed out; running jobs finish.",
+    ),
+    ("resume", Client.resume_service, "Resume service NAME: its jobs are handed out again."),
+):
+    services.add_command(name_command(verb, doc, call, _show))
 
 
 def install(group: click.Group) -> None:

@@ -19,17 +19,9 @@ import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jobq.cli import render
+from jobq.cli.calls import connect
 from jobq.cli.group_commands import submit_group
-from jobq.cli.options import (
-    CONTEXT,
-    EXIT_JOB_FAILED,
-    hub_option,
-    option,
-    parse_pairs,
-    run_async,
-    timeout_option,
-    token_option,
-)
+from jobq.cli.options import CONTEXT, EXIT_JOB_FAILED, client_options, option, parse_pairs, run_async
 from jobq.client.client import Client, make_spec
 from jobq.core.model import JobEvent
 from jobq.core.states import COMPLETED
@@ -52,6 +44,20 @@ def payload_bytes(text: str | None) -> bytes:
                 f"cannot read the payload file {text[1:]!r}: {exc.strerror or exc}"
             ) from None
     return text.encode()
+
+
+def spec_options(
+    *, requires: tuple[str, ...], must_not: tuple[str, ...], customer: str | None, **flags: Any
+) -> dict[str, Any]:
+    """make_spec's options from the job flags (of ``jobq submit`` and ``jobq schedule add``):
+    the KEY=VALUE pairs of ``--requires`` and ``--must-not`` parsed, ``--customer`` as
+    ``customer_id``, the other flags (``priority=``, ``timeout=`` ...) as they are."""
+    return {
+        "requires": parse_pairs(requires, "--requires"),
+        "must_not": parse_pairs(must_not, "--must-not"),
+        "customer_id": customer,
+        **flags,
+    }
 
 
 def run_at_time(text: str | None) -> float | None:
@@ -91,9 +97,7 @@ def say_blocked(job_id: int, reason: str) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@hub_option
-@timeout_option
-@token_option
+@client_options
 @click.argument("service")
 @click.argument("payload", required=False)
 @option("--count", type=int, default=1, show_default=True, help="Submit N jobs; {i} in PAYLOAD is the index.")
@@ -185,27 +189,27 @@ async def submit(
     if count < 1:
         raise InvalidRequest("--count must be at least 1")
     raw = payload_bytes(payload)
-    options: dict[str, Any] = {
-        "priority": priority,
-        "requires": parse_pairs(requires, "--requires"),
-        "must_not": parse_pairs(must_not, "--must-not"),
-        "customer_id": customer,
-        "isolation": isolation,
-        "max_attempts": max_attempts,
-        "backoff": backoff,
-        "timeout": timeout,
-        "delay": delay,
-        "run_at": run_at_time(run_at),
-        "idempotency_key": idempotency_key,
-        "content_type": content_type,
-        "result_ttl": result_ttl,
-    }
+    options = spec_options(
+        requires=requires,
+        must_not=must_not,
+        customer=customer,
+        priority=priority,
+        isolation=isolation,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        timeout=timeout,
+        delay=delay,
+        run_at=run_at_time(run_at),
+        idempotency_key=idempotency_key,
+        content_type=content_type,
+        result_ttl=result_ttl,
+    )
     if after or after_policy != "completed":  # dependencies (docs/workflows.md)
         options.update(after=after_ids(after), after_policy=after_policy)
     if expand or finalize:  # one group: cli/group_commands.py
         if not expand or count > 1:
             raise InvalidRequest("--finalize goes with --expand, and --expand not with --count")
-        async with Client(hub, timeout=connect_timeout, token=token) as client:
+        async with connect(hub, connect_timeout, token) as client:
             return await submit_group(
                 client, service, raw, options, expand=expand, finalize=finalize,
                 finalize_args=finalize_args, policy=policy, wait=wait, as_json=as_json,
@@ -220,7 +224,7 @@ async def submit(
                 service, body, **{**options, "idempotency_key": f"{key}-{i}" if key and count > 1 else key}
             )
         )
-    async with Client(hub, timeout=connect_timeout, token=token) as client:
+    async with connect(hub, connect_timeout, token) as client:
         client.on_blocked = say_blocked
         accepted = await client.submit_many(specs, watch=wait)
         if not wait:
