@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import zmq
@@ -37,6 +37,28 @@ def free_port() -> int:
 
 def jobq_command(*args: str) -> list[str]:
     return [PYTHON, "-m", "jobq.cli.main", *args]
+
+
+def hub_cli(endpoint: str, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``jobq ARGS --hub ENDPOINT`` as a user runs it: ``token`` as ``JOBQ_TOKEN`` (none by
+    default, whatever the environment has), a wide terminal."""
+    env = {"JOBQ_TOKEN": token or "", "PYTHONPATH": str(REPO), "COLUMNS": "250"}
+    return subprocess.run(
+        jobq_command(*args, "--hub", endpoint),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:
+    """Block until ``predicate()`` is true (polled every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
 
 
 class Proc:

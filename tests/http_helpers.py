@@ -4,12 +4,14 @@ and a small JSON WebSocket peer (with a token in its handshake or as its first m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 import websockets
@@ -17,7 +19,52 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.helpers import DOORS_OFF, Proc, free_port, jobq_command
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
 FAST = ["--heartbeat", "0.2", "--liveness", "5", "--lease-ttl", "5"]
+
+#: Debian's chromium (installed by ``make install``; Playwright never downloads a browser here).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """A headless :data:`CHROMIUM` driven by Playwright, closed afterwards."""
+    from playwright.sync_api import sync_playwright  # only the dashboard's tests need it
+
+    assert CHROMIUM.exists(), "Debian's chromium is missing: run `make install`"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def page_errors(page: Page) -> list[str]:
+    """What ``page`` reports from now on: its uncaught exceptions and console errors, but the
+    browser's own line for each failed request (a 4xx the page was meant to get)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    return errors
 
 
 @dataclass

@@ -7,15 +7,21 @@ server the Redis tests are skipped, except in CI (``CI`` set), where they fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import redis
+
+from jobq.store.base import open_store
+from jobq.store.redis import RedisStore
+from tests.helpers import Proc, start_hub
 
 REDIS_URL = os.environ.get("JOBQ_TEST_REDIS", "redis://127.0.0.1:6379/9")
 
@@ -56,6 +62,31 @@ class Namespace:
                 client.delete(*keys[start : start + 500])
         finally:
             client.close()
+
+
+async def open_redis(url: str, now: float = 1_000_000.0) -> RedisStore:
+    """The Redis store at ``url`` (a :class:`Namespace`'s), opened at ``now``."""
+    store = open_store(url)
+    assert isinstance(store, RedisStore)
+    await store.open(now)
+    return store
+
+
+@contextlib.contextmanager
+def hubs_on_redis(tmp: Path, procs: list[Proc], *names: str) -> Iterator[list[tuple[Proc, str]]]:
+    """Hub processes sharing one fresh namespace (the test is skipped without Redis), one per
+    name, each in ``procs``: their processes and endpoints. The namespace goes afterwards."""
+    require_redis()
+    namespace = Namespace()
+    try:
+        hubs = []
+        for name in names:
+            hub, endpoint = start_hub(tmp, store=namespace.url, name=name)
+            procs.append(hub)
+            hubs.append((hub, endpoint))
+        yield hubs
+    finally:
+        namespace.cleanup()
 
 
 class Proxy:

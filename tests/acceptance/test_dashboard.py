@@ -9,22 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from jobq import authfile
 from tests.helpers import Proc, start_worker
-from tests.http_helpers import HttpHub, start_http_hub
-
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.http_helpers import HttpHub, chromium, page_errors, start_http_hub
 
 
 @pytest.fixture
@@ -40,13 +29,8 @@ def hub(tmp_path: Path) -> Iterator[tuple[HttpHub, Proc]]:
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    assert CHROMIUM.exists(), "Debian's chromium is missing: run `make install`"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        try:
-            yield browser.new_page(viewport={"width": 1440, "height": 900})
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1440, "height": 900})
 
 
 def test_dashboard_shows_jobs_live_and_cancels_one(
@@ -116,17 +100,8 @@ def test_dashboard_asks_for_a_token_once_and_keeps_it_for_the_tab(
             env={"JOBQ_TOKEN": worker},
         )
     )
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     # The browser logs every 4xx answer (the 401 that makes the page ask, the refused cancel).
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
+    errors = page_errors(page)
     page.goto(server.url + "/")
     expect(page.locator("#login")).to_be_visible(timeout=15_000)
     expect(page.locator("#login-error")).to_be_hidden()

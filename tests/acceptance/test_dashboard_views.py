@@ -17,21 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.helpers import Proc, start_worker
-from tests.http_helpers import HttpHub, start_http_hub
+from tests.http_helpers import HttpHub, chromium, page_errors, start_http_hub
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path(__file__).resolve().parents[2] / ".pytest_cache" / "dashboard"
 VENDORED = Path(__file__).resolve().parents[2] / "src" / "jobq" / "dashboard" / "vendor"
 
@@ -104,11 +94,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "Debian's chromium is missing: run `make install`"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -116,16 +103,7 @@ def page(browser: Browser) -> Iterator[Page]:
     """A fresh tab; the test fails if the page logs an error (a CSP violation among them)."""
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    opened.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
+    errors = page_errors(opened)
     yield opened
     context.close()
     assert not errors, errors

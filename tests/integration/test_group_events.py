@@ -22,7 +22,7 @@ from jobq.worker.context import JobContext
 from tests.helpers import Proc, start_hub
 from tests.http_helpers import Peer, start_http_hub
 from tests.integration.test_groups import sdk_worker
-from tests.redis_helpers import Namespace, require_redis
+from tests.redis_helpers import hubs_on_redis
 
 
 async def echo(payload: bytes, ctx: JobContext) -> bytes:
@@ -38,13 +38,7 @@ async def test_two_hubs_on_redis_each_tell_their_own_workers_once(tmp_path: Path
     """A worker on each hub runs members; the group's end is seen by one hub, and each worker
     is told FINISHED exactly once (the other hub through the bus note). A client watching on
     the other hub hears the progress (from both hubs) and the end once."""
-    require_redis()
-    namespace = Namespace()
-    try:
-        a, endpoint_a = start_hub(tmp_path, store=namespace.url, name="hub-a")
-        procs.append(a)
-        b, endpoint_b = start_hub(tmp_path, store=namespace.url, name="hub-b")
-        procs.append(b)
+    with hubs_on_redis(tmp_path, procs, "hub-a", "hub-b") as [(_, endpoint_a), (_, endpoint_b)]:
         async with (
             sdk_worker(endpoint_a, "on-a", {"work": echo}, concurrency=2) as (_, told_a, ran_a),
             sdk_worker(endpoint_b, "on-b", {"work": echo}, concurrency=2) as (_, told_b, ran_b),
@@ -65,8 +59,6 @@ async def test_two_hubs_on_redis_each_tell_their_own_workers_once(tmp_path: Path
             await asyncio.sleep(1.0)  # FINISHED notes cross the bus
             assert ran_a and ran_b, "a worker on each hub ran members"
             assert told_a == [gid] and told_b == [gid] and told_idle == []
-    finally:
-        namespace.cleanup()
 
 
 async def test_watch_group_on_one_hub_and_a_watch_after_the_end(tmp_path: Path, procs: list[Proc]) -> None:

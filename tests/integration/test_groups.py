@@ -26,7 +26,7 @@ from jobq.errors import Conflict, InvalidRequest
 from jobq.worker.context import HandlerError, JobContext
 from jobq.worker.runtime import Worker
 from tests.helpers import Proc, free_port, jobq_command, start_hub, start_worker
-from tests.redis_helpers import Namespace, require_redis
+from tests.redis_helpers import hubs_on_redis
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -222,13 +222,7 @@ def test_finalize_exactly_once_across_hub_sigkill(tmp_path: Path, procs: list[Pr
 def test_redis_two_hubs_finalize_exactly_once(tmp_path: Path, procs: list[Proc]) -> None:
     """Two hubs on one Redis, a worker on each, members completing through both (and one hub
     SIGKILLed on the way): the group's finalize job is made once, fed every member in order."""
-    require_redis()
-    namespace = Namespace()
-    try:
-        a, endpoint_a = start_hub(tmp_path, store=namespace.url, name="hub-a")
-        procs.append(a)
-        b, endpoint_b = start_hub(tmp_path, store=namespace.url, name="hub-b")
-        procs.append(b)
+    with hubs_on_redis(tmp_path, procs, "hub-a", "hub-b") as [(a, endpoint_a), (_, endpoint_b)]:
         handler = "tests.integration.test_groups:slow_member"
         procs.append(start_worker(tmp_path, endpoint_a, "slow", handler, concurrency=4))
         procs.append(start_worker(tmp_path, endpoint_b, "slow", handler, concurrency=4))
@@ -268,5 +262,3 @@ def test_redis_two_hubs_finalize_exactly_once(tmp_path: Path, procs: list[Proc])
         assert lines == [{"n": n} for n in range(1, 41)]  # member order
         finals = cli("jobs", "--hub", endpoint_b, "--service", "concat", "--json", "--limit", "100")
         assert [json.loads(line)["id"] for line in finals.stdout.splitlines()] == [view["finalize"]]
-    finally:
-        namespace.cleanup()

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from jobq import Client, JobState, SyncClient
-from tests.helpers import REPO, Proc, free_port, jobq_command, start_hub, start_worker
+from tests.helpers import Proc, free_port, hub_cli, start_hub, start_worker, wait_until
 from tests.http_helpers import start_http_hub
 from tests.integration.zmqauth import standard_tokens
 from tests.redis_helpers import Namespace, require_redis
@@ -25,27 +22,8 @@ FAST = ["--heartbeat", "0.2", "--liveness", "5"]
 JSON = {"Content-Type": "application/json"}
 
 
-def cli(endpoint: str, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"JOBQ_TOKEN": token or "", "PYTHONPATH": str(REPO), "COLUMNS": "250"}
-    return subprocess.run(
-        jobq_command(*args, "--hub", endpoint),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **env},
-    )
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def services_json(endpoint: str) -> dict[str, dict[str, Any]]:
-    listed = cli(endpoint, "services", "--json")
+    listed = hub_cli(endpoint, "services", "--json")
     assert listed.returncode == 0, listed.stderr
     return {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
 
@@ -63,10 +41,10 @@ def test_a_paused_service_waits_across_a_hub_restart_until_resumed(tmp_path: Pat
     procs.append(worker)
     with SyncClient(endpoint) as client:
         wait_until(lambda: any(w.name == "pw" for w in client.workers()))
-        paused = cli(endpoint, "services", "pause", "render")
+        paused = hub_cli(endpoint, "services", "pause", "render")
         assert paused.returncode == 0, paused.stderr
         assert "service render paused" in paused.stdout
-        again = cli(endpoint, "services", "pause", "render", "--json")
+        again = hub_cli(endpoint, "services", "pause", "render", "--json")
         assert json.loads(again.stdout) == {"service": "render", "paused": True, "changed": False}
         image, text = client.submit("render", b"img"), client.submit("text", b"txt")
         wait_until(lambda: completed(client, text))  # its other service still flows
@@ -74,8 +52,8 @@ def test_a_paused_service_waits_across_a_hub_restart_until_resumed(tmp_path: Pat
         assert client.status(image).state is JobState.QUEUED  # type: ignore[union-attr]
         assert services_json(endpoint)["render"]["paused"] is True
         assert services_json(endpoint)["text"]["paused"] is False
-        assert "paused" in cli(endpoint, "services").stdout
-        explained = cli(endpoint, "explain", str(image))
+        assert "paused" in hub_cli(endpoint, "services").stdout
+        explained = hub_cli(endpoint, "explain", str(image))
         assert "service render is paused" in explained.stdout, explained.stdout
 
     assert hub.terminate() == 0
@@ -89,11 +67,11 @@ def test_a_paused_service_waits_across_a_hub_restart_until_resumed(tmp_path: Pat
         time.sleep(0.3)
         assert client.status(image).state is JobState.QUEUED  # type: ignore[union-attr]
 
-        resumed = cli(endpoint, "services", "resume", "render")
+        resumed = hub_cli(endpoint, "services", "resume", "render")
         assert resumed.returncode == 0 and "service render resumed" in resumed.stdout, resumed.stderr
         wait_until(lambda: completed(client, image))
         assert services_json(endpoint)["render"]["paused"] is False
-    bad = cli(endpoint, "services", "pause", "bad\tname")
+    bad = hub_cli(endpoint, "services", "pause", "bad\tname")
     assert bad.returncode == 2 and "service name" in bad.stderr
 
 
@@ -237,26 +215,26 @@ def test_cli_paging_and_bulk(tmp_path: Path, procs: list[Proc]) -> None:
     procs.append(hub)
     with SyncClient(endpoint) as client:
         ids = [client.submit("idle", str(i).encode()) for i in range(7)]
-        first = cli(endpoint, "jobs", "--limit", "3")
+        first = hub_cli(endpoint, "jobs", "--limit", "3")
         assert first.returncode == 0, first.stderr
         assert f"1-3 of 7 shown, newest first (next: --before {ids[4]}" in first.stdout
-        second = cli(endpoint, "jobs", "--limit", "3", "--before", str(ids[4]))
+        second = hub_cli(endpoint, "jobs", "--limit", "3", "--before", str(ids[4]))
         assert f"3 of 7 shown, newest first (next: --before {ids[1]}" in second.stdout
-        last = cli(endpoint, "jobs", "--limit", "3", "--before", str(ids[1]), "--json")
+        last = hub_cli(endpoint, "jobs", "--limit", "3", "--before", str(ids[1]), "--json")
         assert [json.loads(line)["id"] for line in last.stdout.splitlines()] == [ids[0]]
 
         client.cancel(ids[0])
-        cancelled = cli(
+        cancelled = hub_cli(
             endpoint, "cancel", "--all", "--service", "idle", "--state", "queued", "--state", "cancelled"
         )
         assert cancelled.returncode == 0, cancelled.stderr
         assert "cancelled 6 of 7 job(s) matched; 1 skipped" in cancelled.stdout
         assert f"job {ids[0]}: already ended cancelled" in cancelled.stdout
-        retried = cli(endpoint, "retry", "--all", "--state", "cancelled", "--limit", "2", "--json")
+        retried = hub_cli(endpoint, "retry", "--all", "--state", "cancelled", "--limit", "2", "--json")
         result = json.loads(retried.stdout)
         assert (result["action"], result["matched"], result["done"]) == ("retry", 2, 2)
         assert [client.status(i).state for i in ids[-2:]] == [JobState.QUEUED] * 2  # type: ignore[union-attr]
-        single = cli(endpoint, "retry", str(ids[0]), "--json")
+        single = hub_cli(endpoint, "retry", str(ids[0]), "--json")
         assert json.loads(single.stdout) == {"id": ids[0], "state": "queued"}
 
         for args, message in (
@@ -265,7 +243,7 @@ def test_cli_paging_and_bulk(tmp_path: Path, procs: list[Proc]) -> None:
             (("cancel", "--state", "queued"), "need --all"),
             (("cancel", "--all", "--service", "idle", str(ids[0])), "not both"),
         ):
-            wrong = cli(endpoint, *args)
+            wrong = hub_cli(endpoint, *args)
             assert wrong.returncode == 2 and message in wrong.stderr, (args, wrong.stderr)
-        nothing = cli(endpoint, "cancel", "--all", "--service", "nobody")
+        nothing = hub_cli(endpoint, "cancel", "--all", "--service", "nobody")
         assert nothing.returncode == 0 and "no job matched" in nothing.stdout

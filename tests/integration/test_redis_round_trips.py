@@ -4,9 +4,7 @@ it knows would find nothing (issue 16; bench/wire.py counts both per job)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 import redis
 
 from jobq.config import HubConfig
@@ -15,27 +13,11 @@ from jobq.core.states import JobState
 from jobq.core.views import WorkerHello
 from jobq.hub.hub import Hub
 from jobq.store.base import open_store
-from jobq.store.redis import RedisStore
-from tests.redis_helpers import REDIS_URL, Namespace, require_redis
+from tests.redis_helpers import REDIS_URL, Namespace, open_redis
 from tests.unit.test_hub import FakeClock, FakeLink, until
 
 T0 = 1_000_000.0
 TTL = 30.0
-
-
-@pytest.fixture
-def namespace() -> Iterator[Namespace]:
-    require_redis()
-    ns = Namespace()
-    yield ns
-    ns.cleanup()
-
-
-async def opened(url: str) -> RedisStore:
-    store = open_store(url)
-    assert isinstance(store, RedisStore)
-    await store.open(T0)
-    return store
 
 
 def bus_length(ns: Namespace) -> int:
@@ -49,7 +31,7 @@ def bus_length(ns: Namespace) -> int:
 async def test_a_hub_alone_writes_no_bus_entries_and_starts_when_another_hub_opens(
     namespace: Namespace,
 ) -> None:
-    a = await opened(namespace.url)
+    a = await open_redis(namespace.url)
     try:
         await a.tick(T0)  # it learns that it is alone
         await a.attach_worker(WorkerInfo(id="w", services=["echo"], slots=4), T0)
@@ -59,7 +41,7 @@ async def test_a_hub_alone_writes_no_bus_entries_and_starts_when_another_hub_ope
         await asyncio.sleep(0.05)
         await a.cancel(done.job.id, T0 + 1)
         assert bus_length(namespace) == 0  # no 'r', no event, no end: nobody would read them
-        b = await opened(namespace.url)  # alive from its open on
+        b = await open_redis(namespace.url)  # alive from its open on
         try:
             await a.submit([JobSpec(service="echo", payload=[b"y"])], T0 + 2)
             assert bus_length(namespace) == 1  # 'r' for b, at once (the scripts see it)
@@ -74,7 +56,7 @@ async def test_a_hub_alone_writes_no_bus_entries_and_starts_when_another_hub_ope
 
 
 async def test_a_claim_that_empties_a_profile_says_so_for_its_worker_only(namespace: Namespace) -> None:
-    store = await opened(namespace.url)
+    store = await open_redis(namespace.url)
     try:
         for worker in ("a", "b"):
             await store.attach_worker(WorkerInfo(id=worker, services=["echo"], slots=4), T0)

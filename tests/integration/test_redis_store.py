@@ -7,7 +7,6 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,25 +17,10 @@ from jobq.errors import InvalidRequest, JobqError, Unavailable
 from jobq.store.base import Store, open_store
 from jobq.store.memory import MemoryStore
 from jobq.store.redis import RedisStore
-from tests.redis_helpers import REDIS_URL, Namespace, Proxy, require_redis
+from tests.redis_helpers import REDIS_URL, Namespace, Proxy, open_redis
 
 T0 = 1_000_000.0
 TTL = 30.0
-
-
-@pytest.fixture
-def namespace() -> Iterator[Namespace]:
-    require_redis()
-    ns = Namespace()
-    yield ns
-    ns.cleanup()
-
-
-async def opened(url: str, now: float = T0) -> RedisStore:
-    store = open_store(url)
-    assert isinstance(store, RedisStore)
-    await store.open(now)
-    return store
 
 
 # ---------------------------------------------------------------- same decisions as memory://
@@ -102,7 +86,7 @@ async def test_random_histories_decide_like_the_memory_store(namespace: Namespac
     rng = random.Random(seed)
     memory = MemoryStore()
     await memory.open(T0)
-    redis = await opened(namespace.url)
+    redis = await open_redis(namespace.url)
     await redis.set_customer_weight("c2", 3.0)
     await memory.set_customer_weight("c2", 3.0)
     stores: list[Store] = [memory, redis]
@@ -230,7 +214,7 @@ async def until(predicate: Any, timeout: float = 5.0) -> None:
 
 
 async def test_two_hubs_share_jobs_and_hear_each_other(namespace: Namespace) -> None:
-    a, b = await opened(namespace.url), await opened(namespace.url)
+    a, b = await open_redis(namespace.url), await open_redis(namespace.url)
     heard_a, heard_b = Heard(), Heard()
     a.listen(heard_a)
     b.listen(heard_b)
@@ -259,8 +243,8 @@ async def test_two_hubs_share_jobs_and_hear_each_other(namespace: Namespace) -> 
 
 
 async def test_a_dead_hubs_workers_leave_the_registry_but_keep_their_jobs(namespace: Namespace) -> None:
-    a = await opened(namespace.url + "&hub_ttl=5")
-    b = await opened(namespace.url + "&hub_ttl=5")
+    a = await open_redis(namespace.url + "&hub_ttl=5")
+    b = await open_redis(namespace.url + "&hub_ttl=5")
     try:
         await a.attach_worker(WorkerInfo(id="w1", services=["echo"], slots=2, connected_at=T0), T0)
         job = (await a.submit([JobSpec(service="echo")], T0))[0].job
@@ -286,7 +270,7 @@ async def test_a_dead_hubs_workers_leave_the_registry_but_keep_their_jobs(namesp
 
 
 async def test_attempts_a_worker_never_received_from_a_dead_hub_expire(namespace: Namespace) -> None:
-    a, b = await opened(namespace.url), await opened(namespace.url)
+    a, b = await open_redis(namespace.url), await open_redis(namespace.url)
     try:
         await a.attach_worker(WorkerInfo(id="w1", services=["echo"], slots=3), T0)
         held, lost, late = [d.job for d in await a.submit([JobSpec(service="echo")] * 3, T0)]
@@ -310,8 +294,8 @@ async def test_attempts_a_worker_never_received_from_a_dead_hub_expire(namespace
 
 
 async def test_a_swept_worker_of_a_live_hub_is_registered_again(namespace: Namespace) -> None:
-    a = await opened(namespace.url + "&hub_ttl=5")
-    b = await opened(namespace.url + "&hub_ttl=5")
+    a = await open_redis(namespace.url + "&hub_ttl=5")
+    b = await open_redis(namespace.url + "&hub_ttl=5")
     try:
         await a.attach_worker(WorkerInfo(id="w1", services=["echo"], slots=1, connected_at=T0), T0)
         job = (await a.submit([JobSpec(service="echo")], T0))[0].job
@@ -329,7 +313,7 @@ async def test_a_swept_worker_of_a_live_hub_is_registered_again(namespace: Names
 
 
 async def test_leases_pause_while_no_hub_could_tick(namespace: Namespace) -> None:
-    store = await opened(namespace.url)
+    store = await open_redis(namespace.url)
     try:
         await store.attach_worker(WorkerInfo(id="w1", services=["echo"], slots=1), T0)
         job = (await store.submit([JobSpec(service="echo")], T0))[0].job
@@ -348,7 +332,7 @@ async def test_leases_pause_while_no_hub_could_tick(namespace: Namespace) -> Non
 
 
 async def test_retention_leaves_no_key_behind(namespace: Namespace) -> None:
-    store = await opened(namespace.url)
+    store = await open_redis(namespace.url)
     try:
         await store.attach_worker(WorkerInfo(id="w1", services=["echo"], slots=2), T0)
         done = await store.submit(
@@ -377,7 +361,7 @@ async def test_retention_leaves_no_key_behind(namespace: Namespace) -> None:
 
 
 async def test_scripts_are_loaded_again_when_redis_lost_them(namespace: Namespace) -> None:
-    store = await opened(namespace.url)
+    store = await open_redis(namespace.url)
     try:
         # A script Redis has never seen (as after a restart): the store loads it and goes on.
         scripts = store.scripts
@@ -429,7 +413,7 @@ async def test_no_redis_at_start_is_a_clear_error() -> None:
 async def test_calls_fail_fast_while_redis_is_away_and_recover(namespace: Namespace, how: str) -> None:
     proxy = Proxy().start()
     url = namespace.url.replace(REDIS_URL, proxy.url) + "&timeout=0.3"
-    store = await opened(url)
+    store = await open_redis(url)
     heard = Heard()
     store.listen(heard)
     try:
@@ -463,11 +447,11 @@ async def test_calls_fail_fast_while_redis_is_away_and_recover(namespace: Namesp
 
 
 async def test_a_namespace_of_another_layout_is_refused(namespace: Namespace) -> None:
-    store = await opened(namespace.url)
+    store = await open_redis(namespace.url)
     await store.client.cmd("SET", store.key("layout"), "0")
     await store.close()
     with pytest.raises(InvalidRequest, match="another version of jobq"):
-        await opened(namespace.url)
+        await open_redis(namespace.url)
 
 
 def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:

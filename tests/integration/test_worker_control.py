@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,7 @@ import pytest
 
 from jobq import Client, JobState, SyncClient
 from jobq.errors import Forbidden
-from tests.helpers import REPO, Proc, jobq_command, start_hub, start_worker
+from tests.helpers import Proc, hub_cli, start_hub, start_worker, wait_until
 from tests.http_helpers import Peer, start_http_hub
 from tests.integration.zmqauth import standard_tokens
 
@@ -29,25 +27,6 @@ TRACED = "tests.handlers:traced_sleep"
 async def close_peers() -> AsyncIterator[None]:
     yield
     await Peer.close_all()
-
-
-def cli(endpoint: str, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"JOBQ_TOKEN": token or "", "PYTHONPATH": str(REPO), "COLUMNS": "250"}
-    return subprocess.run(
-        jobq_command(*args, "--hub", endpoint),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **env},
-    )
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def worker_of(client: SyncClient, name: str) -> str:
@@ -79,13 +58,13 @@ def test_drain_and_resume_from_the_cli(tmp_path: Path, procs: list[Proc]) -> Non
         running = client.submit("work", b"1.5")
         wait_until(lambda: (job := client.status(running)) is not None and job.state is JobState.RUNNING)
 
-        drained = cli(endpoint, "workers", "drain", "wa", "--reason", "new driver")
+        drained = hub_cli(endpoint, "workers", "drain", "wa", "--reason", "new driver")
         assert drained.returncode == 0, drained.stderr
         assert f"worker {a_id} drained (new driver)" in drained.stdout
-        listed = cli(endpoint, "workers", "--json")
+        listed = hub_cli(endpoint, "workers", "--json")
         rows = {row["id"]: row for row in map(json.loads, listed.stdout.splitlines())}
         assert rows[a_id]["drained"] == "new driver"
-        assert "new driver" in cli(endpoint, "workers").stdout
+        assert "new driver" in hub_cli(endpoint, "workers").stdout
 
         b = start_worker(tmp_path, endpoint, service="work", handler=TRACED, concurrency=1, name="wb")
         procs.append(b)
@@ -94,15 +73,15 @@ def test_drain_and_resume_from_the_cli(tmp_path: Path, procs: list[Proc]) -> Non
         assert {ran_on(client, job_id) for job_id in later} == {b_id}  # none on the drained worker
         assert ran_on(client, running) == a_id  # what it ran, it finished
 
-        resumed = cli(endpoint, "workers", "resume", a_id)
+        resumed = hub_cli(endpoint, "workers", "resume", a_id)
         assert resumed.returncode == 0 and "takes jobs again" in resumed.stdout, resumed.stderr
         assert b.terminate() == 0
         assert ran_on(client, client.submit("work", b"0")) == a_id
-        listed = cli(endpoint, "workers", "--json")
+        listed = hub_cli(endpoint, "workers", "--json")
         rows = {row["id"]: row for row in map(json.loads, listed.stdout.splitlines())}
         assert rows[a_id]["drained"] is None
 
-        unknown = cli(endpoint, "workers", "evict", "nobody")
+        unknown = hub_cli(endpoint, "workers", "evict", "nobody")
         assert unknown.returncode == 4 and "no worker nobody" in unknown.stderr
 
 
@@ -202,7 +181,7 @@ async def test_only_an_admin_token_may_drain_resume_or_evict(tmp_path: Path, pro
                 with pytest.raises(Forbidden, match="only an admin token may drain workers"):
                     await other.drain_worker("guarded")
         refused = await asyncio.to_thread(
-            cli, web.endpoint, "workers", "evict", "guarded", token=tokens["client-a"]
+            hub_cli, web.endpoint, "workers", "evict", "guarded", token=tokens["client-a"]
         )
         assert refused.returncode == 7 and "only an admin token may evict workers" in refused.stderr
         async with httpx.AsyncClient(base_url=web.url, timeout=10) as api:
@@ -225,7 +204,7 @@ async def test_only_an_admin_token_may_drain_resume_or_evict(tmp_path: Path, pro
             assert done.json()["by"] == "admin"
         assert [w.drained for w in await admin.workers()] == ["maintenance"]
         allowed = await asyncio.to_thread(
-            cli, web.endpoint, "workers", "resume", "guarded", token=tokens["admin"]
+            hub_cli, web.endpoint, "workers", "resume", "guarded", token=tokens["admin"]
         )
         assert allowed.returncode == 0, allowed.stderr
         assert [w.drained for w in await admin.workers()] == [None]

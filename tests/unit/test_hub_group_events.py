@@ -10,21 +10,22 @@ tests/integration/test_group_events.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from jobq.config import HubConfig
 from jobq.core.auth import Caller, Principal
 from jobq.core.model import Completion, JobEvent, JobSpec
 from jobq.core.states import JobState
 from jobq.core.workflow import GroupState
 from jobq.errors import Forbidden
 from jobq.hub import groups as hub_groups
-from jobq.hub.hub import Hub
-from jobq.store.base import open_store
-from tests.unit.test_hub_groups import T0, Rig, echo_n, expanding, until
+from tests.unit.test_hub_groups import (
+    Rig,
+    echo_n,
+    embedded_rig,  # noqa: F401 - the fixture rig
+    expanding,
+    until,
+)
 
 
 class Listener:
@@ -36,16 +37,6 @@ class Listener:
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/jobq.db"
-    config = HubConfig(store=url, tick=3600.0, heartbeat=1.0, liveness=5, lease_ttl=30.0)
-    hub = Hub(open_store(url), config, clock=lambda: T0, rand=lambda: 0.0)
-    await hub.start()
-    yield Rig(hub)
-    await hub.stop(grace=0)
 
 
 async def test_a_watcher_hears_progress_once_per_turn_then_finalizing_and_the_end(rig: Rig) -> None:

@@ -82,8 +82,9 @@ class Rig:
         return done
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+@pytest.fixture(params=["memory", "sqlite"], name="rig")  # also tests/unit/test_hub_group_events.py's
+async def embedded_rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+    """A hub on each embedded store (this module's ``rig``)."""
     url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/jobq.db"
     config = HubConfig(store=url, tick=3600.0, heartbeat=1.0, liveness=5, lease_ttl=30.0)
     hub = Hub(open_store(url), config, clock=lambda: T0, rand=lambda: 0.0)

@@ -19,13 +19,13 @@ import msgspec
 from jobq.client.batching import SUBMIT_BATCH, SubmitResult, TurnBatcher, outcomes_of
 from jobq.client.chains import ChainCalls
 from jobq.client.groups import GroupCalls
-from jobq.client.listing import light, list_by_worker, worker_ids
+from jobq.client.listing import light, list_by_worker, states_named, worker_ids
 from jobq.client.reach import BlockedCallback, first_answer, hub_endpoints, log_blocked, while_blocked
 from jobq.client.schedules import ScheduleCalls
 from jobq.client.specs import PayloadLike, final_event, make_spec, to_frames
 from jobq.config import DEFAULT_HUB
 from jobq.core.model import Job, JobEvent, JobFilter, JobSpec, WorkerInfo
-from jobq.core.states import COMPLETED, JobState
+from jobq.core.states import COMPLETED
 from jobq.core.views import ExplainInfo, ServiceInfo, WorkerNotice
 from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
 from jobq.protocol import native
@@ -225,7 +225,7 @@ class Client(GroupCalls, ScheduleCalls, ChainCalls):  # chains: client/chains.py
 
     # ------------------------------------------------------------------ submitting
 
-    async def submit(self, service: str, payload: PayloadLike = None, **options: Any) -> int:
+    async def submit(self, /, service: str, payload: PayloadLike = None, **options: Any) -> int:
         """Submit one job; returns its id once the hub has durably accepted it."""
         job_id, _state, _created = await self.submit_spec(make_spec(service, payload, **options))
         return job_id
@@ -284,7 +284,7 @@ class Client(GroupCalls, ScheduleCalls, ChainCalls):  # chains: client/chains.py
                 self._start_resync()  # sent again elsewhere: ends may have come before the watch
         return out
 
-    async def run(self, service: str, payload: PayloadLike = None, **options: Any) -> JobEvent:
+    async def run(self, /, service: str, payload: PayloadLike = None, **options: Any) -> JobEvent:
         """Submit a job and wait for its end (pushed by the hub, no polling): the final event."""
         timeout = options.pop("wait_timeout", None)
         job_id, _, _ = await self.submit_spec(make_spec(service, payload, **options), watch=True)
@@ -365,9 +365,8 @@ class Client(GroupCalls, ScheduleCalls, ChainCalls):  # chains: client/chains.py
         """Jobs, newest first. ``worker`` is a worker's id, or a connected worker's name or id
         prefix (``jobq.client.listing``); ``payload`` fetches each job's payload too; ``before``:
         only jobs with a smaller id (cursor paging: the last id of the page before)."""
-        states = [state] if isinstance(state, str) else list(state or [])
         query = JobFilter(
-            states=[JobState(s) for s in states],
+            states=states_named(state),
             service=service,
             customer_id=customer_id,
             worker=worker,
@@ -390,10 +389,7 @@ class Client(GroupCalls, ScheduleCalls, ChainCalls):  # chains: client/chains.py
         return found
 
     async def _info(self, what: str, job_id: int = 0) -> Any:
-        await self.connect()
-        reply = await self._request(native.Info(rid=self.conn.next_rid(), what=what, id=job_id))
-        assert isinstance(reply, native.Reply)
-        return reply.value
+        return await self._reply(native.Info(rid=self.conn.next_rid(), what=what, id=job_id))
 
     async def workers(self) -> list[WorkerInfo]:
         return msgspec.convert(await self._info("workers"), list[WorkerInfo])
@@ -410,11 +406,8 @@ class Client(GroupCalls, ScheduleCalls, ChainCalls):  # chains: client/chains.py
         return msgspec.convert(await self._info("explain", job_id), ExplainInfo)
 
     async def _worker_command(self, action: str, worker: str, reason: str | None = None) -> WorkerNotice:
-        await self.connect()
         message = native.WorkerCommand(rid=self.conn.next_rid(), action=action, worker=worker, reason=reason)
-        reply = await self._request(message)
-        assert isinstance(reply, native.Reply)
-        return msgspec.convert(reply.value, WorkerNotice)
+        return msgspec.convert(await self._reply(message), WorkerNotice)
 
     async def drain_worker(self, worker: str, reason: str | None = None) -> WorkerNotice:
         """No new jobs for this worker (its id, or a name only it has); it finishes what it runs.

@@ -38,6 +38,7 @@ class GroupCalls(QueueCalls):
 
     async def submit_group(
         self,
+        /,
         service: str | None = None,
         payload: PayloadLike = None,
         *,

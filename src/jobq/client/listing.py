@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import msgspec
 
 from jobq.core.model import Job, JobFilter, WorkerInfo
+from jobq.core.states import JobState
 from jobq.errors import Forbidden, Unauthorized
 
 
@@ -30,6 +31,11 @@ async def worker_ids(
         seen = []
     found = sorted({w.id for w in seen if w.name == wanted or w.id.startswith(wanted)})
     return [wanted] if wanted in found or not found else list(found)
+
+
+def states_named(state: str | Sequence[str] | None) -> list[JobState]:
+    """A listing's ``state``: one state's name, several, or None (any state)."""
+    return [JobState(s) for s in ([state] if isinstance(state, str) else state or ())]
 
 
 def light(job: Job) -> Job:

@@ -9,10 +9,10 @@ from typing import Any
 
 import msgspec
 
+from jobq.client.listing import states_named
 from jobq.core.history import History
 from jobq.core.model import JobFilter
 from jobq.core.operations import DEFAULT_BULK_LIMIT, BulkResult, ServicePause
-from jobq.core.states import JobState
 from jobq.protocol import native
 from jobq.protocol.connection import Connection
 
@@ -64,9 +64,8 @@ class QueueCalls:
         first, at most ``limit``, 10,000 at most). ``worker`` is a worker's id. Each job is
         checked as a single cancel or retry would be (a client acts on its own jobs only);
         those the action does not apply to are in ``skipped`` with the reason."""
-        states = [state] if isinstance(state, str) else list(state or [])
         query = JobFilter(
-            states=[JobState(s) for s in states],
+            states=states_named(state),
             service=service,
             customer_id=customer_id,
             worker=worker,

@@ -21,6 +21,7 @@ class ScheduleCalls(QueueCalls):
 
     async def add_schedule(
         self,
+        /,
         name: str,
         cron: str,
         service: str,

@@ -3,7 +3,8 @@
 Part of :class:`~jobq.hub.hub.Hub`: ``WorkerSide`` builds on this class, ``Hub.__init__`` calls
 ``_init_control``, and the worker half calls two hooks, each one line marked as this module's:
 ``_claim_for`` hands a drained worker nothing, and ``_attempt_ended`` hears how each attempt of
-a worker ended.
+a worker ended. ``_stop_attempts`` tells a worker, wherever it is attached, to stop cancelled
+attempts (``Hub.cancel``, ``GroupSide.cancel_group``; ``on_stop`` for another hub's).
 
 - **drain**: the worker (by id) takes no new jobs. The one claim path of the hub
   (``WorkerSide._claim_for``) is behind both the dispatcher's pushes and the pull-style
@@ -35,16 +36,11 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from jobq.config import HubConfig
 from jobq.core.auth import LOCAL_CALLER, Action, Caller
 from jobq.core.model import WorkerInfo
 from jobq.core.views import WorkerNotice
 from jobq.errors import Conflict, InvalidRequest, NotFound
-from jobq.hub.access import Access
-from jobq.hub.guard import Guard
 from jobq.hub.queue_control import QueueControl
-from jobq.hub.sessions import WorkerSession
-from jobq.store.base import Store
 
 log = logging.getLogger("jobq.hub")
 
@@ -62,13 +58,9 @@ V = TypeVar("V")
 
 
 class WorkerControl(QueueControl):  # pause services, bulk actions: hub/queue_control.py
-    config: HubConfig
-    clock: Callable[[], float]
-    guard: Guard
-    _store: Store
-    _sessions: dict[str, WorkerSession]
-    _access: Access
+    # What it uses of the hub beyond QueueControl's.
     _counters: dict[str, int]
+    _shared: bool
     #: Drained workers: id → why.
     _drained: dict[str, str]
     #: Failed or lost attempts in a row, by worker id.
@@ -85,9 +77,6 @@ class WorkerControl(QueueControl):  # pause services, bulk actions: hub/queue_co
 
     # Defined by WorkerSide, used here.
     async def detach(self, worker_id: str, reason: str = "disconnected") -> None:
-        raise NotImplementedError
-
-    def kick(self) -> None:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ the API
@@ -203,6 +192,27 @@ class WorkerControl(QueueControl):  # pause services, bulk actions: hub/queue_co
             if worker in drained:
                 out[worker] = f"drained: {drained[worker]}"
         return [worker for worker in eligible if worker not in drained], out
+
+    # ------------------------------------------------------------------ stopping attempts
+
+    def _stop_here(self, worker_id: str, job_ids: list[int]) -> bool:
+        """Tell a worker attached to this hub to stop these attempts (it no longer holds them);
+        False if it is not attached here."""
+        session = self._sessions.get(worker_id)
+        if session is None:
+            return False
+        session.link.stop(job_ids)
+        for job_id in job_ids:
+            session.held.pop(job_id, None)
+        return True
+
+    def _stop_attempts(self, worker_id: str, job_ids: list[int]) -> None:
+        """Cancelled attempts: their worker is told to stop them, here (its slots are free
+        again: dispatch) or, on a store several hubs share, by the hub it is attached to."""
+        if self._stop_here(worker_id, job_ids):
+            self.kick()
+        elif self._shared:
+            self._store.notify_stop(worker_id, job_ids)
 
     # ------------------------------------------------------------------ inside
 

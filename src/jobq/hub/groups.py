@@ -273,12 +273,7 @@ class GroupSide(WorkerSide):
         for job, worker in stopped:
             self._counters["cancelled"] += 1
             if worker is not None:
-                session = self._sessions.get(worker)
-                if session is not None:
-                    session.link.stop([job.id])
-                    session.held.pop(job.id, None)
-                elif self._shared:
-                    self._store.notify_stop(worker, [job.id])
+                self._stop_attempts(worker, [job.id])
             self._announce(job, "cancelled", now)
         self.kick()
         return await self.group(group_id, caller=caller)

@@ -354,13 +354,7 @@ class Hub(GroupSide, ScheduleSide):
         job, worker = await self._store.cancel(job_id, now)
         self._counters["cancelled"] += 1
         if worker is not None:
-            session = self._sessions.get(worker)
-            if session is not None:
-                session.link.stop([job_id])
-                session.held.pop(job_id, None)
-                self.kick()
-            elif self._shared:
-                self._store.notify_stop(worker, [job_id])
+            self._stop_attempts(worker, [job_id])  # hub/control.py
         self._announce(job, "cancelled", now)
         return job
 

@@ -434,11 +434,7 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
 
     def on_stop(self, worker_id: str, job_ids: list[int]) -> None:
         """Another hub cancelled jobs that a worker connected here is running."""
-        session = self._sessions.get(worker_id)
-        if session is not None:
-            session.link.stop(job_ids)
-            for job_id in job_ids:
-                session.held.pop(job_id, None)
+        if self._stop_here(worker_id, job_ids):
             self.kick()
 
     def kick(self) -> None:

@@ -207,14 +207,7 @@ class EmbeddedStore(EmbeddedDependencies):
             if finished is None:
                 raise NotFound(f"no job {job_id}")
             raise Conflict(f"job {job_id} already ended {finished.state}")
-        worker = None
-        if job.state is QUEUED:
-            self.index.discard(job_id)
-        elif job.state is RUNNING:
-            worker = job.worker
-            self._stop_running(job)
-        job.error = "cancelled"
-        self._finish(job, CANCELLED, now, self._ttl(job))
+        worker = self._cancel_live(job, "cancelled", now)  # embedded_deps.py
         await self._durable()
         return job, worker
 

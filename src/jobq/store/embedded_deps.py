@@ -5,7 +5,8 @@ A base class of :class:`~jobq.store.embedded.EmbeddedStore`, which calls three h
 ``_new_job`` (a submitted spec's job, its ``ref`` names resolved to the ids of this batch),
 ``_place`` (a new job into the queue, the schedule, or ``waiting``; a job whose prerequisite
 already ended otherwise is created ``cancelled``) and ``_ended`` (a job ended: its dependents run,
-wait on, or end ``cancelled``, in the same call, cascading). ``_requeue`` is an operator's retry.
+wait on, or end ``cancelled``, in the same call, cascading). ``_requeue`` is an operator's retry,
+``_cancel_live`` a cancel (of a job, or of its group: ``embedded_groups.py``).
 
 Who waits for whom (prerequisite → dependents) is kept in memory only: every waiting job is
 live, live jobs are read back when a store opens, and the map is rebuilt from them on first
@@ -24,7 +25,7 @@ from jobq.core.dependencies import AfterDecision, Runnable, Wait, after_decision
 from jobq.core.index import ReadyIndex
 from jobq.core.matching import Shape
 from jobq.core.model import Job, JobEvent, JobSpec, Submitted, new_job
-from jobq.core.states import CANCELLED, QUEUED, SCHEDULED, WAITING, JobState
+from jobq.core.states import CANCELLED, QUEUED, RUNNING, SCHEDULED, WAITING, JobState
 from jobq.errors import NotFound
 from jobq.store.reports import StoreListener
 
@@ -51,6 +52,8 @@ class EmbeddedDependencies:
         def _load(self, job_id: int) -> Job | None: ...
 
         def _ttl(self, job: Job) -> float: ...
+
+        def _stop_running(self, job: Job) -> None: ...
 
     #: Prerequisite → its waiting dependents; None until first used (then rebuilt from the live
     #: waiting jobs).
@@ -181,6 +184,18 @@ class EmbeddedDependencies:
             states: list[tuple[int, JobState | None]] = [(job.id, job.state)]
             states += [(a, self._live[a].state) for a in dependent.after if a in self._live]
             self._apply(dependent, after_decision(states, dependent.after_policy), now, tell=True)
+
+    def _cancel_live(self, job: Job, why: str, now: float) -> str | None:
+        """Cancel a live job (a job's cancel, a group's): out of the queue, or its attempt
+        stopped; ended ``cancelled`` (its dependents follow). The worker that ran it, if any."""
+        worker = job.worker if job.state is RUNNING else None
+        if job.state is QUEUED:
+            self.index.discard(job.id)
+        elif job.state is RUNNING:
+            self._stop_running(job)
+        job.error = why
+        self._finish(job, CANCELLED, now, self._ttl(job))
+        return worker
 
     def _requeue(self, job: Job, now: float) -> None:
         """An operator's retry: a dependent whose prerequisites have not all ended waits for

@@ -23,7 +23,7 @@ import msgspec
 
 from jobq.core.matching import Shape
 from jobq.core.model import Job, JobSpec, new_job
-from jobq.core.states import CANCELLED, FAILED, QUARANTINED, QUEUED, RUNNING, JobState
+from jobq.core.states import CANCELLED, FAILED, QUARANTINED, JobState
 from jobq.core.workflow import (
     Group,
     GroupState,
@@ -153,17 +153,8 @@ class EmbeddedGroups(EmbeddedStore):
         ids = [*member_ids(step.group), *([step.group.finalize_id] if step.group.finalize_id else [])]
         for job_id in ids:
             job = self._live.get(job_id)
-            if job is None:
-                continue
-            worker = None
-            if job.state is QUEUED:
-                self.index.discard(job_id)
-            elif job.state is RUNNING:
-                worker = job.worker
-                self._stop_running(job)
-            job.error = f"cancelled with group {group_id}"
-            self._finish(job, CANCELLED, now, self._ttl(job))
-            stopped.append((job, worker))
+            if job is not None:
+                stopped.append((job, self._cancel_live(job, f"cancelled with group {group_id}", now)))
         self._save_group(record)
         self._group_ended(record.group)
         await self._durable()

@@ -19,9 +19,10 @@ from litestar.params import Parameter
 
 from jobq.core.auth import Caller
 from jobq.core.model import Job, JobFilter
-from jobq.core.states import COMPLETED, TERMINAL, JobState
+from jobq.core.states import COMPLETED, TERMINAL
 from jobq.doors.http import models as m
 from jobq.doors.http import views as v
+from jobq.doors.http.rest_common import ErrorResponses, states_of
 from jobq.doors.http.rest_groups import GroupCreated, submit_group
 from jobq.doors.http.state import DoorState, caller_of, door_of
 from jobq.errors import InvalidRequest, JobFailed, JobqError, Timeout, Unavailable
@@ -31,21 +32,14 @@ from jobq.hub.hub import SubmitOutcome
 JobIdParam = Annotated[int, Parameter(ge=1, le=m.MAX_ID, description="The job's id.")]
 
 
-def _errors(*codes: int) -> dict[int, ResponseSpec]:
-    descriptions = {
-        400: "Malformed body, wrong type or value, or a missing or unknown field.",
-        401: "No token, or an unknown or revoked one (`Authorization: Bearer TOKEN`).",
+_errors = ErrorResponses(
+    {
         403: "The token does not allow it (its role, or the job is not one of its customers').",
         404: "No such job.",
         409: "The job's state does not allow it.",
         413: "The body or payload is larger than the limit.",
-        415: "A state-changing request whose Content-Type is not application/json.",
-        503: "The hub is shutting down.",
     }
-    return {
-        code: ResponseSpec(data_container=m.ErrorBody, description=descriptions.get(code, "Error."))
-        for code in (*codes, 401, 403)
-    }
+)
 
 
 def _created(door: DoorState, placed: Sequence[tuple[SubmitOutcome, int | None]]) -> list[m.JobCreated]:
@@ -145,20 +139,8 @@ async def list_jobs(
         str | None, Parameter(max_length=100, description="Search: a job id (`123` or `#123`).")
     ] = None,
 ) -> m.JobList:
-    states: list[JobState] = []
-    for field, given in (("state", state_names), ("status", status)):
-        for name in (given or "").split(","):
-            name = name.strip()
-            if not name:
-                continue
-            try:
-                states.append(JobState(name))
-            except ValueError:
-                raise m.FieldError(
-                    f"unknown {field} {name[:40]!r}: use " + ", ".join(s.value for s in JobState), [field]
-                ) from None
     query = JobFilter(
-        states=states,
+        states=states_of(state_names, "state") + states_of(status),
         service=service,
         customer_id=customer_id,
         worker=worker,

@@ -15,13 +15,13 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from jobq.core.model import JobSpec
 from jobq.core.workflow import GroupView
 from jobq.doors.http import models as m
 from jobq.doors.http import views as v
+from jobq.doors.http.rest_common import ErrorResponses
 from jobq.doors.http.state import caller_of, door_of
 
 GroupIdParam = Annotated[int, Parameter(ge=1, le=m.MAX_ID, description="The group's id.")]
@@ -44,20 +44,14 @@ class MemberList(msgspec.Struct, kw_only=True):
     limit: int
 
 
-def _errors(*codes: int) -> dict[int, ResponseSpec]:
-    descriptions = {
+_errors = ErrorResponses(
+    {
         400: "Malformed request or parameter.",
-        401: "No token, or an unknown or revoked one (`Authorization: Bearer TOKEN`).",
         403: "The token does not allow it (a client sees and cancels only its own groups).",
         404: "No such group.",
         409: "The group has already ended.",
-        415: "A state-changing request whose Content-Type is not application/json.",
-        503: "The hub is shutting down.",
     }
-    return {
-        code: ResponseSpec(data_container=m.ErrorBody, description=descriptions.get(code, "Error."))
-        for code in (*codes, 401, 403)
-    }
+)
 
 
 def _shown(view: GroupView) -> GroupView:

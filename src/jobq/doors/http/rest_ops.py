@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from jobq.core.model import JobFilter
@@ -23,9 +22,9 @@ from jobq.core.operations import (
     PauseAction,
     ServicePause,
 )
-from jobq.core.states import JobState
 from jobq.doors.http import models as m
-from jobq.doors.http.frames import FieldError, check_nesting, field_error
+from jobq.doors.http.frames import check_nesting, field_error
+from jobq.doors.http.rest_common import ErrorResponses, empty_body, states_of
 from jobq.doors.http.state import caller_of, door_of
 from jobq.errors import InvalidRequest
 
@@ -57,34 +56,7 @@ class BulkRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 _bulk_request = msgspec.json.Decoder(BulkRequest)
 
 
-def states_of(text: str | None, field: str = "status") -> list[JobState]:
-    """Comma-separated state names → states; a 400 naming ``field`` for an unknown one."""
-    states: list[JobState] = []
-    for name in (text or "").split(","):
-        name = name.strip()
-        if not name:
-            continue
-        try:
-            states.append(JobState(name))
-        except ValueError:
-            raise FieldError(
-                f"unknown status {name[:40]!r}: use " + ", ".join(s.value for s in JobState), [field]
-            ) from None
-    return states
-
-
-def _errors(*codes: int) -> dict[int, ResponseSpec]:
-    descriptions = {
-        400: "Malformed body, wrong type or value, or a missing or unknown field.",
-        401: "No token, or an unknown or revoked one (`Authorization: Bearer TOKEN`).",
-        403: "The token does not allow it.",
-        415: "A state-changing request whose Content-Type is not application/json.",
-        503: "The hub is shutting down.",
-    }
-    return {
-        code: ResponseSpec(data_container=m.ErrorBody, description=descriptions.get(code, "Error."))
-        for code in (*codes, 401, 403)
-    }
+_errors = ErrorResponses({})
 
 
 def _service_action(action: PauseAction, summary: str, description: str) -> Any:
@@ -100,9 +72,7 @@ def _service_action(action: PauseAction, summary: str, description: str) -> Any:
         responses=_errors(400, 415),
     )
     async def handler(request: Request[Any, Any, Any], service: ServiceParam) -> ServicePause:
-        body = (await request.body()).strip()
-        if body and body != b"{}":
-            raise InvalidRequest("the body must be empty or {}")
+        await empty_body(request)
         return await door_of(request).hub.control_service(action, service, caller=caller_of(request))
 
     return handler
@@ -156,4 +126,4 @@ async def bulk_jobs(request: Request[Any, Any, Any]) -> BulkResult:
 
 HANDLERS = [pause_service, resume_service, bulk_jobs]
 
-__all__ = ["HANDLERS", "BulkRequest", "bulk_jobs", "pause_service", "resume_service", "states_of"]
+__all__ = ["HANDLERS", "BulkRequest", "bulk_jobs", "pause_service", "resume_service"]

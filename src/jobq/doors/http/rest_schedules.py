@@ -13,13 +13,13 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, delete, get, post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from jobq.core.schedule import DEFAULT_CATCH_UP, MAX_CATCH_UP
 from jobq.core.schedule_info import ScheduleInfo
 from jobq.doors.http import models as m
 from jobq.doors.http.frames import FieldError, check_nesting
+from jobq.doors.http.rest_common import ErrorResponses, empty_body
 from jobq.doors.http.state import caller_of, door_of
 from jobq.errors import InvalidRequest
 
@@ -51,19 +51,13 @@ class Removed(msgspec.Struct, kw_only=True):
     removed: bool = True
 
 
-def _errors(*codes: int) -> dict[int, ResponseSpec]:
-    descriptions = {
+_errors = ErrorResponses(
+    {
         400: "Malformed body, a bad expression, zone or name (the reason says which).",
-        401: "No token, or an unknown or revoked one (`Authorization: Bearer TOKEN`).",
         403: "The token does not allow it (a client manages only the schedules it added).",
         404: "No such schedule.",
-        415: "A state-changing request whose Content-Type is not application/json.",
-        503: "The hub is shutting down.",
     }
-    return {
-        code: ResponseSpec(data_container=m.ErrorBody, description=descriptions.get(code, "Error."))
-        for code in (*codes, 401, 403)
-    }
+)
 
 
 def _decode(body: bytes) -> ScheduleRequest:
@@ -134,12 +128,6 @@ async def remove_schedule(request: Request[Any, Any, Any], name: NameParam) -> R
     return Removed(name=name)
 
 
-async def _empty_body(request: Request[Any, Any, Any]) -> None:
-    body = (await request.body()).strip()
-    if body and body != b"{}":
-        raise InvalidRequest("the body must be empty or {}")
-
-
 @post(
     "/api/schedules/{name:str}/pause",
     summary="Pause a cron schedule",
@@ -149,7 +137,7 @@ async def _empty_body(request: Request[Any, Any, Any]) -> None:
     responses=_errors(400, 404, 415),
 )
 async def pause_schedule(request: Request[Any, Any, Any], name: NameParam) -> ScheduleInfo:
-    await _empty_body(request)
+    await empty_body(request)
     return await door_of(request).hub.pause_schedule(name, caller=caller_of(request))
 
 
@@ -162,7 +150,7 @@ async def pause_schedule(request: Request[Any, Any, Any], name: NameParam) -> Sc
     responses=_errors(400, 404, 415),
 )
 async def resume_schedule(request: Request[Any, Any, Any], name: NameParam) -> ScheduleInfo:
-    await _empty_body(request)
+    await empty_body(request)
     return await door_of(request).hub.resume_schedule(name, caller=caller_of(request))
 
 
