@@ -90,3 +90,27 @@ async def test_a_job_queued_while_a_claim_runs_is_not_left_behind(namespace: Nam
         await until(lambda: sum(len(link.ids) for link in links) == total)
     finally:
         await hub.stop(grace=0)
+
+
+async def test_a_drained_worker_does_not_stand_for_its_profile(namespace: Namespace) -> None:
+    """Found in review: a drained worker's claim never reaches the store, so what the store said
+    of its last (empty) claim must not make the dispatcher skip the other workers of its profile."""
+    hub = Hub(
+        open_store(namespace.url),
+        HubConfig(store=namespace.url, tick=3600.0),
+        clock=FakeClock(),
+        rand=lambda: 0.0,
+    )
+    await hub.start()
+    try:
+        a, b = FakeLink(), FakeLink()
+        await hub.attach(WorkerHello(id="a", services=["echo"], slots=4), a)
+        await hub.attach(WorkerHello(id="b", services=["echo"], slots=4), b)
+        hub.kick()  # a's claim, first in the rotation, finds the queues empty
+        await asyncio.sleep(0.1)
+        await hub.drain_worker("a")
+        await hub.submit([JobSpec(service="echo", payload=[b"x"])])
+        await until(lambda: len(b.ids) == 1)
+        assert a.ids == []
+    finally:
+        await hub.stop(grace=0)

@@ -353,7 +353,10 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
         return self._workers.profiles.get(worker_id)
 
     def claimed_empty(self, worker_id: str) -> bool:
-        return self._emptied_for == worker_id
+        # Read once, by the dispatcher right after the claim: a later question about a worker
+        # whose claim never reached the store (drained, suspended) must not see this answer.
+        emptied, self._emptied_for = self._emptied_for == worker_id, None
+        return emptied
 
     def listen(self, listener: StoreListener) -> None:
         self._listener = listener
