@@ -94,6 +94,7 @@ async def test_status_list_cancel_and_health(hub: str, mdp: Peer) -> None:
         (b"mmi.status", [b"0"], "the id must be a whole number from 1 to 9223372036854775807, not '0'"),
         (b"mmi.status", [b"-5"], "the id must be a whole number from 1 to 9223372036854775807, not '-5'"),
         (b"mmi.status", [b"1" * 30], "the id must be a whole number from 1 to 9223372036854775807, not '"),
+        (b"mmi.status", [b"7" * 5000], "the id must be a whole number"),  # past int()'s digit limit
         (b"mmi.cancel", [b"\xff\xfe"], "mmi.cancel needs [id]: a job or group id must be UTF-8"),
         (b"mmi.cancel", [b"\xd9\xa3"], "the id must be a whole number"),  # an Arabic-Indic 3
         (b"mmi.list", [], "mmi.list needs [service, limit?]: the service is missing"),

@@ -60,7 +60,8 @@ def _text(body: Frames, index: int, what: str) -> str:
 
 
 def _number(text: str, what: str, top: int) -> int:
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= top:
+    # Length first: int() of thousands of digits is slow, and past 4,300 raises ValueError.
+    if len(text) > len(str(top)) or not text.isascii() or not text.isdigit() or not 1 <= int(text) <= top:
         raise InvalidRequest(f"{what} must be a whole number from 1 to {top}, not {text[:40]!r}")
     return int(text)
 
