@@ -120,6 +120,9 @@ async def test_bad_schedules_are_refused_with_the_reason(make_rig: MakeRig) -> N
         (("x", "* * * * *", SPEC), {"catch_up": -1.0}, "catch_up must be"),
         (("x", "* * * * *", JobSpec(service="s", idempotency_key="k")), {}, "keyed by their firing"),
         (("x", "* * * * *", JobSpec(service="")), {}, "service must be"),
+        # Found in review: each firing raised inside the clock, and no job was ever made.
+        (("x", "* * * * *", JobSpec(service="s", after=[1])), {}, "cannot take after"),
+        (("x", "* * * * *", JobSpec(service="s", ref="a")), {}, "cannot take after"),
     ]
     for args, kwargs, reason in cases:
         with pytest.raises(InvalidRequest, match=reason):

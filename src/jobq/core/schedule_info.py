@@ -60,6 +60,10 @@ def check_schedule_spec(spec: JobSpec) -> None:
         raise InvalidRequest("a schedule's jobs are keyed by their firing: leave idempotency_key out")
     if spec.run_at is not None:
         raise InvalidRequest("a schedule's jobs cannot take run_at (a fixed time); use delay")
+    if spec.after or spec.ref is not None or spec.after_policy != "completed":
+        # Each firing is a job of its own, made by the hub's clock: it has no batch to name, and
+        # prerequisites fixed at add time would have ended long before the later firings.
+        raise InvalidRequest("a schedule's jobs cannot take after, after_policy or ref")
 
 
 def may_manage(principal: Principal, schedule: Schedule) -> bool:
