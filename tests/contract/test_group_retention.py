@@ -73,3 +73,20 @@ async def test_group_records_are_the_groups_without_live_counts(store: Store) ->
     assert (record.id, record.total, record.ended, record.state) == (
         group.id, 3, {"completed": 1}, GroupState.RUNNING,
     )  # fmt: skip
+
+
+async def test_one_purge_forgets_the_expired_and_keeps_members_of_a_running_group(backend: Backend) -> None:
+    """Expired jobs interleaved with members of a group that runs: one tick forgets every one
+    of the former and none of the latter (SQLite splits its batch of rows in one pass)."""
+    store = await backend.open(result_ttl=KEEP, failed_ttl=KEEP)
+    await attach(store, "wp", services=("plain",), slots=1)
+    plain, members = [], []
+    for i in range(3):
+        await store.submit([spec(service="plain")], T0)
+        plain.append(await complete_one(store, "wp", T0))
+        await attach(store, f"w{i}", services=(f"g{i}",), slots=1)
+        await store.submit_group(plain_group(2), [spec(service=f"g{i}"), spec(service=f"g{i}")], T0, None)
+        members.append(await complete_one(store, f"w{i}", T0))  # its other member is queued
+    assert (await store.tick(T0 + 2 * KEEP)).purged == 3
+    assert [await store.get(i) for i in plain] == [None] * 3
+    assert None not in [await store.get(i) for i in members]

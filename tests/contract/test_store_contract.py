@@ -394,3 +394,30 @@ async def test_priority_comes_before_fairness(store: Store) -> None:
     high = await store.submit([spec(customer_id="b", priority=5) for _ in range(3)], T0)
     await attach(store, slots=3)
     assert [j.id for j in await store.claim("w1", 3, T0, TTL)] == [h.job.id for h in high]
+
+
+async def test_a_listing_by_ids_returns_those_jobs_with_the_other_filters(store: Store) -> None:
+    """``JobFilter.ids``: exactly the named jobs that exist, live or ended, the query's other
+    filters applied, newest first, paged (the embedded stores look them up: embedded_query.py)."""
+    made = [(await submit_one(store, spec(service="a" if i % 2 else "b"))).id for i in range(8)]
+    await attach(store, services=("a",), slots=1)
+    (running,) = await store.claim("w1", 1, T0, TTL)
+    await store.complete([Completion(running.id, 1, [])], T0)
+    await store.cancel(made[0], T0)
+    named = [made[6], made[0], running.id, made[3], 99_999, made[6]]  # a duplicate, a missing id
+
+    async def listed(**kw: object) -> list[int]:
+        return [j.id for j in await store.list_jobs(JobFilter(ids=named, **kw))]  # type: ignore[arg-type]
+
+    every = sorted({made[6], made[0], running.id, made[3]}, reverse=True)
+    assert await listed() == every
+    assert await listed(service="a") == sorted({running.id, made[3]}, reverse=True)
+    assert await listed(states=[JobState.COMPLETED]) == [running.id]
+    assert await listed(states=[JobState.CANCELLED, JobState.QUEUED]) == sorted(
+        {made[0], made[6], made[3]} - {running.id}, reverse=True
+    )
+    assert await listed(states=[JobState.QUEUED]) == [i for i in every if i not in (made[0], running.id)]
+    assert await listed(limit=2, offset=1) == every[1:3]
+    assert await listed(before_id=made[3]) == [i for i in every if i < made[3]]
+    assert await listed(customer_id="nobody") == []
+    assert [j.id for j in await store.list_jobs(JobFilter(ids=[99_999]))] == []

@@ -194,3 +194,27 @@ async def test_a_dependent_cancelled_by_its_prerequisite_then_retried(store: Sto
         (3, "cancelled", 0, None, why, None),
         (4, "retried", 0, None, None, None),
     ]
+
+
+async def test_a_delayed_dependent_says_when_it_may_run(store: Store) -> None:
+    """deps.lua after_place (a waiting job's first mark) ↔ model.new_job: a dependent with a
+    delay starts with the same mark whether it waits or is cancelled by its prerequisite."""
+    await attach(store)
+    first = await submit_one(store, spec(max_attempts=1))
+    waiting = await submit_one(store, spec(after=[first.id], delay=60), T0 + 1)
+    job = await store.get(waiting.id)
+    assert job is not None and job.state is JobState.WAITING
+    assert marks(job) == [(1, "submitted", 0, None, None, T0 + 61)]
+    assert [timeline.state_after(m) for m in job.timeline] == [JobState.SCHEDULED]
+    token = await claim_token(store, "w1", T0 + 2)
+    await store.fail(first.id, token, "boom", T0 + 3)
+    cancelled = await submit_one(store, spec(after=[first.id], delay=60), T0 + 4)  # cancelled at once
+    why = f"prerequisite {first.id} ended failed"
+    assert marks(await store.get(waiting.id)) == [
+        (1, "submitted", 0, None, None, T0 + 61),
+        (3, "cancelled", 0, None, why, None),
+    ]
+    assert marks(await store.get(cancelled.id)) == [
+        (4, "submitted", 0, None, None, T0 + 64),
+        (4, "cancelled", 0, None, why, None),
+    ]

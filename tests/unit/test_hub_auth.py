@@ -17,7 +17,7 @@ import pytest
 
 from jobq.authfile import AuthFile, CurveEntry, create_token, read, revoke, write
 from jobq.config import HubConfig
-from jobq.core.auth import LOCAL_CALLER, Caller, Principal
+from jobq.core.auth import LOCAL_CALLER, ROLES, Caller, Principal, may_operate, may_read_history
 from jobq.core.errors import Forbidden, Unauthorized
 from jobq.core.model import Completion, Job, JobFilter, JobSpec, Submitted
 from jobq.core.states import JobState
@@ -840,3 +840,41 @@ async def test_a_worker_id_running_jobs_through_another_hub_cannot_be_taken(tmp_
             await hub.stop(grace=0)
             hub.guard.audit.close()
         ns.cleanup()
+
+
+# ---------------------------------------------------------------- operators and the history
+
+
+def test_the_history_and_operator_actions_have_their_rules_in_core_auth() -> None:
+    """core/auth.py decides them as it decides every other operation (hub/access.py applies)."""
+    readers = {role for role in ROLES if may_read_history(Principal(name="x", role=role))}
+    operators = {role for role in ROLES if may_operate(Principal(name="x", role=role))}
+    assert readers == {"admin", "monitor"} and operators == {"admin"}
+
+
+async def test_the_history_and_a_pause_are_refused_and_audited_by_the_one_access_decision(
+    world: World,
+) -> None:
+    hub = world.hub
+    assert (await hub.history(5, caller=world["eyes"])).points
+    for who in ("ci-a", "gpu"):
+        with pytest.raises(Forbidden, match=f"a {TOKENS[who]['role']} token cannot read the history"):
+            await hub.history(5, caller=world[who])
+        await refused(world, who, "view", "history")
+    for who in ("ci-a", "eyes"):
+        with pytest.raises(Forbidden, match="only an admin token may pause services"):
+            await hub.pause_service("echo", caller=world[who])
+        await refused(world, who, "pause", "service echo")
+        with pytest.raises(Forbidden, match="only an admin token may drain workers"):
+            await hub.drain_worker("w", caller=world[who])
+        await refused(world, who, "drain", "worker w")
+    assert (await hub.pause_service("echo", caller=world["root"])).paused
+
+
+async def test_a_group_for_another_customer_is_refused_whole_as_a_submit_is(world: World) -> None:
+    """hub/groups.py scopes a group's specs with the hub's one rule (Hub._scoped)."""
+    group = JobSpec(service="echo", payload=[b"{}"], customer_id="B", expand={"n": [1, 2]})
+    with pytest.raises(Forbidden, match="this token may not submit for customer 'B'"):
+        await world.hub.submit_group(group, caller=world["ci-a"])
+    await refused(world, "ci-a", "submit", "echo")
+    assert await world.hub.list_jobs(JobFilter(), caller=world["root"]) == []

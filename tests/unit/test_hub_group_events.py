@@ -19,6 +19,7 @@ from jobq.core.states import JobState
 from jobq.core.workflow import GroupState
 from jobq.errors import Forbidden
 from jobq.hub import groups as hub_groups
+from jobq.hub.group_events import group_event
 from tests.unit.test_hub_groups import (
     Rig,
     echo_n,
@@ -154,3 +155,43 @@ async def test_a_client_watches_only_its_own_groups(rig: Rig) -> None:
     await until(lambda: mine.kinds() == ["group_progress", "group_ended"])
     await asyncio.sleep(0)
     assert spy.events == [] and {e.owner for e in mine.events} == {"alice"}
+
+
+async def test_what_the_hub_told_of_groups_is_forgotten_once_they_end(rig: Rig) -> None:
+    """GroupNews keeps one entry per open group it told of: a group that ended is dropped
+    whether a watcher still listened (read then), had left (never read again), or nobody
+    ever watched; a group_ended heard from another hub drops it too."""
+    hub = rig.hub
+    news = hub._tracking().news
+    a = await rig.attach("a")
+    watched, left, unwatched = Listener(), Listener(), Listener()
+    gids = []
+    for listener in (watched, left, unwatched):
+        out = await hub.submit_group(expanding({"n": "1..2"}, finalize=None))
+        gids.append(out.group.id)
+        if listener is not unwatched:
+            await hub.watch_group(listener, out.group.id)
+    await until(lambda: len(a.jobs) == 6)
+    await until(lambda: not hub._tasks)
+    first = [j for j in a.jobs if echo_n(j) == b"1"]
+    rest = [j for j in a.jobs if echo_n(j) != b"1"]
+    a.jobs = []
+    await hub.complete("a", [Completion(j.id, j.token, [echo_n(j)]) for j in first])
+    await until(lambda: len(watched.events) == 1 and len(left.events) == 1)
+    await until(lambda: not hub._tasks)
+    assert len(news) == 2  # the two watched groups, told of once each
+    hub.unwatch(left, [gids[1]])
+    assert not hub._events.wants_group(gids[1])
+    await hub.complete("a", [Completion(j.id, j.token, [echo_n(j)]) for j in rest])
+    await until(lambda: watched.kinds()[-1:] == ["group_ended"])
+    await until(lambda: not hub._tasks)
+    assert [(await hub.group(g)).state for g in gids] == [GroupState.COMPLETED] * 3
+    assert len(news) == 0
+    # Another hub's group_ended (on Redis, from the bus) drops a group this hub told of.
+    other = await hub.submit_group(JobSpec(service="nobody", payload=[b"{}"], expand={"n": [1, 2]}))
+    gid = other.group.id
+    group = (await hub._store.group_records([gid]))[0]
+    news.events(group, False, 0.0)  # told: a progress of 0
+    assert len(news) == 1
+    hub.on_event(group_event(group, "group_ended", 0.0))
+    assert len(news) == 0

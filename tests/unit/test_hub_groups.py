@@ -219,3 +219,13 @@ async def test_sqlite_reads_groups_back(tmp_path: Path) -> None:
         assert again.group.id > out.group.id + 4
     finally:
         await hub.stop(grace=0)
+
+
+def test_group_policies_and_a_specs_checks_are_written_once() -> None:
+    from jobq.core import model, validate, workflow
+    from jobq.hub.groups import GroupSide
+
+    for module in (workflow, validate):  # imported from core/model.py, not written again
+        assert vars(module)["GROUP_POLICIES"] is model.GROUP_POLICIES
+    assert vars(workflow)["GroupPolicy"] is model.GroupPolicy
+    assert "_check_spec" not in vars(GroupSide)  # a group's specs are checked by Hub.check

@@ -123,6 +123,18 @@ def may_touch(principal: Principal, job: Job, action: Action) -> bool:
     return principal.may(action) and principal.role != "monitor" and may_see(principal, job)
 
 
+def may_read_history(principal: Principal) -> bool:
+    """Whether ``principal`` may read the hub's history (every customer's counts and
+    latencies, ``core/history.py``): admins and monitors."""
+    return principal.role in ("admin", "monitor")
+
+
+def may_operate(principal: Principal) -> bool:
+    """Whether ``principal`` may act on the queue or its workers as an operator (pause and
+    resume a service, drain, resume and evict a worker): admins only."""
+    return principal.may(Action.ADMIN)
+
+
 def scoped_spec(principal: Principal, spec: JobSpec) -> JobSpec | str:
     """The spec as this principal may submit it (its owner and customer filled in), or the
     reason it may not. An admin's specs are taken as they are."""
@@ -207,6 +219,8 @@ __all__ = [
     "Caller",
     "Principal",
     "Role",
+    "may_operate",
+    "may_read_history",
     "may_see",
     "may_serve",
     "may_touch",

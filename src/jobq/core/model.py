@@ -17,6 +17,8 @@ from jobq.core.states import JobState
 Isolation = Literal["strict", "loose", "none"]
 GroupPolicy = Literal["all_completed", "all_ended"]
 ISOLATIONS: tuple[str, ...] = ("strict", "loose", "none")
+#: A group's finalize policies (``core/workflow.py``), as ``GroupPolicy`` names them.
+GROUP_POLICIES: tuple[GroupPolicy, ...] = ("all_completed", "all_ended")
 
 #: Payloads are kept as frames: a plain bytes payload is one frame. The Majordomo door needs
 #: frame boundaries kept end to end, so they are first class everywhere.

@@ -10,9 +10,7 @@ import msgspec
 from jobq.core.dependencies import check_after
 from jobq.core.errors import InvalidRequest, PayloadTooLarge
 from jobq.core.expand import parse_expand
-from jobq.core.model import ISOLATIONS, PRIORITY_MAX, PRIORITY_MIN, JobSpec
-
-GROUP_POLICIES = ("all_completed", "all_ended")
+from jobq.core.model import GROUP_POLICIES, ISOLATIONS, PRIORITY_MAX, PRIORITY_MIN, JobSpec
 
 #: Default largest payload (all frames together), in bytes.
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024

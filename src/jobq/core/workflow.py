@@ -13,17 +13,14 @@ import enum
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from jobq.core.errors import Conflict, InvalidRequest
 from jobq.core.expand import MAX_MEMBERS, Expansion, parse_expand
-from jobq.core.model import JobSpec
+from jobq.core.model import GROUP_POLICIES, GroupPolicy, JobSpec
 from jobq.core.states import JobState
-
-GroupPolicy = Literal["all_completed", "all_ended"]
-GROUP_POLICIES: tuple[str, ...] = ("all_completed", "all_ended")
 
 #: Default bytes of members' results inlined in the finalize job's payload (the rest are
 #: referenced by member id and fetched by the handler). Half the default payload limit.

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from jobq.core.auth import Action, Caller, Principal, may_see, may_touch
+from jobq.core.auth import Action, Caller, Principal, may_operate, may_read_history, may_see, may_touch
 from jobq.core.errors import Forbidden
 from jobq.core.model import Job, JobEvent, JobFilter
 from jobq.hub.events import Subscriber
@@ -34,6 +34,18 @@ class Access:
             raise self.refuse(
                 caller, action.value, target, f"a {caller.principal.role} token cannot {action.value}"
             )
+
+    def operator(self, caller: Caller, action: str, target: str, what: str) -> None:
+        """An operator's ``action`` on ``target`` (pause a service, drain a worker: ``what``
+        names their kind, ``services`` or ``workers``): ``may_operate``."""
+        if not may_operate(caller.principal):
+            raise self.refuse(caller, action, target, f"only an admin token may {action} {what}")
+
+    def history(self, caller: Caller) -> None:
+        """The hub's history: ``may_read_history``."""
+        if not caller.unrestricted and not may_read_history(caller.principal):
+            role = caller.principal.role
+            raise self.refuse(caller, "view", "history", f"a {role} token cannot read the history")
 
     def readable(self, caller: Caller, job: Job) -> Job:
         """The job as ``caller`` may see it (a monitor never sees payloads or results)."""

@@ -36,7 +36,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from jobq.core.auth import LOCAL_CALLER, Action, Caller
+from jobq.core.auth import LOCAL_CALLER, Caller
 from jobq.core.model import WorkerInfo
 from jobq.core.views import WorkerNotice
 from jobq.errors import Conflict, InvalidRequest, NotFound
@@ -217,10 +217,7 @@ class WorkerControl(QueueControl):  # pause services, bulk actions: hub/queue_co
     # ------------------------------------------------------------------ inside
 
     def _may_control(self, caller: Caller, action: str, worker: str) -> None:
-        if not caller.principal.may(Action.ADMIN):
-            raise self._access.refuse(
-                caller, action, f"worker {worker[:100]}", f"only an admin token may {action} workers"
-            )
+        self._access.operator(caller, action, f"worker {worker[:100]}", "workers")
 
     async def _resolve(self, worker: str, *, connected: bool = False) -> str:
         """The id of the worker named: its id, or a name only one registered worker has. It

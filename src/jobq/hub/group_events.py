@@ -11,6 +11,8 @@ id: group ids and job ids share one sequence, so no job's watcher mistakes it fo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from jobq.core.model import EventKind, JobEvent
 from jobq.core.states import JobState
 from jobq.core.workflow import Group, GroupState
@@ -44,11 +46,23 @@ def is_group_event(event: JobEvent) -> bool:
 
 class GroupNews:
     """What this hub last told of each group it follows, to tell each change once: progress
-    when more members ended, finalizing when it starts, the end when the store says so."""
+    when more members ended, finalizing when it starts, the end when the store says so.
+    Bounded by the open groups: a group is forgotten once it has ended, whether this hub read
+    it then (``events``), learnt it from the store (``forget``: every group whose end the store
+    let this hub tell) or heard it from another hub (its ``group_ended`` on the bus)."""
 
     def __init__(self) -> None:
         #: Group id → (members ended, state) as last told; dropped once the group has ended.
         self._told: dict[int, tuple[int, GroupState]] = {}
+
+    def __len__(self) -> int:
+        """Groups followed now (each one open)."""
+        return len(self._told)
+
+    def forget(self, group_ids: Iterable[int]) -> None:
+        """These groups have ended: nothing more is told of them (until one runs again)."""
+        for group_id in group_ids:
+            self._told.pop(group_id, None)
 
     def events(self, group: Group, ended_now: bool, now: float) -> list[JobEvent]:
         """This turn's events of ``group`` (read after its members' ends of the turn);

@@ -18,14 +18,15 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from jobq.core.auth import LOCAL_CALLER, Action, Caller, scoped_spec
+from jobq.core.auth import LOCAL_CALLER, Action, Caller
 from jobq.core.expand import parse_expand
 from jobq.core.matching import shape_of
-from jobq.core.model import Frames, GroupSpec, Job, JobEvent, JobFilter, JobSpec
-from jobq.core.states import QUEUED, TERMINAL
+from jobq.core.model import GroupSpec, Job, JobEvent, JobFilter, JobSpec
+from jobq.core.states import QUEUED
 from jobq.core.validate import validate_finalize, validate_spec
 from jobq.core.workflow import (
     Group,
@@ -91,7 +92,7 @@ class GroupSide(WorkerSide):
                 base, expand=None, finalize=None, group_policy="all_completed", idempotency_key=None,
                 content_type=base.content_type or "application/json",
             )  # fmt: skip
-            self._check_spec(template)
+            self.check(template)
             replace = msgspec.structs.replace
             members = [replace(template, payload=[payload]) for payload in payloads]
             finalize, policy, key, source = (
@@ -106,7 +107,7 @@ class GroupSide(WorkerSide):
             members = [self._scoped_for_group(spec, caller) for spec in request.members]
             for index, spec in enumerate(members):
                 try:
-                    self._check_spec(spec)
+                    self.check(spec)
                 except JobqError as exc:
                     raise type(exc)(f"member {index}: {exc.message}") from None
                 if spec.idempotency_key is not None:
@@ -152,19 +153,22 @@ class GroupSide(WorkerSide):
         view = view_of(stored, live) if created else await self.group(stored.id, caller=caller)
         return GroupSubmitted(group=view, members=list(member_ids(stored)), created=created)
 
-    def _check_spec(self, spec: JobSpec) -> None:
-        """What ``Hub.check`` checks: the model's rules, this hub's limits, an advertised schema,
-        requirements the store can index."""
-        validate_spec(spec, self.config.max_payload)
-        self._schemas.check(spec)
-        shape_of(spec.service, spec.requires, spec.must_not, spec.customer_id, spec.isolation)
+    if TYPE_CHECKING:  # Hub's (hub/hub.py): a spec's checks, and its scope for the caller
+
+        def check(self, spec: JobSpec) -> None: ...
+
+        def _scoped(
+            self, specs: Sequence[JobSpec], caller: Caller
+        ) -> tuple[list[JobSpec], dict[int, JobqError]]: ...
 
     def _scoped_for_group(self, spec: JobSpec, caller: Caller) -> JobSpec:
+        """``Hub._scoped`` for one spec of a group: a group is taken whole or refused, so the
+        refusal is raised rather than kept for its index."""
         if caller.unrestricted:
             return spec
-        allowed = scoped_spec(caller.principal, spec)
-        if isinstance(allowed, str):
-            raise self._access.refuse(caller, "submit", spec.service, allowed)
+        (allowed,), refused = self._scoped([spec], caller)
+        if refused:
+            raise refused[0]
         return allowed
 
     # ------------------------------------------------------------------ read, wait, cancel
@@ -203,7 +207,7 @@ class GroupSide(WorkerSide):
         if not 0 <= limit <= MAX_MEMBERS_LISTED or offset < 0:
             raise InvalidRequest(f"limit must be 0..{MAX_MEMBERS_LISTED} and offset non-negative")
         group, _ = await self._group(group_id, caller)
-        ids = list(member_ids(group))[offset : offset + limit]
+        ids = list(member_ids(group)[offset : offset + limit])  # a range's slice: no full list
         if group.finalize_id is not None and len(ids) < limit:
             ids.append(group.finalize_id)
         if not ids:
@@ -280,19 +284,6 @@ class GroupSide(WorkerSide):
 
     # ------------------------------------------------------------------ ends and FINISHED
 
-    def _announce(
-        self,
-        job: Job,
-        kind: str,
-        now: float,
-        *,
-        with_result: bool = False,
-        partial: Frames | None = None,
-    ) -> None:
-        if job.group is not None and job.state in TERMINAL:
-            self._group_touched((job.group,))
-        super()._announce(job, kind, now, with_result=with_result, partial=partial)
-
     def _group_touched(self, group_ids: Iterable[int]) -> None:
         tracking = self._tracking()
         tracking.touched.update(group_ids)
@@ -318,6 +309,7 @@ class GroupSide(WorkerSide):
             for group in await self._store.group_records(wanted):
                 for event in news.events(group, group.id in ended, now):
                     self._publish_group(event)
+        self._tracking().news.forget(ended)  # wanted or not: what it keeps stays bounded
         for group_id, workers in finished:
             told = self.on_group_finished(group_id, workers)
             if self._shared:
@@ -345,6 +337,8 @@ class GroupSide(WorkerSide):
     def on_event(self, event: JobEvent) -> None:
         """An event that happened at another hub: a group's goes to the group's watchers."""
         if event.group is not None and is_group_event(event):
+            if event.kind == "group_ended":
+                self._tracking().news.forget((event.id,))
             self._events.publish_group(event)
         else:
             super().on_event(event)

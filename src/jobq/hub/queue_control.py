@@ -95,10 +95,7 @@ class QueueControl:
         paused too: its jobs wait once they come)."""
         if action not in PAUSE_ACTIONS:
             raise InvalidRequest(f"unknown service action {action[:40]!r}: use pause or resume")
-        if not caller.principal.may(Action.ADMIN):
-            raise self._access.refuse(
-                caller, action, f"service {service[:100]}", f"only an admin token may {action} services"
-            )
+        self._access.operator(caller, action, f"service {service[:100]}", "services")
         check_service(service)
         paused = action == "pause"
         self.guard.audit.write("action", caller, action, f"service {service}")

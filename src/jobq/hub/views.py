@@ -147,9 +147,7 @@ class ClusterViews(WorkerSide):
     ) -> History:
         """Per-bucket counts, queue depth and latency percentiles of the last ``minutes``
         (``core/history.py``; kept by ``hub/history.py``): for admins and monitors."""
-        if not caller.unrestricted and caller.principal.role not in ("admin", "monitor"):
-            role = caller.principal.role
-            raise self._access.refuse(caller, "view", "history", f"a {role} token cannot read the history")
+        self._access.history(caller)
         if service is not None and not 0 < len(service.encode()) <= MAX_NAME:
             raise InvalidRequest(f"service must be 1 to {MAX_NAME} bytes long")
         return await self._history.read(minutes, service)

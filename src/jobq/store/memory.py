@@ -6,6 +6,7 @@ import heapq
 
 from jobq.core.model import Job, JobFilter
 from jobq.store.embedded_groups import EmbeddedGroups
+from jobq.store.embedded_query import EmbeddedLookups
 from jobq.store.embedded_schedules import ScheduledEmbeddedStore
 from jobq.store.embedded_timeline import EmbeddedTimeline
 from jobq.store.history_memory import MemoryHistory
@@ -13,7 +14,9 @@ from jobq.store.paused import PausedServices
 
 
 # paused services: store/paused.py; groups: store/embedded_groups.py
-class MemoryStore(MemoryHistory, PausedServices, EmbeddedGroups, EmbeddedTimeline, ScheduledEmbeddedStore):
+class MemoryStore(
+    MemoryHistory, PausedServices, EmbeddedGroups, EmbeddedLookups, EmbeddedTimeline, ScheduledEmbeddedStore
+):
     url = "memory://"
 
     def __init__(self, **options: float) -> None:

@@ -151,6 +151,8 @@ local function after_place(id, jk, svc, after, policy, made, run_at, now)
   end
   if run_at ~= '' then
     redis.call('HSET', jk, 'run', run_at)
+    -- its first mark says when it may run, as submit.lua's for a delayed job (model.new_job)
+    redis.call('SET', tlkey(id), cmsgpack.pack({ { t = tonumber(now), k = 'submitted', v = tonumber(run_at) } }))
   end
   move(id, jk, svc, nil, 'waiting')
   if verdict == 'wait' then
