@@ -18,6 +18,7 @@ accumulates :class:`HistoryRow`\\ s (``hub/history.py``) and stores write and re
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,7 +49,28 @@ QUANTILES = (0.5, 0.95, 0.99)
 #: A latency summary: bin → observations.
 Bins = dict[int, int]
 
-_log2 = math.log2
+
+def _by_formula(ms: float) -> int:
+    """A latency's bin (``ms > LOWEST_MS``) as the bins are defined: the rule ``BIN_EDGES`` is
+    derived from."""
+    return min(TOP_BIN, max(1, math.ceil(math.log2(ms / LOWEST_MS) * BINS_PER_DOUBLING)))
+
+
+def _edge(index: int) -> float:
+    """The largest float whose bin (``_by_formula``) is ``index`` or lower: bin ``index``'s
+    upper edge, exactly as the formula rounds it."""
+    edge = LOWEST_MS * 2 ** (index / BINS_PER_DOUBLING)
+    while _by_formula(edge) > index:
+        edge = math.nextafter(edge, 0.0)
+    while _by_formula(math.nextafter(edge, math.inf)) <= index:
+        edge = math.nextafter(edge, math.inf)
+    return edge
+
+
+#: The upper edges of bins 1 .. ``TOP_BIN - 1`` (milliseconds): a latency's bin is one more than
+#: the number of edges below it (a bisection in C instead of a log2 and a ceil per sample; the
+#: same bins as the formula, float for float).
+BIN_EDGES = tuple(_edge(index) for index in range(1, TOP_BIN))
 
 
 def bucket_start(t: float, resolution: int) -> int:
@@ -58,9 +80,7 @@ def bucket_start(t: float, resolution: int) -> int:
 
 def bin_of(ms: float) -> int:
     """The bin of a latency in milliseconds (negative or NaN counts as 0)."""
-    if not ms > LOWEST_MS:
-        return 0
-    return min(TOP_BIN, max(1, math.ceil(math.log2(ms / LOWEST_MS) * BINS_PER_DOUBLING)))
+    return bisect_left(BIN_EDGES, ms) + 1 if ms > LOWEST_MS else 0
 
 
 def bin_value(index: int) -> float:
@@ -73,14 +93,7 @@ def bin_value(index: int) -> float:
 def observe(bins: Bins, seconds: float) -> None:
     """Count one latency of ``seconds`` in ``bins`` (``bin_of`` inlined: the hub's hot path)."""
     ms = seconds * 1000.0
-    if ms > LOWEST_MS:
-        index = math.ceil(_log2(ms / LOWEST_MS) * BINS_PER_DOUBLING)
-        if index > TOP_BIN:
-            index = TOP_BIN
-        elif index < 1:
-            index = 1
-    else:
-        index = 0
+    index = bisect_left(BIN_EDGES, ms) + 1 if ms > LOWEST_MS else 0
     bins[index] = bins.get(index, 0) + 1
 
 
@@ -283,9 +296,11 @@ def history_of(rows: Iterable[HistoryRow], win: Window, service: str | None = No
 
 
 __all__ = [
+    "BIN_EDGES",
     "COARSE",
     "FINE",
     "KEPT",
+    "LOWEST_MS",
     "MAX_BUCKETS",
     "MAX_MINUTES",
     "RESOLUTIONS",

@@ -113,7 +113,11 @@ def progress_due(marks: list[Mark], now: float) -> bool:
 
 def started(job: Job, now: float) -> None:
     """A claim handed the job's attempt ``job.attempts`` to ``job.worker``."""
-    add(job.timeline, Mark(at=now, kind=STARTED, attempt=job.attempts, worker=job.worker))
+    marks, mark = job.timeline, Mark(at=now, kind=STARTED, attempt=job.attempts, worker=job.worker)
+    if len(marks) < MARKS_KEPT:  # add's common case, inline: every job passes here
+        marks.append(mark)
+    else:
+        add(marks, mark)
 
 
 def progress(job: Job, now: float, value: float | None, message: str | None) -> None:
@@ -131,12 +135,16 @@ def ended(job: Job, state: JobState, now: float) -> None:
     detail = cut(job.error) if state is not JobState.COMPLETED and said else None
     mark = Mark(
         at=now,
-        kind=state.value,
+        kind=state,  # a StrEnum: the same string on the wire and in stores, without .value's call
         attempt=job.attempts if running else 0,
         worker=job.worker if running else None,
         detail=detail,
     )
-    add(job.timeline, mark)
+    marks = job.timeline
+    if len(marks) < MARKS_KEPT:  # add's common case, inline: every job passes here
+        marks.append(mark)
+    else:
+        add(marks, mark)
 
 
 def retrying(job: Job, now: float) -> None:

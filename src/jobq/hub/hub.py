@@ -178,7 +178,7 @@ class Hub(GroupSide, ScheduleSide):
 
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run a coroutine in the background, keeping a reference so it is not collected."""
-        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(coro)  # (no isfuture check)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -209,9 +209,10 @@ class Hub(GroupSide, ScheduleSide):
             specs, refused = self._scoped(specs, caller)
             await check_prerequisites(specs, refused, lambda job_id: self.get(job_id, caller=caller))
         now = self.clock()
-        if linked(specs):  # specs naming each other by ref: all or nothing (hub/dependencies.py)
+        valid = self._all_valid(specs, True)  # None: some spec has a ref or prerequisites
+        if valid is None and linked(specs):  # specs naming each other by ref: all or nothing
             done = await submit_linked(specs, refused, self.check, lambda made: self._store.submit(made, now))
-        elif refused or not self._all_valid(specs):
+        elif refused or not (self._all_valid(specs) if valid is None else valid):
             done = await self._submit_valid_ones(specs, now, refused)  # the rare path: some are refused
         else:
             done = await self._store_submit(specs, now)
@@ -225,16 +226,19 @@ class Hub(GroupSide, ScheduleSide):
             self.kick()
         return done
 
-    def _all_valid(self, specs: Sequence[JobSpec]) -> bool:
+    def _all_valid(self, specs: Sequence[JobSpec], plain: bool = False) -> bool | None:
         """Whether every spec passes validation (the common case, checked without per-spec
-        bookkeeping)."""
+        bookkeeping); ``plain``: None instead of False, and as soon as a spec has a ref or
+        prerequisites (the caller looks for links: hub/dependencies.py)."""
         limit, schemas = self.config.max_payload, self._schemas
         try:
             for spec in specs:
+                if plain and (spec.ref is not None or spec.after):
+                    return None
                 validate_spec(spec, limit)
                 schemas.check(spec)
         except JobqError:
-            return False
+            return None if plain else False
         return True
 
     def _scoped(self, specs: Sequence[JobSpec], caller: Caller) -> tuple[list[JobSpec], dict[int, JobqError]]:

@@ -415,12 +415,18 @@ class WorkerSide(WorkerControl):  # drain, resume, evict: hub/control.py
         """Tell whoever listens. Events are only built when someone may want them; on a store
         shared by several hubs every event also goes to the other hubs."""
         self._history.note(job, kind, now)  # hub/history.py: counted in memory, flushed later
-        if not (self._shared or self._events.wants(job.id, job.state in TERMINAL)):
+        ended = job.state in TERMINAL
+        if ended and job.group is not None:
+            self._group_touched((job.group,))  # hub/groups.py: its group's news, once a turn
+        if not (self._shared or self._events.wants(job.id, ended)):
             return
         event = event_of(job, kind, now, with_result=with_result, partial=partial)
         self._events.publish(event)
         if self._shared:
             self._store.broadcast(event)
+
+    def _group_touched(self, group_ids: Iterable[int]) -> None:
+        """A member of each of these groups ended (GroupSide, hub/groups.py, hears of it)."""
 
     # The store calls these when other hubs sharing it change something (StoreListener).
 

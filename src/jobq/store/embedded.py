@@ -12,7 +12,7 @@ import heapq
 from collections import Counter
 from collections.abc import Sequence
 
-from jobq.core import retry
+from jobq.core import retry, timeline
 from jobq.core.explain import Explanation
 from jobq.core.index import ReadyIndex
 from jobq.core.lease import (
@@ -137,6 +137,7 @@ class EmbeddedStore(EmbeddedDependencies):
         job.state = state
 
     def _finish(self, job: Job, state: JobState, now: float, ttl: float) -> None:
+        timeline.ended(job, state, now)  # before the move: it names a running attempt
         self._move(job, state)
         job.finished_at = now
         job.lease_expires = None
@@ -146,6 +147,8 @@ class EmbeddedStore(EmbeddedDependencies):
         self._running.discard(job.id)
         self._retire(job)
         self._ended(job, now)  # its dependents (store/embedded_deps.py)
+        if job.group is not None:
+            self._group_end(job, state, now)  # store/embedded_groups.py
 
     def _enqueue(self, job: Job, now: float) -> None:
         self._move(job, QUEUED)
@@ -155,11 +158,6 @@ class EmbeddedStore(EmbeddedDependencies):
     def _queue(self, job: Job, since: float) -> None:
         suspect = retry.is_suspect(job.losses)
         self.index.add(job.id, self._shapes[job.id], job.priority, job.seq, since, job.avoid_worker, suspect)
-
-    def _stop_running(self, job: Job) -> None:
-        self._running.discard(job.id)
-        self.index.finish(job.id)
-        job.lease_expires = None
 
     # ------------------------------------------------------------------ jobs
 
@@ -183,7 +181,10 @@ class EmbeddedStore(EmbeddedDependencies):
             if key is not None:
                 self._idempotent[key] = job_id
             self._counts[(job.service, job.state)] += 1
-            self._place(job, now)  # queued, scheduled, waiting or (a prerequisite failed) cancelled
+            if job.state is QUEUED:  # the plain case, inline
+                self.index.add(job_id, shape, job.priority, job.seq, now)
+            else:  # scheduled, waiting, or (a prerequisite failed) cancelled
+                self._place(job, now)
             self._save(job, new=True)
             out.append(Submitted(job=job, created=True))
         await self._durable()
@@ -327,6 +328,9 @@ class EmbeddedStore(EmbeddedDependencies):
             job.lease_expires = deadline
             job.progress = job.progress_message = None
             self._running.add(job.id)
+            timeline.started(job, now)
+            if job.group is not None:
+                self._group_claimed(job, worker_id)  # store/embedded_groups.py
             # A claim is not acknowledged to anyone: if the hub dies before it reaches the disk,
             # the job is simply queued again (at least once), so it does not wait for a commit.
             self._save(job, urgent=False)

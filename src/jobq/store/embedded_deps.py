@@ -35,6 +35,7 @@ class EmbeddedDependencies:
 
     # What it uses of the store (EmbeddedStore sets and defines them).
     _live: dict[int, Job]
+    _running: set[int]
     _shapes: dict[int, Shape]
     _scheduled: list[tuple[float, int]]
     index: ReadyIndex
@@ -53,7 +54,10 @@ class EmbeddedDependencies:
 
         def _ttl(self, job: Job) -> float: ...
 
-        def _stop_running(self, job: Job) -> None: ...
+        # A member of a group ended, was claimed (store/embedded_groups.py defines them).
+        def _group_end(self, job: Job, state: JobState, now: float) -> None: ...
+
+        def _group_claimed(self, job: Job, worker_id: str) -> None: ...
 
     #: Prerequisite → its waiting dependents; None until first used (then rebuilt from the live
     #: waiting jobs).
@@ -75,9 +79,14 @@ class EmbeddedDependencies:
         """The job of ``specs[len(out)]`` (``out``: the outcomes of the earlier specs of the
         call). The first job made by a call checks that every prerequisite the rest of the call
         names exists (``NotFound`` before anything is created)."""
-        spec = specs[len(out)]
+        made = len(out)
+        spec = specs[made]
         if self._batch is None or self._batch[0] is not out:  # the first job this call makes
-            self._check_known(specs[len(out) :])
+            rest = specs[made:]
+            for later in rest:
+                if later.after:
+                    self._check_known(rest)
+                    break
             self._batch = (out, {}, 0)
         if not spec.after:
             return new_job(spec, job_id, now)
@@ -161,8 +170,9 @@ class EmbeddedDependencies:
         """``job`` ended (``_finish``): each of its waiting dependents runs, waits on for its
         other prerequisites, or ends ``cancelled`` (whose own dependents follow, in turn: a
         loop, not a recursion, however long the chain)."""
-        if self._dependents_of is not None and not self._dependents_of:
-            return  # nobody waits for anything: the common case costs one check
+        waiters = self._dependents_of
+        if waiters is not None and job.id not in waiters:
+            return  # nobody waits for it: the common case costs one check
         if self._cascade is not None:
             self._cascade.append(job)  # a dependent cancelled by the loop below
             return
@@ -184,6 +194,12 @@ class EmbeddedDependencies:
             states: list[tuple[int, JobState | None]] = [(job.id, job.state)]
             states += [(a, self._live[a].state) for a in dependent.after if a in self._live]
             self._apply(dependent, after_decision(states, dependent.after_policy), now, tell=True)
+
+    def _stop_running(self, job: Job) -> None:
+        """An attempt ends (the store's, and a cancel's)."""
+        self._running.discard(job.id)
+        self.index.finish(job.id)
+        job.lease_expires = None
 
     def _cancel_live(self, job: Job, why: str, now: float) -> str | None:
         """Cancel a live job (a job's cancel, a group's): out of the queue, or its attempt

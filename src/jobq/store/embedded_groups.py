@@ -1,8 +1,8 @@
 """Groups in the embedded stores (memory, SQLite): the rules of ``core/workflow.py`` applied in
 the same step as the member transitions that trigger them.
 
-Every job end goes through ``EmbeddedStore._finish``; for a member (or a finalize job) this
-class records it on its group there, and when :func:`~jobq.core.workflow.record_end` says so it
+Every job end goes through ``EmbeddedStore._finish``; for a member (or a finalize job) it calls
+:meth:`_group_end`, which records it on its group, and when :func:`~jobq.core.workflow.record_end` says so it
 creates the finalize job in that same step. Everything happens in one event-loop turn, so on
 SQLite the member's end, the group's row and the finalize job's row share one commit: a hub
 killed before it loses all three (the member runs again and triggers finalize then), after it
@@ -220,12 +220,9 @@ class EmbeddedGroups(EmbeddedStore):
 
     # ------------------------------------------------------------------ the hooks into jobs
 
-    def _finish(self, job: Job, state: JobState, now: float, ttl: float) -> None:
-        super()._finish(job, state, now, ttl)
-        if job.group is not None:
-            self._group_end(job, state, now)
-
     def _group_end(self, job: Job, state: JobState, now: float) -> None:
+        """A member (or the finalize job) of group ``job.group`` ended (``EmbeddedStore._finish``,
+        once the job's own end is done)."""
         record = self._groups.get(job.group or 0)
         if record is None:
             return
@@ -261,15 +258,13 @@ class EmbeddedGroups(EmbeddedStore):
         self._create(spec, shape_for(spec), finalize_id, group.id, now)
         return record_finalize(group, finalize_id)
 
-    async def claim(self, worker_id: str, limit: int, now: float, lease_ttl: float) -> list[Job]:
-        jobs = await super().claim(worker_id, limit, now, lease_ttl)
-        for job in jobs:
-            if job.group is not None:
-                record = self._groups.get(job.group)
-                if record is not None and is_member(record.group, job.id) and worker_id not in record.workers:
-                    record.workers.append(worker_id)
-                    self._save_group(record, urgent=False)
-        return jobs
+    def _group_claimed(self, job: Job, worker_id: str) -> None:
+        """A job of group ``job.group`` was claimed (``EmbeddedStore.claim``): a member's worker
+        is told FINISHED when the group ends."""
+        record = self._groups.get(job.group or 0)
+        if record is not None and is_member(record.group, job.id) and worker_id not in record.workers:
+            record.workers.append(worker_id)
+            self._save_group(record, urgent=False)
 
     async def retry(self, job_id: int, now: float) -> Job:
         job = self._live.get(job_id) or self._load(job_id)

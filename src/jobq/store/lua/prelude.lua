@@ -150,8 +150,17 @@ end
 -- Whether a bus entry from hub `inst` has a reader: the bus is for the other hubs (`inst`, the
 -- hubs alive, holds each from its open on), except an entry with no origin, which is for every
 -- hub (the one running the script too). A hub alone on the namespace writes no bus entries.
+-- The hubs alive are counted once per script run, at its first entry with an origin (scripts
+-- that change `inst`, tick and sweep, do so before any entry).
+local hubs_alive = nil
 local function heard(inst)
-  return inst == '' or redis.call('ZCARD', K .. 'inst') > 1
+  if inst == '' then
+    return true
+  end
+  if hubs_alive == nil then
+    hubs_alive = redis.call('ZCARD', K .. 'inst')
+  end
+  return hubs_alive > 1
 end
 
 -- Tell the other hubs (they read the bus stream): kind "r" = jobs may be runnable.
