@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobq.errors import JobqError, Unavailable
+from jobq.store.redis_line import Line, ReplyError, line_settings, open_line
 
 log = logging.getLogger("jobq.store.redis")
 
@@ -39,7 +40,8 @@ READER_CONNECTIONS = 2
 
 class RedisClient:
     """One namespace of one Redis: ``key()`` names its keys, ``cmd``/``pipeline`` talk to it,
-    ``read`` makes blocking reads on connections of their own."""
+    ``script`` runs a loaded script on one pipelined connection (``redis_line``), ``read`` makes
+    blocking reads on connections of their own."""
 
     def __init__(
         self, url: str, *, tag: str, timeout: float, max_connections: int, name: str, block: float
@@ -59,6 +61,11 @@ class RedisClient:
         self.on_ready: Callable[[], None] | None = None
         self._redis: Redis | None = None
         self._reader: Redis | None = None
+        #: The scripts' connection (None until the first call, or after it broke), and how to
+        #: make it; None there for a connection ``redis_line`` does not speak (TLS).
+        self._line: Line | None = None
+        self._line_settings: dict[str, Any] | None = None
+        self._line_opening: asyncio.Lock | None = None
         self._healthy = True
 
     def key(self, *parts: str | int) -> str:
@@ -70,8 +77,13 @@ class RedisClient:
         """Make the connection pools (connections are made when first needed)."""
         self._redis = self._pool(self.max_connections, self.timeout)
         self._reader = self._pool(READER_CONNECTIONS, self.timeout + self.block)
+        pool = self._redis.connection_pool
+        self._line_settings = line_settings(pool.connection_kwargs, pool.connection_class)
 
     async def close(self) -> None:
+        if self._line is not None:
+            self._line.close()
+            self._line = None
         for client in (self._redis, self._reader):
             if client is not None:
                 await client.aclose(close_connection_pool=True)
@@ -148,6 +160,42 @@ class RedisClient:
     async def cmd(self, *args: Any) -> Any:
         """One command. A script Redis does not know raises redis-py's ``NoScriptError``."""
         return await self._run(self.redis, args, self.timeout)
+
+    async def script(self, *args: Any) -> Any:
+        """``EVALSHA`` (or another command whose raw reply is wanted and that never blocks), on
+        the pipelined connection. A script Redis does not know raises ``NoScriptError``."""
+        if self._line_settings is None:
+            return await self.cmd(*args)  # TLS: through redis-py
+        try:
+            async with asyncio.timeout(self.timeout):
+                line = self._line
+                if line is None or not line.usable:
+                    line = await self._open_line()
+                reply = await line.call(args)
+        except UNREACHABLE as exc:
+            if self._line is not None:  # broken or timed out: the next call connects anew
+                self._line.close()
+                self._line = None
+            raise self._unreachable(exc) from None
+        if isinstance(reply, ReplyError):
+            message = str(reply)
+            if message.startswith("NOSCRIPT"):
+                raise NoScriptError(message)
+            if message.startswith(NOT_SERVING):
+                raise self._unreachable(reply)
+            raise JobqError(f"redis refused a command: {message}")
+        if not self._healthy:
+            self._answered()
+        return reply
+
+    async def _open_line(self) -> Line:
+        assert self._line_settings is not None
+        if self._line_opening is None:
+            self._line_opening = asyncio.Lock()
+        async with self._line_opening:  # one connection, however many calls wait for it
+            if self._line is None or not self._line.usable:
+                self._line = await open_line(self._line_settings, self.timeout)
+            return self._line
 
     async def read(self, *args: Any) -> Any:
         """A blocking read (of the bus), on a connection of its own."""
