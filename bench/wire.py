@@ -11,7 +11,9 @@ come as watched events). After a warm-up, per job of the measured run:
 
 - ``hub_messages``: messages the hub sent, by native message type (accepted, assign, events);
 - ``redis_round_trips``: Redis calls the hub made, by command (a script by its name, a pipeline
-  as one), and their total.
+  as one), and their total;
+- ``hub_cpu_us``: the hub process's CPU time (user and system), in microseconds. It moves with
+  the machine's load less than a rate does; compare two trees (``--src``) in one session.
 
 Prints one JSON document. ``python -m bench.wire --help`` for the knobs.
 """
@@ -26,6 +28,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -90,10 +93,14 @@ def hub_process(argv: list[str]) -> None:
     counts: collections.Counter[str] = collections.Counter()
     _install_counters(counts)
     path = Path(os.environ[COUNTS_ENV])
+    since = time.process_time()
 
     def dump(*_: object) -> None:
-        path.write_text(json.dumps(counts))
+        nonlocal since
+        now = time.process_time()
+        path.write_text(json.dumps({"counts": counts, "cpu_s": now - since}))
         counts.clear()
+        since = now
 
     signal.signal(signal.SIGUSR1, dump)
     sys.argv = ["jobq", "hub", *argv]
@@ -103,7 +110,7 @@ def hub_process(argv: list[str]) -> None:
 # --------------------------------------------------------------------------- the driver
 
 
-def per_job(counts: dict[str, int], jobs: int) -> dict[str, Any]:
+def per_job(counts: dict[str, int], cpu_s: float, jobs: int) -> dict[str, Any]:
     messages = {k[4:]: round(v / jobs, 2) for k, v in sorted(counts.items()) if k.startswith("msg ")}
     redis = {k[6:]: round(v / jobs, 2) for k, v in sorted(counts.items()) if k.startswith("redis ")}
     return {
@@ -111,6 +118,7 @@ def per_job(counts: dict[str, int], jobs: int) -> dict[str, Any]:
         "hub_messages_total": round(sum(messages.values()), 2),
         "redis_round_trips": redis,
         "redis_round_trips_total": round(sum(redis.values()), 2),
+        "hub_cpu_us": round(cpu_s / jobs * 1e6, 1),
     }
 
 
@@ -127,7 +135,7 @@ async def measure(endpoint: str, hub: Proc, jobs: int, warmup: int) -> dict[str,
     return rate
 
 
-def run(store: str, jobs: int, warmup: int, redis_url: str) -> dict[str, Any]:
+def run(store: str, jobs: int, warmup: int, redis_url: str, src: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="jobq-bench-wire-") as tmp:
         run_dir = Path(tmp)
         prefix = f"jobq-bench-wire-{uuid.uuid4().hex[:8]}"
@@ -138,15 +146,16 @@ def run(store: str, jobs: int, warmup: int, redis_url: str) -> dict[str, Any]:
         hub = Proc(
             [PYTHON, "-m", "bench.wire", "--hub-process", *args],
             run_dir / "hub.log",
-            # This checkout first (a worktree's jobq, not the one installed in the venv).
-            env={"PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]), COUNTS_ENV: str(counts_file)},
+            # The tree measured first (a worktree's jobq, not the one installed in the venv).
+            env={"PYTHONPATH": os.pathsep.join([str(src), str(REPO)]), COUNTS_ENV: str(counts_file)},
         )
         procs = [hub]
         try:
             wait_for_hub(endpoint, hub)
             procs += [start_worker(run_dir, endpoint, service="bench") for _ in range(2)]
             rate = asyncio.run(measure(endpoint, hub, jobs, warmup))
-            result = {"one_at_a_time": rate, **per_job(json.loads(counts_file.read_text()), jobs)}
+            dumped = json.loads(counts_file.read_text())
+            result = {"one_at_a_time": rate, **per_job(dumped["counts"], dumped["cpu_s"], jobs)}
         finally:
             for proc in procs:
                 proc.close()
@@ -158,7 +167,7 @@ def run(store: str, jobs: int, warmup: int, redis_url: str) -> dict[str, Any]:
                 if keys:
                     client.delete(*keys)
                 client.close()
-    return {"store": store, "jobs": jobs, **result}
+    return {"store": store, "src": str(src), "jobs": jobs, **result}
 
 
 def main() -> None:
@@ -170,8 +179,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/11", help="Redis URL (a DB of its own)")
+    parser.add_argument(
+        "--src",
+        default=str(REPO / "src"),
+        help="the jobq source tree the hub imports (several: comma-separated)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each store and tree, alternating")
     args = parser.parse_args()
-    runs = [run(store, args.jobs, args.warmup, args.redis) for store in args.stores.split(",")]
+    trees = [Path(src).resolve() for src in args.src.split(",")]
+    runs = [
+        run(store, args.jobs, args.warmup, args.redis, src)
+        for _ in range(args.rounds)
+        for store in args.stores.split(",")
+        for src in trees
+    ]
     print(json.dumps({"benchmark": "wire", "runs": runs}, indent=2))
 
 
