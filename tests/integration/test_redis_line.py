@@ -152,6 +152,13 @@ async def test_a_silent_redis_times_out_and_the_connection_is_made_anew() -> Non
         with pytest.raises(Unavailable, match="did not answer"):
             await client.script("EVALSHA", sha, 1, "k", "int")
         assert time.monotonic() - started < 2
+        # calls waiting together on a line that stopped answering all fail, none hangs
+        started = time.monotonic()
+        failed = await asyncio.gather(
+            *(client.script("EVALSHA", sha, 1, "k", "int") for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(f, Unavailable) for f in failed), failed
+        assert time.monotonic() - started < 2
         proxy.restore()
         assert await client.script("EVALSHA", sha, 1, "k", "int") == 42
     finally:

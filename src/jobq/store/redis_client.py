@@ -166,15 +166,14 @@ class RedisClient:
         the pipelined connection. A script Redis does not know raises ``NoScriptError``."""
         if self._line_settings is None:
             return await self.cmd(*args)  # TLS: through redis-py
+        line = self._line
         try:
-            async with asyncio.timeout(self.timeout):
-                line = self._line
-                if line is None or not line.usable:
-                    line = await self._open_line()
-                reply = await line.call(args)
+            if line is None or not line.usable:
+                line = await self._open_line()
+            reply = await line.call(args)  # (the line times its calls out itself)
         except UNREACHABLE as exc:
-            if self._line is not None:  # broken or timed out: the next call connects anew
-                self._line.close()
+            if line is not None and line is self._line:  # broken or timed out: the next call
+                line.close()  # connects anew
                 self._line = None
             raise self._unreachable(exc) from None
         if isinstance(reply, ReplyError):

@@ -11,7 +11,10 @@ kernel included (docs/performance.md). Calls made in the same turn leave in one 
 pipeline would send them, without anyone having to gather them.
 
 Only commands that cannot block Redis's answer to the next one belong here (scripts, quick
-reads); blocking reads of the bus keep connections of their own (``RedisClient.read``).
+reads); blocking reads of the bus keep connections of their own (``RedisClient.read``). A call
+not answered within the line's ``timeout`` closes the connection, failing every call still
+waiting (Redis answers in order: the ones behind it cannot be answered either); one timer per
+line watches the oldest call, so a call costs no timer of its own.
 Connecting (``open_line``) takes the address, credentials, database and client name from the
 redis-py pool the store already made from its URL, so both speak to the same place.
 """
@@ -40,9 +43,14 @@ class LineLost(RedisConnectionError):
 class Line(asyncio.Protocol):
     """A RESP2 connection whose calls are answered in the order they were written."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
         self._parser = hiredis.Reader(replyError=ReplyError)
         self._waiting: deque[asyncio.Future[Any]] = deque()
+        #: When each waiting call was written (loop time), in the same order.
+        self._sent: deque[float] = deque()
+        self._loop = asyncio.get_running_loop()
+        self._watch: asyncio.TimerHandle | None = None
         self._transport: asyncio.Transport | None = None
         self._lost: LineLost | None = None
 
@@ -54,10 +62,11 @@ class Line(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         parser = self._parser
         parser.feed(data)
-        waiting = self._waiting
+        waiting, sent = self._waiting, self._sent
         try:
             while (reply := parser.gets()) is not False:  # RESP2 has no boolean: False is "no more"
                 waiter = waiting.popleft()
+                sent.popleft()
                 if not waiter.done():  # its caller gave up (timeout): the reply is dropped
                     waiter.set_result(reply)
         except (hiredis.ProtocolError, IndexError) as exc:
@@ -80,10 +89,25 @@ class Line(asyncio.Protocol):
         if self._lost is not None or self._transport is None:
             raise self._lost or LineLost("the connection to redis is not open")
         packed = hiredis.pack_command(tuple(args))  # before the future: bad arguments raise here
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Any] = self._loop.create_future()
         self._waiting.append(waiter)
+        self._sent.append(self._loop.time())
         self._transport.write(packed)
+        if self._watch is None:
+            self._watch = self._loop.call_later(self.timeout, self._check)
         return waiter
+
+    def _check(self) -> None:
+        """The watch: close the line if its oldest call has waited ``timeout``, else look again
+        when it will have (or not at all while nothing waits)."""
+        self._watch = None
+        if not self._sent or self._lost is not None:
+            return
+        waited = self._loop.time() - self._sent[0]
+        if waited >= self.timeout:
+            self.close(LineLost(f"no reply within {self.timeout:g}s"))
+        else:
+            self._watch = self._loop.call_later(self.timeout - waited, self._check)
 
     def close(self, reason: LineLost | None = None) -> None:
         """Close the connection; calls still waiting fail with ``reason``."""
@@ -94,6 +118,10 @@ class Line(asyncio.Protocol):
     def _fail(self, reason: LineLost) -> None:
         if self._lost is None:
             self._lost = reason
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self._sent.clear()
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
@@ -119,13 +147,14 @@ def line_settings(kwargs: dict[str, Any], connection_class: type) -> dict[str, A
 
 
 async def open_line(settings: dict[str, Any], timeout: float) -> Line:
-    """Connect, authenticate, select the database and name the connection, within ``timeout``."""
+    """Connect, authenticate, select the database and name the connection, within ``timeout``
+    (which is also how long any call on the line may wait for its reply)."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         if "path" in settings:
-            _, line = await loop.create_unix_connection(Line, settings["path"])
+            _, line = await loop.create_unix_connection(lambda: Line(timeout), settings["path"])
         else:
-            _, line = await loop.create_connection(Line, settings["host"], settings["port"])
+            _, line = await loop.create_connection(lambda: Line(timeout), settings["host"], settings["port"])
         try:
             hello: list[tuple[Any, ...]] = []
             if settings["password"] is not None:
