@@ -13,7 +13,10 @@ come as watched events). After a warm-up, per job of the measured run:
 - ``redis_round_trips``: Redis calls the hub made, by command (a script by its name, a pipeline
   as one), and their total;
 - ``hub_cpu_us``: the hub process's CPU time (user and system), in microseconds. It moves with
-  the machine's load less than a rate does; compare two trees (``--src``) in one session.
+  the machine's load less than a rate does; compare two trees (``--src``) in one session;
+- ``hub_syscalls`` (with ``--syscalls``): the system calls the hub made, by name, from
+  ``strace -c`` attached for the measured run (strace slows every call: the rate and CPU of
+  such a run are not comparable with one without it).
 
 Prints one JSON document. ``python -m bench.wire --help`` for the knobs.
 """
@@ -122,20 +125,41 @@ def per_job(counts: dict[str, int], cpu_s: float, jobs: int) -> dict[str, Any]:
     }
 
 
-async def measure(endpoint: str, hub: Proc, jobs: int, warmup: int) -> dict[str, float]:
+def syscalls(summary: str, jobs: int) -> dict[str, float]:
+    """Calls per job by name, from ``strace -c``'s table (``% time seconds usecs/call calls
+    [errors] syscall``)."""
+    out = {}
+    for line in summary.splitlines():
+        parts = line.split()
+        if len(parts) in (5, 6) and parts[3].isdigit() and parts[-1] != "total":
+            out[parts[-1]] = round(int(parts[3]) / jobs, 2)
+    return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+
+async def measure(
+    endpoint: str, hub: Proc, jobs: int, warmup: int, strace_out: Path | None
+) -> dict[str, float]:
     async with Client(endpoint) as client:
         await _wait_workers(client, 2)
         await one_at_a_time(client, warmup)
         await asyncio.sleep(0.3)  # the warm-up's ends, heartbeats of the start: not counted
+        tracer = None
+        if strace_out is not None:
+            command = ["strace", "-c", "-f", "-p", str(hub.pid), "-o", str(strace_out)]
+            tracer = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
+            await asyncio.sleep(1)  # attached to every thread
         os.kill(hub.pid, signal.SIGUSR1)
         await asyncio.sleep(0.3)
         rate = await one_at_a_time(client, jobs)
         os.kill(hub.pid, signal.SIGUSR1)
         await asyncio.sleep(0.3)
+        if tracer is not None:
+            tracer.send_signal(signal.SIGINT)
+            await asyncio.wait_for(tracer.wait(), 30)
     return rate
 
 
-def run(store: str, jobs: int, warmup: int, redis_url: str, src: Path) -> dict[str, Any]:
+def run(store: str, jobs: int, warmup: int, redis_url: str, src: Path, trace: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="jobq-bench-wire-") as tmp:
         run_dir = Path(tmp)
         prefix = f"jobq-bench-wire-{uuid.uuid4().hex[:8]}"
@@ -153,9 +177,13 @@ def run(store: str, jobs: int, warmup: int, redis_url: str, src: Path) -> dict[s
         try:
             wait_for_hub(endpoint, hub)
             procs += [start_worker(run_dir, endpoint, service="bench") for _ in range(2)]
-            rate = asyncio.run(measure(endpoint, hub, jobs, warmup))
+            strace_out = run_dir / "strace.txt" if trace else None
+            rate = asyncio.run(measure(endpoint, hub, jobs, warmup, strace_out))
             dumped = json.loads(counts_file.read_text())
             result = {"one_at_a_time": rate, **per_job(dumped["counts"], dumped["cpu_s"], jobs)}
+            if strace_out is not None:
+                # (the strace run spans the two dumps and a little more: a fraction of a call)
+                result["hub_syscalls"] = syscalls(strace_out.read_text(), jobs)
         finally:
             for proc in procs:
                 proc.close()
@@ -185,10 +213,11 @@ def main() -> None:
         help="the jobq source tree the hub imports (several: comma-separated)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs of each store and tree, alternating")
+    parser.add_argument("--syscalls", action="store_true", help="count the hub's system calls (strace -c)")
     args = parser.parse_args()
     trees = [Path(src).resolve() for src in args.src.split(",")]
     runs = [
-        run(store, args.jobs, args.warmup, args.redis, src)
+        run(store, args.jobs, args.warmup, args.redis, src, args.syscalls)
         for _ in range(args.rounds)
         for store in args.stores.split(",")
         for src in trees
