@@ -61,11 +61,11 @@ async def test_replies_are_those_redis_py_gives(store: RedisStore) -> None:
     sha = _sha()
     client = store.client
     for kind in ("int", "bulk", "nil", "array", "status"):
-        ours = await client.script("EVALSHA", sha, 1, client.key("x"), kind, b"\x00bytes\xff")
+        ours = await client.call("EVALSHA", sha, 1, client.key("x"), kind, b"\x00bytes\xff")
         theirs = await client.cmd("EVALSHA", sha, 1, client.key("x"), kind, b"\x00bytes\xff")
         assert ours == theirs, kind
     with pytest.raises(JobqError, match="NOPE it is refused"):
-        await client.script("EVALSHA", sha, 1, client.key("x"), "error")
+        await client.call("EVALSHA", sha, 1, client.key("x"), "error")
 
 
 async def test_calls_made_at_once_each_get_their_own_reply(store: RedisStore) -> None:
@@ -73,7 +73,7 @@ async def test_calls_made_at_once_each_get_their_own_reply(store: RedisStore) ->
     client = store.client
     values = [f"value-{i}".encode() * (i % 7 + 1) for i in range(2000)]
     replies = await asyncio.gather(
-        *(client.script("EVALSHA", sha, 1, client.key("x"), "bulk", value) for value in values)
+        *(client.call("EVALSHA", sha, 1, client.key("x"), "bulk", value) for value in values)
     )
     assert replies == values
 
@@ -100,7 +100,7 @@ async def test_the_url_s_database_credentials_and_name_are_used() -> None:
     try:
         client.connect()
         sha = _sha()
-        assert await client.script("EVALSHA", sha, 1, key, "set", "here") == 1
+        assert await client.call("EVALSHA", sha, 1, key, "set", "here") == 1
         assert sync.get(key) == b"here"  # the URL's database (the test DB), not DB 0
         names = [c["name"] for c in sync.client_list() if c.get("user") == user]
         assert "jobq-line-test" in names
@@ -109,7 +109,7 @@ async def test_the_url_s_database_credentials_and_name_are_used() -> None:
         client = RedisClient(wrong, tag="{t}:", timeout=2, max_connections=4, name="n", block=1)
         client.connect()
         with pytest.raises(Unavailable, match="refused the connection"):
-            await client.script("EVALSHA", sha, 1, key, "int")
+            await client.call("EVALSHA", sha, 1, key, "int")
         assert password not in str(client.where)
     finally:
         await client.close()
@@ -126,14 +126,14 @@ async def test_a_killed_connection_fails_its_calls_and_the_next_call_connects_ag
     try:
         client.connect()
         sha = _sha()
-        assert await client.script("EVALSHA", sha, 1, "k", "int") == 42
+        assert await client.call("EVALSHA", sha, 1, "k", "int") == 42
         ours = [c["id"] for c in sync.client_list() if c.get("name") == name]
         assert ours
         for client_id in ours:  # only this test's connections: the server is shared
             sync.client_kill_filter(_id=client_id)
         with pytest.raises(Unavailable, match="did not answer"):
-            await client.script("EVALSHA", sha, 1, "k", "int")
-        assert await client.script("EVALSHA", sha, 1, "k", "int") == 42
+            await client.call("EVALSHA", sha, 1, "k", "int")
+        assert await client.call("EVALSHA", sha, 1, "k", "int") == 42
     finally:
         await client.close()
         sync.close()
@@ -146,21 +146,21 @@ async def test_a_silent_redis_times_out_and_the_connection_is_made_anew() -> Non
     try:
         client.connect()
         sha = _sha()
-        assert await client.script("EVALSHA", sha, 1, "k", "int") == 42
+        assert await client.call("EVALSHA", sha, 1, "k", "int") == 42
         proxy.blackhole()
         started = time.monotonic()
         with pytest.raises(Unavailable, match="did not answer"):
-            await client.script("EVALSHA", sha, 1, "k", "int")
+            await client.call("EVALSHA", sha, 1, "k", "int")
         assert time.monotonic() - started < 2
         # calls waiting together on a line that stopped answering all fail, none hangs
         started = time.monotonic()
         failed = await asyncio.gather(
-            *(client.script("EVALSHA", sha, 1, "k", "int") for _ in range(5)), return_exceptions=True
+            *(client.call("EVALSHA", sha, 1, "k", "int") for _ in range(5)), return_exceptions=True
         )
         assert all(isinstance(f, Unavailable) for f in failed), failed
         assert time.monotonic() - started < 2
         proxy.restore()
-        assert await client.script("EVALSHA", sha, 1, "k", "int") == 42
+        assert await client.call("EVALSHA", sha, 1, "k", "int") == 42
     finally:
         await client.close()
         proxy.close()
@@ -170,6 +170,6 @@ async def test_arguments_redis_cannot_take_are_refused_before_anything_is_sent(s
     sha = _sha()
     client = store.client
     with pytest.raises(TypeError):
-        await client.script("EVALSHA", sha, 1, client.key("x"), "bulk", object())
+        await client.call("EVALSHA", sha, 1, client.key("x"), "bulk", object())
     # the connection is still in step: the next caller gets its own reply
-    assert await client.script("EVALSHA", sha, 1, client.key("x"), "bulk", "after") == b"after"
+    assert await client.call("EVALSHA", sha, 1, client.key("x"), "bulk", "after") == b"after"

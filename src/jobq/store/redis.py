@@ -192,7 +192,7 @@ class RedisStore(RedisGroups, RedisSchedules):  # groups: redis_groups.py; cron 
             self.key("bus"),
             lambda job_id: self.key("job", job_id),
             self.instance,
-            self.client.cmd,
+            self.client.call,  # XADD, XREVRANGE, HGET: raw replies, on the pipelined connection
             self.client.read,
         )
         if self._listener is not None:

@@ -40,8 +40,8 @@ READER_CONNECTIONS = 2
 
 class RedisClient:
     """One namespace of one Redis: ``key()`` names its keys, ``cmd``/``pipeline`` talk to it,
-    ``script`` runs a loaded script on one pipelined connection (``redis_line``), ``read`` makes
-    blocking reads on connections of their own."""
+    ``call`` runs a script (or another quick command) on one pipelined connection
+    (``redis_line``), ``read`` makes blocking reads on connections of their own."""
 
     def __init__(
         self, url: str, *, tag: str, timeout: float, max_connections: int, name: str, block: float
@@ -161,9 +161,10 @@ class RedisClient:
         """One command. A script Redis does not know raises redis-py's ``NoScriptError``."""
         return await self._run(self.redis, args, self.timeout)
 
-    async def script(self, *args: Any) -> Any:
-        """``EVALSHA`` (or another command whose raw reply is wanted and that never blocks), on
-        the pipelined connection. A script Redis does not know raises ``NoScriptError``."""
+    async def call(self, *args: Any) -> Any:
+        """A command that never blocks Redis, on the pipelined connection, its reply as Redis
+        gave it (no redis-py parsing: for ``EVALSHA``, ``XADD``, ``HGET``...). A script Redis
+        does not know raises ``NoScriptError``."""
         if self._line_settings is None:
             return await self.cmd(*args)  # TLS: through redis-py
         line = self._line

@@ -118,8 +118,8 @@ class Scripts:
         """Run script ``name`` on the namespace (its one declared key is the namespace tag)."""
         command = ("EVALSHA", self.shas[name], 1, self.client.tag, *args)
         try:
-            return await self.client.script(*command)
+            return await self.client.call(*command)
         except NoScriptError:
             # Redis restarted (or flushed its scripts): load it again, once.
             await self.client.cmd("SCRIPT", "LOAD", self.sources[name])
-            return await self.client.script(*command)
+            return await self.client.call(*command)
