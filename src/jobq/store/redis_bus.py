@@ -82,6 +82,17 @@ def end_of(fields: dict[bytes, bytes]) -> JobEvent:
 Command = Callable[..., Awaitable[Any]]
 
 
+def _entries(read: list[Any]) -> list[Entry]:
+    """XREAD's entries of one stream, ``(id, {field: value})``: Redis gives each entry's fields
+    as a flat list (redis-py over TLS, as a dict already)."""
+    out: list[Entry] = []
+    for eid, fields in read:
+        if not isinstance(fields, dict):
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        out.append((eid, fields))
+    return out
+
+
 class Bus:
     def __init__(
         self, key: str, job_key: Callable[[int], str], origin: str, command: Command, read: Command
@@ -140,7 +151,7 @@ class Bus:
                     self._listener.on_ready()
             if not reply:
                 continue
-            entries: list[Entry] = reply[0][1]
+            entries = _entries(reply[0][1])
             last = entries[-1][0]
             await self._fetch_big_results(entries)
             # Let this turn's replies to our own requests land first: a client that just

@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobq.errors import JobqError, Unavailable
-from jobq.store.redis_line import Line, ReplyError, line_settings, open_line
+from jobq.store.redis_line import LineSlot, ReplyError, line_settings
 
 log = logging.getLogger("jobq.store.redis")
 
@@ -41,7 +41,7 @@ READER_CONNECTIONS = 2
 class RedisClient:
     """One namespace of one Redis: ``key()`` names its keys, ``cmd``/``pipeline`` talk to it,
     ``call`` runs a script (or another quick command) on one pipelined connection
-    (``redis_line``), ``read`` makes blocking reads on connections of their own."""
+    (``redis_line``), ``read`` makes blocking reads on a connection of its own."""
 
     def __init__(
         self, url: str, *, tag: str, timeout: float, max_connections: int, name: str, block: float
@@ -61,11 +61,10 @@ class RedisClient:
         self.on_ready: Callable[[], None] | None = None
         self._redis: Redis | None = None
         self._reader: Redis | None = None
-        #: The scripts' connection (None until the first call, or after it broke), and how to
-        #: make it; None there for a connection ``redis_line`` does not speak (TLS).
-        self._line: Line | None = None
-        self._line_settings: dict[str, Any] | None = None
-        self._line_opening: asyncio.Lock | None = None
+        #: The pipelined connections (``redis_line``) of ``call`` and of ``read``; None for a
+        #: connection they do not speak (TLS): then redis-py's pools serve both.
+        self._quick: LineSlot | None = None
+        self._blocking: LineSlot | None = None
         self._healthy = True
 
     def key(self, *parts: str | int) -> str:
@@ -78,12 +77,15 @@ class RedisClient:
         self._redis = self._pool(self.max_connections, self.timeout)
         self._reader = self._pool(READER_CONNECTIONS, self.timeout + self.block)
         pool = self._redis.connection_pool
-        self._line_settings = line_settings(pool.connection_kwargs, pool.connection_class)
+        settings = line_settings(pool.connection_kwargs, pool.connection_class)
+        if settings is not None:
+            self._quick = LineSlot(settings, self.timeout)
+            self._blocking = LineSlot(settings, self.timeout + self.block)
 
     async def close(self) -> None:
-        if self._line is not None:
-            self._line.close()
-            self._line = None
+        for slot in (self._quick, self._blocking):
+            if slot is not None:
+                slot.close()
         for client in (self._redis, self._reader):
             if client is not None:
                 await client.aclose(close_connection_pool=True)
@@ -165,17 +167,27 @@ class RedisClient:
         """A command that never blocks Redis, on the pipelined connection, its reply as Redis
         gave it (no redis-py parsing: for ``EVALSHA``, ``XADD``, ``HGET``...). A script Redis
         does not know raises ``NoScriptError``."""
-        if self._line_settings is None:
+        if self._quick is None:
             return await self.cmd(*args)  # TLS: through redis-py
-        line = self._line
+        return await self._on(self._quick, args)
+
+    async def read(self, *args: Any) -> Any:
+        """A blocking read (of the bus), on a connection of its own: one at a time. Its reply is
+        as Redis gave it, or as redis-py parsed it over TLS."""
+        if self._blocking is None:
+            if self._reader is None:
+                raise Unavailable("the redis store is not open")
+            return await self._run(self._reader, args, self.timeout + self.block)
+        return await self._on(self._blocking, args)
+
+    async def _on(self, slot: LineSlot, args: Sequence[Any]) -> Any:
+        line = slot.line
         try:
             if line is None or not line.usable:
-                line = await self._open_line()
+                line = await slot.get()
             reply = await line.call(args)  # (the line times its calls out itself)
         except UNREACHABLE as exc:
-            if line is not None and line is self._line:  # broken or timed out: the next call
-                line.close()  # connects anew
-                self._line = None
+            slot.drop(line)  # broken or timed out: the next call connects anew
             raise self._unreachable(exc) from None
         if isinstance(reply, ReplyError):
             message = str(reply)
@@ -187,21 +199,6 @@ class RedisClient:
         if not self._healthy:
             self._answered()
         return reply
-
-    async def _open_line(self) -> Line:
-        assert self._line_settings is not None
-        if self._line_opening is None:
-            self._line_opening = asyncio.Lock()
-        async with self._line_opening:  # one connection, however many calls wait for it
-            if self._line is None or not self._line.usable:
-                self._line = await open_line(self._line_settings, self.timeout)
-            return self._line
-
-    async def read(self, *args: Any) -> Any:
-        """A blocking read (of the bus), on a connection of its own."""
-        if self._reader is None:
-            raise Unavailable("the redis store is not open")
-        return await self._run(self._reader, args, self.timeout + self.block)
 
     async def pipeline(self, commands: Sequence[Sequence[Any]], *, transaction: bool = False) -> list[Any]:
         """Several commands in one round trip (``MULTI``/``EXEC`` with ``transaction``)."""

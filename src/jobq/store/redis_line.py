@@ -171,3 +171,33 @@ async def open_line(settings: dict[str, Any], timeout: float) -> Line:
             line.close()
             raise
     return line
+
+
+class LineSlot:
+    """One line kept open for a purpose: made when first needed, made anew after it broke."""
+
+    def __init__(self, settings: dict[str, Any], timeout: float) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.line: Line | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def get(self) -> Line:
+        line = self.line
+        if line is not None and line.usable:
+            return line
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:  # one connection, however many calls wait for it
+            if self.line is None or not self.line.usable:
+                self.line = await open_line(self.settings, self.timeout)
+            return self.line
+
+    def drop(self, line: Line | None) -> None:
+        """Close ``line`` if it is still this slot's (a call on it failed)."""
+        if line is not None and line is self.line:
+            line.close()
+            self.line = None
+
+    def close(self) -> None:
+        self.drop(self.line)
