@@ -289,7 +289,8 @@ def ratios(side: dict[str, Any], cli: dict[str, Any], red: dict[str, Any]) -> di
 
 
 def redis_commands(red: dict[str, Any]) -> dict[str, Any]:
-    """Redis commands per job (``INFO commandstats``) per hub count and workload: reported, no target."""
+    """Redis commands per job (``INFO commandstats``) and each process's CPU per job, per hub
+    count and workload: reported, no target."""
     out: dict[str, Any] = {}
     for run in red.get("runs", []):
         if run.get("store") != "redis":
@@ -298,6 +299,7 @@ def redis_commands(red: dict[str, Any]) -> dict[str, Any]:
             workload: {
                 "commands_per_job": run[workload].get("redis_commands_per_job"),
                 "scripts_per_job": run[workload].get("redis_scripts_per_job"),
+                "cpu_us_per_job": run[workload].get("cpu_us_per_job"),
             }
             for workload in ("one_at_a_time", "pipelined", "submit_many", "latency")
             if workload in run

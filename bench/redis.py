@@ -14,7 +14,8 @@ at its own), and one producer per hub runs the same workload at the same time on
 jobs: the figures are for the cluster (all jobs / wall time). ``--compare sqlite`` runs the
 single-hub SQLite figures in the same session, on the same machine. Also measured: Redis
 memory per queued job, and per workload the Redis commands per job (``INFO commandstats``
-before and after it: server-wide, so give the bench a Redis server nothing else uses). Prints
+before and after it: server-wide, so give the bench a Redis server nothing else uses) and the
+CPU per job of each process (hubs, workers, Redis, the driver). Prints
 one JSON document. Run it as a module (the file's name is the library's):
 ``python -m bench.redis --help``.
 """
@@ -93,16 +94,46 @@ def _command_calls(url: str) -> dict[str, int]:
     return calls
 
 
-async def _counted(url: str, clients: list[Client], work: Workload, n: int) -> dict[str, Any]:
+def _redis_cpu(url: str) -> float:
+    """Seconds of CPU the Redis server has used (user and system)."""
+    client = redis.Redis.from_url(url)
+    try:
+        cpu: dict[str, Any] = client.info("cpu")
+    finally:
+        client.close()
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def _cpu(pid: int) -> float:
+    """Seconds of CPU process ``pid`` has used (user and system), from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _counted(
+    url: str, clients: list[Client], work: Workload, n: int, hubs: list[Proc], workers: list[Proc]
+) -> dict[str, Any]:
     """``_together`` plus the Redis commands the workload cost, from ``INFO commandstats`` before
     and after. The counts are the server's: exact only when nothing else uses that Redis server
     meanwhile (the DB does not matter). Commands run inside Lua scripts count too (Redis counts
-    them), so ``scripts_per_job`` says how many of them were script calls."""
+    them), so ``scripts_per_job`` says how many of them were script calls. ``cpu_us_per_job``:
+    the CPU each process spent per job of the cluster (each hub, the workers together, Redis,
+    this driver), which says what two cores can hold and where the time goes."""
     before = _command_calls(url)
+    cpu_before = [_cpu(p.pid) for p in hubs + workers], _redis_cpu(url), time.process_time()
     out = await _together(clients, work, n)
+    cpu_after = [_cpu(p.pid) for p in hubs + workers], _redis_cpu(url), time.process_time()
     after = _command_calls(url)
     delta = {c: after[c] - before.get(c, 0) for c in after if after[c] > before.get(c, 0)}
     jobs = int(out["jobs"])
+    spent = [b - a for a, b in zip(cpu_before[0], cpu_after[0], strict=True)]
+    out["cpu_us_per_job"] = {
+        "hubs": [round(s / jobs * 1e6) for s in spent[: len(hubs)]],
+        "workers": round(sum(spent[len(hubs) :]) / jobs * 1e6),
+        "redis": round((cpu_after[1] - cpu_before[1]) / jobs * 1e6),
+        "driver": round((cpu_after[2] - cpu_before[2]) / jobs * 1e6),
+    }
     out["redis_commands_per_job"] = round(sum(delta.values()) / jobs, 2)
     out["redis_scripts_per_job"] = round(sum(delta.get(c, 0) for c in _SCRIPTS) / jobs, 2)
     out["redis_commands"] = dict(sorted(delta.items(), key=lambda kv: -kv[1]))
@@ -113,7 +144,8 @@ async def measure(hubs: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
     run_dir = Path(tempfile.mkdtemp(prefix=f"redis-h{hubs}-", dir=tmp))
     prefix = f"jobq-bench-{uuid.uuid4().hex[:8]}"
     store = f"{args.redis}?prefix={prefix}"
-    procs: list[Proc] = []
+    procs: list[Proc] = []  # the hubs
+    workers: list[Proc] = []
     try:
         endpoints = []
         for i in range(hubs):
@@ -123,7 +155,7 @@ async def measure(hubs: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
         for w in range(args.workers):
             first = w % hubs
             mine = ",".join(endpoints[first:] + endpoints[:first])
-            procs.append(
+            workers.append(
                 start_worker(
                     run_dir,
                     mine,
@@ -144,17 +176,18 @@ async def measure(hubs: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
                 await asyncio.sleep(0.05)
             await _together(clients, one_at_a_time, 500)  # warm up every path once
             result: dict[str, Any] = {"store": "redis", "hubs": hubs, "workers": args.workers}
-            result["one_at_a_time"] = await _counted(args.redis, clients, one_at_a_time, args.jobs)
-            result["pipelined"] = await _counted(args.redis, clients, pipelined, args.jobs)
-            result["submit_many"] = await _counted(args.redis, clients, submit_many, args.many)
+            who = (procs, workers)  # the hubs, the workers
+            result["one_at_a_time"] = await _counted(args.redis, clients, one_at_a_time, args.jobs, *who)
+            result["pipelined"] = await _counted(args.redis, clients, pipelined, args.jobs, *who)
+            result["submit_many"] = await _counted(args.redis, clients, submit_many, args.many, *who)
             await asyncio.sleep(0.5)
-            result["latency"] = await _counted(args.redis, clients, latency, args.latency)
+            result["latency"] = await _counted(args.redis, clients, latency, args.latency, *who)
             return result
         finally:
             for client in clients:
                 await client.close()
     finally:
-        for p in procs:
+        for p in procs + workers:
             p.terminate(5)
             p.close()
         _forget(args.redis, prefix)
