@@ -4,8 +4,8 @@ On a Redis server nothing else uses (``--redis``; ``INFO commandstats`` is serve
 opens the Redis store in this process (no hub, no network but Redis's) and runs ``--jobs``
 plain jobs through it, each step on its own so that each is counted apart: every submit (one
 job a call, as a one-at-a-time producer makes them), then every claim (one job a call), then
-every complete. For each script it reports the Redis server's time per call (``EVALSHA``'s
-``usec_per_call``, which includes the commands the script runs), the commands the script ran
+every complete. For each script it reports the Redis server's time per call (``FCALL``'s or
+``EVALSHA``'s ``usec_per_call``, which includes the commands the script runs), the commands the script ran
 per call and their own time: what is left is the Lua interpreter's and the bridge between Lua
 and Redis's commands. Redis runs scripts one at a time on one thread: its time per job bounds
 what any number of hubs can do on one Redis. Prints one JSON document.
@@ -33,7 +33,9 @@ def _stats(server: redis.Redis, calls: int) -> dict[str, Any]:
     """The script's figures since the last reset, per call; then a reset."""
     stats: dict[str, dict[str, Any]] = server.info("commandstats")
     server.config_resetstat()
-    script = stats.pop("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    # FCALL on Redis 7 and later (the store's library), EVALSHA before
+    script = stats.pop("cmdstat_fcall", None) or stats.pop("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    stats.pop("cmdstat_evalsha", None)
     inner = {k: v for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_config|resetstat")}
     inner_calls = sum(int(v["calls"]) for v in inner.values())
     inner_usec = sum(int(v["usec"]) for v in inner.values())

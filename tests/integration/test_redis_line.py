@@ -78,16 +78,6 @@ async def test_calls_made_at_once_each_get_their_own_reply(store: RedisStore) ->
     assert replies == values
 
 
-async def test_the_store_s_scripts_are_loaded_again_after_redis_forgot_them(store: RedisStore) -> None:
-    before = await store.scripts.call("touch", store.instance, "no-such-worker", 0)
-    sync = _sync()
-    try:
-        sync.script_flush()
-    finally:
-        sync.close()
-    assert await store.scripts.call("touch", store.instance, "no-such-worker", 0) == before
-
-
 async def test_the_url_s_database_credentials_and_name_are_used() -> None:
     require_redis()
     parts = urlsplit(REDIS_URL)

@@ -34,6 +34,8 @@ log = logging.getLogger("jobq.store.redis")
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 #: Error replies of a Redis that is there but cannot serve now: treated as unreachable.
 NOT_SERVING = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+#: Error replies that say Redis lacks the script or function called (restarted empty, flushed).
+MISSING = ("NOSCRIPT", "ERR Function not found", "Function not found")
 #: Connections of the pool that blocking reads (the bus) use.
 READER_CONNECTIONS = 2
 
@@ -150,6 +152,8 @@ class RedisClient:
         except NoScriptError:
             raise
         except ResponseError as exc:
+            if str(exc).startswith(MISSING):
+                raise NoScriptError(str(exc)) from None
             if str(exc).startswith(NOT_SERVING):
                 raise self._unreachable(exc) from None
             raise JobqError(f"redis refused a command: {exc}") from None
@@ -160,13 +164,14 @@ class RedisClient:
         return reply
 
     async def cmd(self, *args: Any) -> Any:
-        """One command. A script Redis does not know raises redis-py's ``NoScriptError``."""
+        """One command. A script or function Redis does not know raises redis-py's
+        ``NoScriptError``."""
         return await self._run(self.redis, args, self.timeout)
 
     async def call(self, *args: Any) -> Any:
         """A command that never blocks Redis, on the pipelined connection, its reply as Redis
-        gave it (no redis-py parsing: for ``EVALSHA``, ``XADD``, ``HGET``...). A script Redis
-        does not know raises ``NoScriptError``."""
+        gave it (no redis-py parsing: for ``FCALL``, ``EVALSHA``, ``XADD``...). A script or
+        function Redis does not know raises ``NoScriptError``."""
         if self._quick is None:
             return await self.cmd(*args)  # TLS: through redis-py
         return await self._on(self._quick, args)
@@ -191,7 +196,7 @@ class RedisClient:
             raise self._unreachable(exc) from None
         if isinstance(reply, ReplyError):
             message = str(reply)
-            if message.startswith("NOSCRIPT"):
+            if message.startswith(MISSING):
                 raise NoScriptError(message)
             if message.startswith(NOT_SERVING):
                 raise self._unreachable(reply)

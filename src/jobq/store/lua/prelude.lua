@@ -19,8 +19,11 @@
 -- * A function here that mirrors a rule the embedded stores apply in Python is mapped to that
 --   Python function, and to the contract cases holding both to one answer, in docs/redis.md
 --   ("Python and Lua"); the constants filled in below come from where Python keeps them.
+-- * State kept for one call (the namespace K, counts, caches) is declared here and set anew by
+--   begin() (begin.lua) at the start of every call: the scripts may run as Redis functions of
+--   one library, whose top level runs once (store/redis_scripts.py).
 
-local K = KEYS[1]
+local K -- KEYS[1] of the call
 local FAILED_TTL = tonumber('@FAILED_TTL@')
 -- How long an ended group is kept (a failed one FAILED_TTL): the store's result_ttl.
 local RESULT_TTL = tonumber('@RESULT_TTL@')
@@ -121,7 +124,7 @@ local function mark(id, jk, kind, now, att, worker, detail, value, marks)
   redis.call('SET', tlkey(id), cmsgpack.pack(marks))
 end
 
-local count_deltas = {}
+local count_deltas -- (begin: {})
 
 local function count(svc, state, delta)
   local field = svc .. '\t' .. state
@@ -152,7 +155,7 @@ end
 -- hub (the one running the script too). A hub alone on the namespace writes no bus entries.
 -- The hubs alive are counted once per script run, at its first entry with an origin (scripts
 -- that change `inst`, tick and sweep, do so before any entry).
-local hubs_alive = nil
+local hubs_alive -- (begin: nil)
 local function heard(inst)
   if inst == '' then
     return true
@@ -206,7 +209,7 @@ end
 
 -- ------------------------------------------------------------------ shapes
 
-local shape_cache = {}
+local shape_cache -- (begin: {})
 
 -- A shape's GPU demand, isolation and customer (what a running job takes from its worker).
 local function shape_meta(shape)
@@ -234,9 +237,9 @@ end
 
 -- ------------------------------------------------------------------ fairness (stride scheduling)
 
-local FAIR = K .. 'fair'
--- fields of FAIR read so far (false: absent) and those changed since
-local fair_values, fair_changed = {}, {}
+local FAIR -- (begin: K .. 'fair')
+-- fields of FAIR read so far (false: absent) and those changed since (begin: {}, {})
+local fair_values, fair_changed
 
 local function fair_get(field, default)
   local value = fair_values[field]
