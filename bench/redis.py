@@ -38,7 +38,7 @@ from typing import Any
 import redis
 from tests.helpers import Proc, free_port, start_hub, start_worker
 
-from bench.throughput import PAYLOAD, latency, one_at_a_time, pipelined, submit_many
+from bench.throughput import PAYLOAD, latency, one_at_a_time, pipelined, process_cpu, submit_many
 from bench.throughput import measure as measure_embedded
 from jobq.client.client import Client
 from jobq.core.model import JobSpec
@@ -104,13 +104,6 @@ def _redis_cpu(url: str) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
-def _cpu(pid: int) -> float:
-    """Seconds of CPU process ``pid`` has used (user and system), from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _counted(
     url: str, clients: list[Client], work: Workload, n: int, hubs: list[Proc], workers: list[Proc]
 ) -> dict[str, Any]:
@@ -121,9 +114,9 @@ async def _counted(
     the CPU each process spent per job of the cluster (each hub, the workers together, Redis,
     this driver), which says what two cores can hold and where the time goes."""
     before = _command_calls(url)
-    cpu_before = [_cpu(p.pid) for p in hubs + workers], _redis_cpu(url), time.process_time()
+    cpu_before = [process_cpu(p.pid) for p in hubs + workers], _redis_cpu(url), time.process_time()
     out = await _together(clients, work, n)
-    cpu_after = [_cpu(p.pid) for p in hubs + workers], _redis_cpu(url), time.process_time()
+    cpu_after = [process_cpu(p.pid) for p in hubs + workers], _redis_cpu(url), time.process_time()
     after = _command_calls(url)
     delta = {c: after[c] - before.get(c, 0) for c in after if after[c] > before.get(c, 0)}
     jobs = int(out["jobs"])

@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,27 @@ def _check(ends: list[JobEvent], n: int) -> None:
         raise RuntimeError(f"{len(bad)} jobs did not complete correctly")
 
 
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU process ``pid`` has used (user and system), from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def with_cpu(work: Awaitable[dict[str, Any]], hub: Proc, workers: list[Proc]) -> dict[str, Any]:
+    """``work``'s figures and the CPU each process spent per job meanwhile (the hub, the workers
+    together, this driver): what two cores can hold and where the time goes."""
+    before = process_cpu(hub.pid), [process_cpu(w.pid) for w in workers], time.process_time()
+    out = await work
+    jobs = int(out["jobs"])
+    out["cpu_us_per_job"] = {
+        "hub": round((process_cpu(hub.pid) - before[0]) / jobs * 1e6),
+        "workers": round((sum(process_cpu(w.pid) for w in workers) - sum(before[1])) / jobs * 1e6),
+        "driver": round((time.process_time() - before[2]) / jobs * 1e6),
+    }
+    return out
+
+
 async def measure(store: str, workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(prefix=f"{store}-w{workers}-", dir=tmp))
     url = "memory://" if store == "memory" else f"sqlite:///{run_dir / 'bench.db'}"
@@ -150,11 +172,12 @@ async def measure(store: str, workers: int, args: argparse.Namespace, tmp: Path)
             await _wait_workers(client, workers)
             await one_at_a_time(client, 500)  # warm up every path once
             result: dict[str, Any] = {"store": store, "workers": workers}
-            result["one_at_a_time"] = await one_at_a_time(client, args.jobs)
-            result["pipelined"] = await pipelined(client, args.jobs)
-            result["submit_many"] = await submit_many(client, args.many)
+            running = procs[1:]
+            result["one_at_a_time"] = await with_cpu(one_at_a_time(client, args.jobs), hub, running)
+            result["pipelined"] = await with_cpu(pipelined(client, args.jobs), hub, running)
+            result["submit_many"] = await with_cpu(submit_many(client, args.many), hub, running)
             await asyncio.sleep(0.5)
-            result["latency"] = await latency(client, args.latency)
+            result["latency"] = await with_cpu(latency(client, args.latency), hub, running)
         return result
     finally:
         for p in procs:
