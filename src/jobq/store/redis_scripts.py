@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -26,7 +27,7 @@ from redis.exceptions import NoScriptError
 from jobq.core.retention import DEFAULT_FAILED_TTL, DEFAULT_RESULT_TTL
 from jobq.core.retry import DEFAULT_MAX_LOSSES, SUSPECT_LOSSES
 from jobq.core.timeline import FIRST_KEPT, MARKS_KEPT, PROGRESS_EVERY, PROGRESS_MARKS
-from jobq.errors import JobqError
+from jobq.errors import JobqError, Unavailable
 from jobq.store.redis_bus import BUS_AGE, BUS_LENGTH
 from jobq.store.redis_client import RedisClient
 from jobq.store.redis_codec import num
@@ -96,9 +97,10 @@ def _prelude(failed_ttl: float, result_ttl: float) -> str:
 
 
 def _lua_number(value: str) -> str:
+    """A number as a Lua literal (Lua has none for infinity)."""
     number = float(value)
-    if number != number or number in (float("inf"), float("-inf")):
-        return {"inf": "(1/0)", "-inf": "(-1/0)"}.get(repr(number), "(0/0)")
+    if math.isinf(number):
+        return "(1/0)" if number > 0 else "(-1/0)"
     return value
 
 
@@ -173,6 +175,8 @@ class Scripts:
         try:
             await self.client.cmd("FUNCTION", "LOAD", "REPLACE", self.library_source)
             self.functions = True
+        except Unavailable:
+            raise  # not an answer about functions: the store does not open
         except JobqError as exc:  # Redis before 7 (unknown command), or FUNCTION not allowed
             log.info("redis runs no functions (%s): the store calls its scripts by digest", exc)
             self.functions = False
