@@ -64,6 +64,23 @@ class Namespace:
             client.close()
 
 
+def forget_libraries() -> None:
+    """Delete the function libraries jobq's hubs loaded into the test server (functions live in
+    the server, in no DB and under no prefix). A hub still using one loads it again."""
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    except redis.RedisError:
+        return
+    try:
+        for library in client.function_list(library="jobq_*"):
+            name = library[library.index(b"library_name") + 1]
+            client.function_delete(name)
+    except redis.RedisError:
+        return  # no server, or one without functions: nothing was left
+    finally:
+        client.close()
+
+
 async def open_redis(url: str, now: float = 1_000_000.0) -> RedisStore:
     """The Redis store at ``url`` (a :class:`Namespace`'s), opened at ``now``."""
     store = open_store(url)
